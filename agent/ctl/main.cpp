@@ -1,0 +1,2 @@
+// placeholder, replaced by phonefarmctl
+int main() { return 0; }

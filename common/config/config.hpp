@@ -1,0 +1,91 @@
+// AgentConfig: the typed form of /etc/phonefarm-agent/agent.toml (DESIGN.md
+// lists every key and its default). Parsed once at start; unknown keys, wrong
+// types and out-of-range values are ConfigError exceptions that name the key
+// (and the line, when it came from a file).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace phonefarm {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ListenAddress {
+  std::string host = "127.0.0.1";  // IPv4/IPv6 literal or "localhost"
+  std::uint16_t port = 8787;       // 0 = pick a free port (tests)
+};
+
+struct HttpConfig {
+  std::chrono::seconds header_timeout{10};
+  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds request_timeout{30};
+  std::size_t max_body_bytes = 65536;
+  std::size_t max_connections = 512;
+};
+
+enum class ShutdownPolicy { kKeep, kCancel };
+
+struct WorkConfig {
+  std::string run_as = "phonefarm-work";
+  std::vector<std::string> allowed_command_prefixes{"/opt/phonefarm/jobs/"};
+  std::string cgroup_root;  // "" = detect our delegated subtree
+  bool wait_for_device = true;
+  ShutdownPolicy on_shutdown = ShutdownPolicy::kKeep;
+};
+
+struct AdbConfig {
+  std::string server_host = "127.0.0.1";
+  std::uint16_t server_port = 5037;
+  std::string adb_path = "/usr/bin/adb";
+};
+
+struct ResetConfig {
+  bool on_forced_cancel = true;
+  std::chrono::seconds adb_reconnect_timeout{20};
+  bool usb_reset = true;
+  std::chrono::seconds usb_reset_timeout{30};
+  bool hub_power_cycle = false;
+  std::chrono::seconds hub_power_off{3};
+};
+
+struct PhoneConfig {
+  std::string id;
+  std::string serial;
+  std::optional<std::string> usb_port;
+};
+
+struct AgentConfig {
+  ListenAddress listen;
+  std::filesystem::path state_dir = "/var/lib/phonefarm-agent";
+  std::filesystem::path tokens_file = "/etc/phonefarm-agent/tokens";
+  HttpConfig http;
+  WorkConfig work;
+  AdbConfig adb;
+  ResetConfig reset;
+  std::vector<PhoneConfig> phones;
+
+  const PhoneConfig* findPhone(std::string_view id) const;
+};
+
+// Parses TOML text; `origin` names the source in error messages (a path).
+// Throws ConfigError.
+AgentConfig parseConfig(std::string_view toml_text, std::string_view origin);
+// Reads and parses a file. Throws ConfigError (also when unreadable).
+AgentConfig loadConfigFile(const std::filesystem::path& path);
+// The built-in configuration of `phonefarm-agent --dev`: listen
+// 127.0.0.1:8787, state in ./var, tokens in ./var/tokens, three sample phones.
+AgentConfig devConfig();
+
+// "host:port" -> ListenAddress; throws ConfigError naming `key`.
+ListenAddress parseHostPort(std::string_view text, std::string_view key);
+
+}  // namespace phonefarm

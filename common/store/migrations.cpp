@@ -1,0 +1,149 @@
+// The schema. Times are integer milliseconds since the Unix epoch (UTC);
+// JSON-valued columns (requested_by, command, env) hold compact JSON text.
+#include "common/store/migrations.hpp"
+
+#include <array>
+#include <stdexcept>
+#include <string>
+
+namespace phonefarm::store {
+namespace {
+
+constexpr std::string_view kV1 = R"sql(
+CREATE TABLE processes (
+  seq                   INTEGER PRIMARY KEY AUTOINCREMENT,
+  process_id            TEXT NOT NULL UNIQUE,
+  status                TEXT NOT NULL CHECK (status IN
+                          ('queued','running','cancelling','succeeded','failed','cancelled')),
+  phone_id              TEXT NOT NULL,
+  account_id            TEXT NOT NULL,
+  capability_request_id TEXT NOT NULL,
+  requested_by          TEXT NOT NULL,
+  created_at            INTEGER NOT NULL,
+  updated_at            INTEGER NOT NULL,
+  -- the effective cancel (first accepted request, escalations folded in);
+  -- every request is also in cancel_audit
+  cancel_reason         TEXT,
+  cancel_strategy       TEXT,
+  cancel_requested_at   INTEGER,
+  cancel_force_at       INTEGER,
+  cancel_requested_by   TEXT
+);
+CREATE INDEX processes_by_status ON processes (status, seq);
+CREATE INDEX processes_by_phone ON processes (phone_id, seq);
+
+CREATE TABLE queue_items (
+  queue_item_id   TEXT PRIMARY KEY,
+  process_id      TEXT NOT NULL REFERENCES processes (process_id),
+  position        INTEGER NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN
+                    ('pending','executing','succeeded','failed','cancelled','skipped')),
+  command         TEXT NOT NULL,
+  env             TEXT NOT NULL,
+  timeout_seconds INTEGER,
+  stop_signal     TEXT NOT NULL,
+  started_at      INTEGER,
+  ended_at        INTEGER,
+  exit_code       INTEGER,
+  signal          TEXT,
+  note            TEXT,
+  UNIQUE (process_id, position)
+);
+
+CREATE TABLE executions (
+  execution_id      TEXT PRIMARY KEY,
+  queue_item_id     TEXT NOT NULL REFERENCES queue_items (queue_item_id),
+  runtime           TEXT NOT NULL,
+  cgroup            TEXT,
+  leader_pid        INTEGER,
+  leader_start_time INTEGER,
+  boot_id           TEXT,
+  started_at        INTEGER NOT NULL,
+  ended_at          INTEGER,
+  outcome           TEXT
+);
+CREATE INDEX executions_by_item ON executions (queue_item_id);
+
+CREATE TABLE cancel_audit (
+  id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+  process_id          TEXT NOT NULL REFERENCES processes (process_id),
+  queue_item_id       TEXT,
+  endpoint            TEXT NOT NULL,
+  requested_at        INTEGER NOT NULL,
+  reason              TEXT NOT NULL,
+  strategy            TEXT NOT NULL,
+  force_after_seconds INTEGER NOT NULL,
+  requested_by        TEXT NOT NULL,
+  outcome             TEXT NOT NULL,
+  termination_status  TEXT NOT NULL,
+  detail              TEXT
+);
+CREATE INDEX cancel_audit_by_process ON cancel_audit (process_id, id);
+
+CREATE TABLE escalations (
+  queue_item_id  TEXT PRIMARY KEY REFERENCES queue_items (queue_item_id),
+  process_id     TEXT NOT NULL REFERENCES processes (process_id),
+  force_at       INTEGER NOT NULL,
+  force_at_boot_ns INTEGER NOT NULL,
+  boot_id        TEXT NOT NULL,
+  created_at     INTEGER NOT NULL,
+  fired_at       INTEGER
+);
+
+CREATE TABLE phones (
+  phone_id   TEXT PRIMARY KEY,
+  serial     TEXT NOT NULL,
+  usb_port   TEXT,
+  health     TEXT NOT NULL DEFAULT 'ready',
+  updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE phone_resets (
+  reset_id     TEXT PRIMARY KEY,
+  phone_id     TEXT NOT NULL,
+  trigger      TEXT NOT NULL,
+  status       TEXT NOT NULL,
+  reason       TEXT,
+  requested_by TEXT,
+  requested_at INTEGER NOT NULL,
+  ended_at     INTEGER,
+  steps        TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, requested_at);
+)sql";
+
+constexpr std::array<std::string_view, 1> kMigrations{kV1};
+
+int userVersion(Db& db) {
+  Statement& st = db.prepare("PRAGMA user_version");
+  st.step();
+  const int v = static_cast<int>(st.getInt(0));
+  st.reset();
+  return v;
+}
+
+}  // namespace
+
+std::span<const std::string_view> migrations() { return kMigrations; }
+
+int migrate(Db& db) {
+  int version = userVersion(db);
+  if (version > static_cast<int>(kMigrations.size())) {
+    throw std::runtime_error("database schema version " + std::to_string(version) +
+                             " is newer than this agent supports (" + std::to_string(kMigrations.size()) + ")");
+  }
+  for (; version < static_cast<int>(kMigrations.size()); ++version) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(kMigrations[static_cast<std::size_t>(version)]);
+      db.exec("PRAGMA user_version = " + std::to_string(version + 1));
+      db.exec("COMMIT");
+    } catch (...) {
+      db.exec("ROLLBACK");
+      throw;
+    }
+  }
+  return version;
+}
+
+}  // namespace phonefarm::store
