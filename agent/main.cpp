@@ -1,2 +1,57 @@
-// placeholder, replaced by the daemon's entry point
-int main() { return 0; }
+// phonefarm-agent: parse the command line, load the config, run the daemon;
+// every failure ends here as one clear line and a non-zero exit.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "agent/daemon/daemon.hpp"
+#include "common/config/config.hpp"
+#include "common/config/dev_tokens.hpp"
+#include "common/config/tokens.hpp"
+#include "common/logging.hpp"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/phonefarm-agent/agent.toml";
+
+int checkConfig(const std::string& path) {
+  const phonefarm::AgentConfig config = phonefarm::loadConfigFile(path);
+  const phonefarm::TokenSet tokens = phonefarm::TokenSet::loadFile(config.tokens_file);
+  std::cout << path << ": OK (" << config.phones.size() << " phones; " << tokens.size() << " tokens in "
+            << config.tokens_file.string() << ")\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"phonefarm-agent: runs and cancels phone-farm work on this rack host"};
+  app.set_version_flag("--version", std::string("phonefarm-agent ") + PHONEFARM_VERSION);
+  std::string config_path = kDefaultConfig;
+  bool dev = false;
+  std::string log_level = "info";
+  app.add_option("--config", config_path, "agent config (TOML)")->capture_default_str();
+  app.add_flag("--dev", dev, "run with built-in development defaults (127.0.0.1:8787, state in ./var)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  auto* check = app.add_subcommand("check-config", "validate the config and the tokens file, then exit");
+  check->add_option("--config", config_path, "agent config (TOML)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    phonefarm::setupLogging(log_level);
+    if (*check) return checkConfig(config_path);
+    phonefarm::AgentConfig config;
+    if (dev) {
+      config = phonefarm::devConfig();
+      std::filesystem::create_directories(config.state_dir);
+      if (phonefarm::ensureDevTokensFile(config.tokens_file)) {
+        std::cerr << "dev tokens written to " << config.tokens_file.string() << "\n";
+      }
+    } else {
+      config = phonefarm::loadConfigFile(config_path);
+    }
+    return phonefarm::Daemon(std::move(config)).run();
+  } catch (const std::exception& e) {
+    std::cerr << "phonefarm-agent: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -85,6 +85,8 @@ class Store {
   void enqueue(Job job);
   void threadMain();
   void runBatch(std::deque<Job>& batch);
+  std::optional<Error> runJob(Job& job);
+  void rollbackBatch();
 
   StoreOptions options_;
   std::unique_ptr<Db> db_;
@@ -94,6 +96,7 @@ class Store {
   std::deque<Job> queue_;
   bool stopping_ = false;
   StoreStats stats_;
+  std::once_flag joined_;  // stop() may be called from several threads
   std::thread thread_;
 };
 

@@ -1,0 +1,134 @@
+// Routing, authentication, scopes and content-type checks of the API.
+#include "agent/api/api_handler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <optional>
+
+#include "agent/api/error_responses.hpp"
+
+namespace phonefarm::api {
+namespace {
+
+enum class Route { kHealthz, kReadyz, kProcesses, kProcess, kProcessCancel, kLegacyCancel };
+
+struct RouteMatch {
+  Route route;
+  std::string id;  // the {process_id} segment, if any
+};
+
+// Matches the path against the API's routes; nullopt = unknown path (404).
+std::optional<RouteMatch> matchRoute(std::string_view path) {
+  if (path == "/healthz") return RouteMatch{Route::kHealthz, {}};
+  if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
+  if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
+  if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
+  constexpr std::string_view kPrefix = "/processes/";
+  if (!path.starts_with(kPrefix)) return std::nullopt;
+  std::string_view rest = path.substr(kPrefix.size());
+  const auto slash = rest.find('/');
+  std::string_view id = rest.substr(0, slash);
+  if (id.empty()) return std::nullopt;
+  if (slash == std::string_view::npos) return RouteMatch{Route::kProcess, std::string(id)};
+  if (rest.substr(slash) == "/cancel") return RouteMatch{Route::kProcessCancel, std::string(id)};
+  return std::nullopt;
+}
+
+struct RouteRule {
+  std::string_view allow;  // methods, for 405's Allow header
+  bool needs_auth;
+  Scope get_scope;
+  Scope post_scope;
+};
+
+RouteRule ruleFor(Route r) {
+  switch (r) {
+    case Route::kHealthz:
+      return {"GET", false, Scope::kRead, Scope::kRead};
+    case Route::kReadyz:
+      return {"GET", true, Scope::kRead, Scope::kRead};
+    case Route::kProcesses:
+      return {"GET, POST", true, Scope::kRead, Scope::kSchedule};
+    case Route::kProcess:
+      return {"GET", true, Scope::kRead, Scope::kRead};
+    case Route::kProcessCancel:
+    case Route::kLegacyCancel:
+      return {"POST", true, Scope::kOperate, Scope::kOperate};
+  }
+  return {"", true, Scope::kSchedule, Scope::kSchedule};
+}
+
+bool methodAllowed(std::string_view allow, std::string_view method) {
+  // `allow` is a short list like "GET, POST"; HEAD is not served.
+  std::size_t pos = 0;
+  while (pos < allow.size()) {
+    auto end = allow.find(", ", pos);
+    if (allow.substr(pos, end - pos) == method) return true;
+    if (end == std::string_view::npos) break;
+    pos = end + 2;
+  }
+  return false;
+}
+
+bool isJsonContentType(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
+  while (!ct.empty() && (ct.back() == ' ' || ct.back() == '\t')) ct.remove_suffix(1);
+  std::string lower(ct);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
+}
+
+}  // namespace
+
+void ApiHandler::Call::reply(http::HttpResponse response) const {
+  response.log_principal = principal;
+  respond(std::move(response));
+}
+
+void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
+  auto call = std::make_shared<Call>();
+  call->respond = std::move(respond);
+  const auto q = request.target.find('?');
+  call->path = request.target.substr(0, q);
+  call->query = q == std::string::npos ? std::string() : request.target.substr(q + 1);
+  call->request = std::move(request);
+  try {
+    auto match = matchRoute(call->path);
+    if (!match) return call->reply(detailResponse(404, "Not found"));
+    const RouteRule rule = ruleFor(match->route);
+    const std::string& method = call->request.method;
+    if (!methodAllowed(rule.allow, method)) return call->reply(methodNotAllowedResponse(rule.allow));
+    if (rule.needs_auth) {
+      auto principal = s_.tokens.authenticate(call->request.authorization);
+      if (!principal) return call->reply(unauthorizedResponse());
+      call->principal = principal->name;
+      if (!scopeAllows(principal->scope, method == "GET" ? rule.get_scope : rule.post_scope)) {
+        return call->reply(forbiddenResponse());
+      }
+    }
+    if (call->request.has_body && !call->request.content_type.empty() &&
+        !isJsonContentType(call->request.content_type)) {
+      return call->reply(detailResponse(415, "Unsupported Media Type: send application/json"));
+    }
+    switch (match->route) {
+      case Route::kHealthz:
+        return getHealthz(call);
+      case Route::kReadyz:
+        return getReadyz(call);
+      case Route::kProcesses:
+        return method == "POST" ? postProcesses(call) : listProcesses(call);
+      case Route::kProcess:
+        return getProcess(call, std::move(match->id));
+      case Route::kProcessCancel:
+        return cancelProcess(call, std::move(match->id));
+      case Route::kLegacyCancel:
+        return cancelQueueItem(call);
+    }
+    call->reply(detailResponse(404, "Not found"));
+  } catch (const std::exception& e) {
+    call->reply(internalErrorResponse(e.what()));
+  }
+}
+
+}  // namespace phonefarm::api

@@ -1,0 +1,67 @@
+// ApiHandler: the request handler of the HTTP API (API.md) as a function
+// request -> response over the services; no sockets here. It routes, checks
+// the bearer token and its scope, checks the body's content type, validates,
+// and calls the resource (one .cpp per resource: health_api, processes_api,
+// cancel_api). Store completions are marshalled back to the I/O thread with
+// `post` before the response is built.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "agent/cancel/cancel_service.hpp"
+#include "agent/http/auth.hpp"
+#include "agent/http/http_message.hpp"
+#include "common/clock.hpp"
+#include "common/config/config.hpp"
+#include "common/store/store.hpp"
+
+namespace phonefarm::api {
+
+struct ApiServices {
+  const AgentConfig& config;
+  store::Store& store;
+  cancel::CancelService& cancels;
+  const Clock& clock;
+  const http::TokenRegistry& tokens;
+  // Runs a function on the thread that owns the connections.
+  std::function<void(std::function<void()>)> post;
+  // Extra fields for GET /readyz (e.g. the containment runtime), optional.
+  std::function<boost::json::object()> readiness_details;
+};
+
+class ApiHandler {
+ public:
+  explicit ApiHandler(ApiServices services) : s_(std::move(services)) {}
+
+  void handle(http::HttpRequest request, http::Responder respond);
+
+  // One request in flight: what it asked, who asked, how to answer.
+  struct Call {
+    http::HttpRequest request;
+    http::Responder respond;
+    std::string path;
+    std::string query;
+    std::string principal;  // token name, for the access log
+
+    void reply(http::HttpResponse response) const;
+  };
+  using CallPtr = std::shared_ptr<Call>;
+
+ private:
+  void getHealthz(const CallPtr& call);
+  void getReadyz(const CallPtr& call);
+  void postProcesses(const CallPtr& call);
+  void listProcesses(const CallPtr& call);
+  void getProcess(const CallPtr& call, std::string process_id);
+  void cancelProcess(const CallPtr& call, std::string process_id);
+  void cancelQueueItem(const CallPtr& call);
+
+  // Runs `fn` on the I/O thread (from a store completion).
+  void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
+
+  ApiServices s_;
+};
+
+}  // namespace phonefarm::api

@@ -1,0 +1,94 @@
+// GET /processes query string: percent-decoding and validation of the
+// filters (status, phone_id) and paging (limit, cursor). Unknown parameters
+// are ignored, like unknown body fields.
+#include <charconv>
+
+#include "agent/api/request_validation.hpp"
+#include "common/ids.hpp"
+
+namespace phonefarm::api {
+namespace {
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding; nullopt on a broken escape.
+std::optional<std::string> percentDecode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out.push_back(' ');
+    } else if (in[i] == '%') {
+      if (i + 2 >= in.size()) return std::nullopt;
+      const int hi = hexValue(in[i + 1]);
+      const int lo = hexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Validated<ListQuery> parseListQuery(std::string_view query) {
+  ListQuery q;
+  FieldErrors errors;
+  auto fail = [&errors](std::string_view key, std::string msg, std::string type) {
+    errors.push_back(FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
+  };
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    auto key = percentDecode(pair.substr(0, eq));
+    auto value = percentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (!key) continue;
+    if (!value) {
+      fail(*key, "Value error, malformed percent-encoding", "value_error");
+      continue;
+    }
+    if (*key == "status") {
+      q.status = parseProcessStatus(*value);
+      if (!q.status) {
+        fail(*key, "Input should be 'queued', 'running', 'cancelling', 'succeeded', 'failed' or 'cancelled'",
+             "literal_error");
+      }
+    } else if (*key == "phone_id") {
+      if (isValidId(*value)) {
+        q.phone_id = *value;
+      } else {
+        fail(*key, "String should match pattern '" + std::string(kIdPattern) + "'", "string_pattern_mismatch");
+      }
+    } else if (*key == "limit") {
+      std::int64_t n = 0;
+      auto [ptr, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+      if (value->empty() || ec != std::errc() || ptr != value->data() + value->size()) {
+        fail(*key, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
+      } else if (n < 1) {
+        fail(*key, "Input should be greater than or equal to 1", "greater_than_equal");
+      } else if (n > static_cast<std::int64_t>(kMaxListLimit)) {
+        fail(*key, "Input should be less than or equal to " + std::to_string(kMaxListLimit), "less_than_equal");
+      } else {
+        q.limit = static_cast<std::size_t>(n);
+      }
+    } else if (*key == "cursor") {
+      q.cursor = decodeCursor(*value);
+      if (!q.cursor) fail(*key, "Value error, not a cursor returned by this endpoint", "value_error");
+    }
+  }
+  if (!errors.empty()) return errors;
+  return q;
+}
+
+}  // namespace phonefarm::api

@@ -1,0 +1,89 @@
+// Validation of request bodies and query strings into typed requests, with
+// every problem reported as a FastAPI/Pydantic-style error entry
+// ({"loc": [...], "msg": ..., "type": ...}). Unknown fields are ignored.
+// Pure functions over text: the fuzz target drives them directly.
+#pragma once
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/model/process.hpp"
+
+namespace phonefarm::api {
+
+struct FieldError {
+  boost::json::array loc;  // e.g. ["body", "queue_items", 0, "command"]
+  std::string msg;
+  std::string type;
+};
+using FieldErrors = std::vector<FieldError>;
+
+template <class T>
+using Validated = std::variant<T, FieldErrors>;
+
+inline constexpr std::int64_t kMaxForceAfterSeconds = 2147483647;
+inline constexpr std::size_t kMaxReasonLength = 1000;
+inline constexpr std::size_t kMaxQueueItems = 100;
+inline constexpr std::int64_t kMaxTimeoutSeconds = 604800;
+
+struct CancelRequest {
+  std::string reason;
+  boost::json::object requested_by;
+  CancelStrategy strategy = CancelStrategy::kSoftThenForce;
+  std::int64_t force_after_seconds = 10;
+};
+
+struct LegacyCancelRequest {
+  std::string queue_item_id;
+  std::string reason;
+  boost::json::object requested_by;
+};
+
+struct ItemSpec {
+  std::optional<std::string> queue_item_id;
+  std::vector<std::string> command;
+  EnvList env;
+  std::optional<std::int64_t> timeout_seconds;
+  std::string stop_signal = "SIGTERM";
+};
+
+struct SubmitRequest {
+  std::optional<std::string> process_id;
+  std::string phone_id;
+  std::string account_id;
+  std::optional<std::string> capability_request_id;
+  boost::json::object requested_by;
+  std::vector<ItemSpec> items;
+};
+
+struct ListQuery {
+  std::optional<ProcessStatus> status;
+  std::optional<std::string> phone_id;
+  std::size_t limit = 100;
+  std::optional<std::int64_t> cursor;  // list rows strictly older than this sequence number
+};
+
+inline constexpr std::size_t kMaxListLimit = 500;
+
+Validated<CancelRequest> parseCancelRequest(std::string_view body);
+Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body);
+// `phone_known` says whether a phone_id is configured on this rack.
+Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
+                                            const std::function<bool(std::string_view)>& phone_known);
+Validated<ListQuery> parseListQuery(std::string_view query);
+
+// Cursor tokens are opaque to clients; they encode a row sequence number.
+std::string encodeCursor(std::int64_t seq);
+std::optional<std::int64_t> decodeCursor(std::string_view cursor);
+
+// A catchable signal name ("SIGTERM", "SIGUSR1", ...) or "none"; nullopt if invalid.
+bool isValidStopSignal(std::string_view name);
+
+}  // namespace phonefarm::api

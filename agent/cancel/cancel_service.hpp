@@ -1,0 +1,45 @@
+// CancelService: runs a cancel request against the store — loads the process,
+// plans the transition (cancel_plan.hpp), writes the new state and the audit
+// entry in one group-committed transaction — and, once it is durable, has the
+// WorkTerminator act on executing work. The completion gets the response data.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/cancel/cancel_plan.hpp"
+#include "agent/cancel/work_terminator.hpp"
+#include "common/clock.hpp"
+#include "common/result.hpp"
+#include "common/store/store.hpp"
+
+namespace phonefarm::cancel {
+
+struct CancelOutcome {
+  CancelPlan plan;  // plan.after is the process as stored
+  TerminationResult termination;
+};
+
+class CancelService {
+ public:
+  CancelService(store::Store& store, const Clock& clock, WorkTerminator& terminator)
+      : store_(store), clock_(clock), terminator_(terminator) {}
+
+  using Done = std::function<void(Result<CancelOutcome>)>;
+
+  // POST /processes/{id}/cancel. kNotFound when the process does not exist.
+  // `done` runs on the store thread.
+  void cancelProcess(std::string process_id, CancelInput input, Done done);
+  // POST /cancel (legacy). kNotFound when the queue item does not exist.
+  void cancelQueueItem(std::string queue_item_id, CancelInput input, Done done);
+
+ private:
+  void finish(Result<CancelPlan> planned, const Done& done);
+  store::Store& store_;
+  const Clock& clock_;
+  WorkTerminator& terminator_;
+};
+
+}  // namespace phonefarm::cancel

@@ -1,0 +1,415 @@
+// Loads agent.toml into AgentConfig. Every table is read through a Section
+// that records the keys it consumed, so whatever is left over is rejected as
+// unknown with its full dotted name and line: a typo in a key must never fall
+// back silently to a default on a production rack.
+#include "common/config/config.hpp"
+
+#include <arpa/inet.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+namespace phonefarm {
+namespace {
+
+constexpr std::int64_t kMaxHttpSeconds = 86400;
+constexpr std::int64_t kMaxResetSeconds = 3600;
+constexpr std::int64_t kMaxBodyBytes = 64 * 1024 * 1024;
+constexpr std::int64_t kMaxConnections = 100000;
+constexpr std::size_t kMaxPhoneIdLength = 128;
+constexpr std::size_t kMaxSerialLength = 128;
+
+// Keys and values may be quoted TOML strings holding anything; escape control
+// characters so that an error stays one readable log line.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+[[noreturn]] void failAt(std::string_view origin, const toml::source_region& where, const std::string& message) {
+  std::string text(origin);
+  if (where.begin.line != 0) text += ":" + std::to_string(where.begin.line);
+  throw ConfigError(text + ": " + message);
+}
+
+bool hasControlChar(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+}
+
+// Parses "host:port" into `out`; returns why it is not one ("" on success),
+// without the key, which the callers add in their own format.
+std::string splitHostPort(std::string_view text, ListenAddress& out) {
+  if (hasControlChar(text)) return "contains control characters";
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return "expected [IPv6 address]:port";
+    out.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+    in6_addr addr6{};
+    if (::inet_pton(AF_INET6, out.host.c_str(), &addr6) != 1) return "'" + out.host + "' is not an IPv6 address";
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "missing ':port'";
+    out.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) return "an IPv6 address must be in brackets, e.g. [::1]:8787";
+    in_addr addr4{};
+    if (out.host != "localhost" && ::inet_pton(AF_INET, out.host.c_str(), &addr4) != 1) {
+      return "host must be an IPv4 address, a bracketed IPv6 address or localhost";
+    }
+  }
+  const bool digits = !port.empty() && port.size() <= 5 &&
+                      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const long value = digits ? std::stol(std::string(port)) : -1;
+  if (value < 0 || value > 65535) return "port must be a number from 0 to 65535";
+  out.port = static_cast<std::uint16_t>(value);
+  return {};
+}
+
+// One TOML table under a dotted path ("http", "phones[2]"). Readers leave the
+// target alone (or return nullopt) when the key is absent, so the struct's
+// default stays in place; rejectUnknown() then flags every key not read.
+class Section {
+ public:
+  Section(std::string_view origin, const toml::table& table, std::string path)
+      : origin_(origin), table_(table), path_(std::move(path)) {}
+
+  std::string name(std::string_view key) const {
+    return printable(path_.empty() ? std::string(key) : path_ + "." + std::string(key));
+  }
+
+  [[noreturn]] void fail(const toml::node& at, std::string_view key, const std::string& what) const {
+    failAt(origin_, at.source(), "'" + name(key) + "' " + what);
+  }
+
+  // The node under `key` (nullptr when absent); marks the key as known.
+  const toml::node* find(std::string_view key) {
+    consumed_.emplace(key);
+    return table_.get(key);
+  }
+
+  std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return std::nullopt;
+    const auto* value = node->as_integer();
+    if (value == nullptr) fail(*node, key, "must be an integer");
+    const std::int64_t v = value->get();
+    if (v < min || v > max) {
+      fail(*node, key,
+           "must be from " + std::to_string(min) + " to " + std::to_string(max) + " (got " + std::to_string(v) + ")");
+    }
+    return v;
+  }
+
+  void seconds(std::string_view key, std::int64_t max, std::chrono::seconds& out) {
+    if (auto v = integer(key, 1, max)) out = std::chrono::seconds(*v);
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return;
+    const auto* value = node->as_boolean();
+    if (value == nullptr) fail(*node, key, "must be a boolean (true or false)");
+    out = value->get();
+  }
+
+  std::optional<std::string> string(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return std::nullopt;
+    const auto* value = node->as_string();
+    if (value == nullptr) fail(*node, key, "must be a string");
+    return value->get();
+  }
+
+  // A filesystem path: non-empty (unless allowed), no NUL, and absolute when
+  // the daemon would otherwise resolve it against an unpredictable cwd.
+  std::optional<std::string> path(std::string_view key, bool absolute, bool allow_empty) {
+    auto v = string(key);
+    if (v) checkPath(*find(key), key, *v, absolute, allow_empty);
+    return v;
+  }
+
+  void checkPath(const toml::node& at, std::string_view key, std::string_view v, bool absolute,
+                 bool allow_empty) const {
+    if (v.empty()) {
+      if (allow_empty) return;
+      fail(at, key, "must not be empty");
+    }
+    if (v.find('\0') != std::string_view::npos) fail(at, key, "must not contain NUL characters");
+    if (absolute && !v.starts_with('/')) fail(at, key, "must be an absolute path (got \"" + printable(v) + "\")");
+  }
+
+  const toml::table* table(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return nullptr;
+    const auto* value = node->as_table();
+    if (value == nullptr) fail(*node, key, "must be a table");
+    return value;
+  }
+
+  const toml::array* array(std::string_view key, std::string_view of_what) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return nullptr;
+    const auto* value = node->as_array();
+    if (value == nullptr) fail(*node, key, "must be an array of " + std::string(of_what));
+    return value;
+  }
+
+  // Throws for the earliest (by line) key that no reader asked for.
+  void rejectUnknown() const {
+    const toml::key* first = nullptr;
+    for (auto&& [key, node] : table_) {
+      if (consumed_.contains(key.str())) continue;
+      if (first == nullptr || key.source().begin.line < first->source().begin.line) first = &key;
+    }
+    if (first != nullptr) failAt(origin_, first->source(), "unknown key '" + name(first->str()) + "'");
+  }
+
+  std::string_view origin() const { return origin_; }
+  const toml::table& node() const { return table_; }
+
+ private:
+  std::string_view origin_;
+  const toml::table& table_;
+  std::string path_;
+  std::set<std::string, std::less<>> consumed_;
+};
+
+void readHostPort(Section& s, std::string_view key, bool allow_port_zero, std::string& host, std::uint16_t& port) {
+  auto text = s.string(key);
+  if (!text) return;
+  const toml::node& at = *s.find(key);
+  ListenAddress addr;
+  if (auto why = splitHostPort(*text, addr); !why.empty()) {
+    s.fail(at, key, "is not a valid \"host:port\" (\"" + printable(*text) + "\"): " + why);
+  }
+  if (!allow_port_zero && addr.port == 0) s.fail(at, key, "must not use port 0");
+  host = std::move(addr.host);
+  port = addr.port;
+}
+
+void readHttp(Section s, HttpConfig& http) {
+  s.seconds("header_timeout_seconds", kMaxHttpSeconds, http.header_timeout);
+  s.seconds("idle_timeout_seconds", kMaxHttpSeconds, http.idle_timeout);
+  s.seconds("request_timeout_seconds", kMaxHttpSeconds, http.request_timeout);
+  if (auto v = s.integer("max_body_bytes", 1, kMaxBodyBytes)) http.max_body_bytes = static_cast<std::size_t>(*v);
+  if (auto v = s.integer("max_connections", 1, kMaxConnections)) http.max_connections = static_cast<std::size_t>(*v);
+  s.rejectUnknown();
+}
+
+// Enum values go through a table so the accepted names live in one place.
+constexpr std::pair<std::string_view, ShutdownPolicy> kShutdownPolicies[] = {
+    {"keep", ShutdownPolicy::kKeep},
+    {"cancel", ShutdownPolicy::kCancel},
+};
+
+void readWork(Section s, WorkConfig& work) {
+  if (auto v = s.string("run_as")) {
+    if (v->empty() || hasControlChar(*v)) s.fail(*s.find("run_as"), "run_as", "must be a non-empty user name");
+    work.run_as = std::move(*v);
+  }
+  if (const toml::array* prefixes = s.array("allowed_command_prefixes", "absolute paths")) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < prefixes->size(); ++i) {
+      const toml::node& item = *prefixes->get(i);
+      const std::string key = "allowed_command_prefixes[" + std::to_string(i) + "]";
+      const auto* value = item.as_string();
+      if (value == nullptr) s.fail(item, key, "must be a string");
+      s.checkPath(item, key, value->get(), /*absolute=*/true, /*allow_empty=*/false);
+      out.push_back(value->get());
+    }
+    work.allowed_command_prefixes = std::move(out);
+  }
+  if (auto v = s.path("cgroup_root", /*absolute=*/true, /*allow_empty=*/true)) work.cgroup_root = std::move(*v);
+  s.boolean("wait_for_device", work.wait_for_device);
+  if (auto v = s.string("on_shutdown")) {
+    const auto* it = std::find_if(std::begin(kShutdownPolicies), std::end(kShutdownPolicies),
+                                  [&](const auto& entry) { return entry.first == *v; });
+    if (it == std::end(kShutdownPolicies)) {
+      s.fail(*s.find("on_shutdown"), "on_shutdown", "must be \"keep\" or \"cancel\" (got \"" + printable(*v) + "\")");
+    }
+    work.on_shutdown = it->second;
+  }
+  s.rejectUnknown();
+}
+
+void readAdb(Section s, AdbConfig& adb) {
+  readHostPort(s, "server", /*allow_port_zero=*/false, adb.server_host, adb.server_port);
+  if (auto v = s.path("adb_path", /*absolute=*/true, /*allow_empty=*/false)) adb.adb_path = std::move(*v);
+  s.rejectUnknown();
+}
+
+void readReset(Section s, ResetConfig& reset) {
+  s.boolean("on_forced_cancel", reset.on_forced_cancel);
+  s.seconds("adb_reconnect_timeout_seconds", kMaxResetSeconds, reset.adb_reconnect_timeout);
+  s.boolean("usb_reset", reset.usb_reset);
+  s.seconds("usb_reset_timeout_seconds", kMaxResetSeconds, reset.usb_reset_timeout);
+  s.boolean("hub_power_cycle", reset.hub_power_cycle);
+  s.seconds("hub_power_off_seconds", kMaxResetSeconds, reset.hub_power_off);
+  s.rejectUnknown();
+}
+
+bool isPhoneId(std::string_view id) {
+  return !id.empty() && id.size() <= kMaxPhoneIdLength && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == ':' || c == '-';
+  });
+}
+
+bool isSerial(std::string_view serial) {
+  return !serial.empty() && serial.size() <= kMaxSerialLength &&
+         std::none_of(serial.begin(), serial.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
+}
+
+// Linux USB port paths look like "<bus>-<port>[.<port>]*", e.g. "1-1.4".
+bool isUsbPort(std::string_view port) {
+  const auto dash = port.find('-');
+  if (dash == 0 || dash == std::string_view::npos || port.size() > 64) return false;
+  const auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
+  if (!std::all_of(port.begin(), port.begin() + static_cast<std::ptrdiff_t>(dash), isDigit)) return false;
+  bool after_separator = true;  // each '.'-separated port number must be non-empty
+  for (char c : port.substr(dash + 1)) {
+    if (isDigit(c)) {
+      after_separator = false;
+    } else if (c == '.' && !after_separator) {
+      after_separator = true;
+    } else {
+      return false;
+    }
+  }
+  return !after_separator;
+}
+
+PhoneConfig readPhone(Section s) {
+  PhoneConfig phone;
+  const auto required = [&](std::string_view key) {
+    auto v = s.string(key);
+    if (!v) failAt(s.origin(), s.node().source(), "'" + s.name(key) + "' is required");
+    return std::move(*v);
+  };
+  phone.id = required("id");
+  if (!isPhoneId(phone.id)) {
+    s.fail(*s.find("id"), "id",
+           "must be 1-128 characters of A-Z a-z 0-9 . _ : - (got \"" + printable(phone.id) + "\")");
+  }
+  phone.serial = required("serial");
+  if (!isSerial(phone.serial)) {
+    s.fail(*s.find("serial"), "serial", "must be 1-128 characters without whitespace or control characters");
+  }
+  if (auto port = s.string("usb_port")) {
+    if (!isUsbPort(*port)) {
+      s.fail(*s.find("usb_port"), "usb_port",
+             "must be a USB bus-port path like \"1-1.4\" (got \"" + printable(*port) + "\")");
+    }
+    phone.usb_port = std::move(*port);
+  }
+  s.rejectUnknown();
+  return phone;
+}
+
+void readPhones(std::string_view origin, const toml::array& phones, std::vector<PhoneConfig>& out) {
+  std::map<std::string, std::size_t, std::less<>> ids;
+  std::map<std::string, std::size_t, std::less<>> serials;
+  for (std::size_t i = 0; i < phones.size(); ++i) {
+    const toml::node& node = *phones.get(i);
+    const std::string path = "phones[" + std::to_string(i) + "]";
+    const auto* table = node.as_table();
+    if (table == nullptr) failAt(origin, node.source(), "'" + path + "' must be a table ([[phones]])");
+    PhoneConfig phone = readPhone(Section(origin, *table, path));
+    if (auto [it, fresh] = ids.emplace(phone.id, i); !fresh) {
+      failAt(origin, table->get("id")->source(),
+             "'" + path + ".id' duplicates phones[" + std::to_string(it->second) + "] (\"" + phone.id + "\")");
+    }
+    if (auto [it, fresh] = serials.emplace(phone.serial, i); !fresh) {
+      failAt(origin, table->get("serial")->source(),
+             "'" + path + ".serial' duplicates phones[" + std::to_string(it->second) + "] (\"" + phone.serial + "\")");
+    }
+    out.push_back(std::move(phone));
+  }
+}
+
+}  // namespace
+
+const PhoneConfig* AgentConfig::findPhone(std::string_view id) const {
+  for (const PhoneConfig& phone : phones) {
+    if (phone.id == id) return &phone;
+  }
+  return nullptr;
+}
+
+ListenAddress parseHostPort(std::string_view text, std::string_view key) {
+  ListenAddress addr;
+  if (auto why = splitHostPort(text, addr); !why.empty()) {
+    throw ConfigError("'" + std::string(key) + "' is not a valid \"host:port\" (\"" + printable(text) + "\"): " + why);
+  }
+  return addr;
+}
+
+AgentConfig parseConfig(std::string_view toml_text, std::string_view origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    failAt(origin, e.source(), std::string(e.description()));
+  }
+
+  AgentConfig config;
+  Section top(origin, root, "");
+  readHostPort(top, "listen", /*allow_port_zero=*/true, config.listen.host, config.listen.port);
+  // Relative state and token paths are allowed: --dev and tests run from a work tree.
+  if (auto v = top.path("state_dir", /*absolute=*/false, /*allow_empty=*/false)) config.state_dir = *v;
+  if (auto v = top.path("tokens_file", /*absolute=*/false, /*allow_empty=*/false)) config.tokens_file = *v;
+  if (const toml::table* t = top.table("http")) readHttp(Section(origin, *t, "http"), config.http);
+  if (const toml::table* t = top.table("work")) readWork(Section(origin, *t, "work"), config.work);
+  if (const toml::table* t = top.table("adb")) readAdb(Section(origin, *t, "adb"), config.adb);
+  if (const toml::table* t = top.table("reset")) readReset(Section(origin, *t, "reset"), config.reset);
+  if (const toml::array* a = top.array("phones", "tables ([[phones]])")) readPhones(origin, *a, config.phones);
+  top.rejectUnknown();
+  return config;
+}
+
+AgentConfig loadConfigFile(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec) throw ConfigError(path.string() + ": cannot read: " + ec.message());
+  if (!std::filesystem::is_regular_file(status)) throw ConfigError(path.string() + ": not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path.string() + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path.string() + ": read error");
+  return parseConfig(text.str(), path.string());
+}
+
+AgentConfig devConfig() {
+  AgentConfig config;
+  config.listen = ListenAddress{"127.0.0.1", 8787};
+  config.state_dir = "./var";
+  config.tokens_file = "./var/tokens";
+  config.phones = {
+      {"phone_01", "emulator-5554", std::nullopt},
+      {"phone_02", "emulator-5556", std::nullopt},
+      {"phone_03", "emulator-5558", std::nullopt},
+  };
+  return config;
+}
+
+}  // namespace phonefarm

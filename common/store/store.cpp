@@ -1,0 +1,192 @@
+// Store: the store thread and its group commit. Jobs queue up while the
+// previous batch is committing (the fsync is the slow part), and the next
+// batch takes all of them into one transaction, so N concurrent writers pay
+// for far fewer than N fsyncs. Each job runs in its own savepoint so one job's
+// failure does not cost the others their writes; only a failure of the
+// database itself (full, locked, I/O) loses the whole batch.
+#include "common/store/store.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/store/migrations.hpp"
+
+namespace phonefarm::store {
+namespace {
+
+// Not "j": a job may use short savepoint names of its own, and RELEASE
+// matches the innermost savepoint of that name.
+constexpr std::string_view kSavepoint = "SAVEPOINT store_job";
+constexpr std::string_view kRelease = "RELEASE store_job";
+constexpr std::string_view kRollbackJob = "ROLLBACK TO store_job; RELEASE store_job";
+
+// A job may leave a cached statement mid-step (a SELECT it stopped reading,
+// or a write that threw). Pending statements make RELEASE/ROLLBACK fail with
+// SQLITE_BUSY and keep read snapshots open, so reset them at job boundaries.
+void resetBusyStatements(sqlite3* db) {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(db, nullptr); s != nullptr; s = sqlite3_next_stmt(db, s)) {
+    if (sqlite3_stmt_busy(s)) sqlite3_reset(s);
+  }
+}
+
+// The transaction ended inside a job: the job ran COMMIT/ROLLBACK itself, or
+// swallowed an error after which SQLite rolled back on its own. Either way
+// the batch's earlier writes are gone.
+struct TransactionLost : std::runtime_error {
+  TransactionLost() : std::runtime_error("transaction ended inside a job") {}
+};
+
+}  // namespace
+
+Store::Store(StoreOptions options) : options_(std::move(options)) {
+  if (options_.max_batch == 0) options_.max_batch = 1;
+  db_ = Db::open(options_.path, DbOptions{options_.busy_timeout});
+  if (options_.max_page_count) {
+    // Per connection, not persisted: only this writer is limited.
+    db_->exec("PRAGMA max_page_count = " + std::to_string(*options_.max_page_count));
+  }
+  schema_version_ = migrate(*db_);
+  thread_ = std::thread([this] { threadMain(); });
+}
+
+Store::~Store() { stop(); }
+
+void Store::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  // From a completion (on the store thread) we cannot join ourselves; the
+  // thread exits once the queue is drained and the owner's stop() joins.
+  if (std::this_thread::get_id() == thread_.get_id()) return;
+  std::call_once(joined_, [this] {
+    if (thread_.joinable()) thread_.join();
+    db_.reset();  // close: checkpoints the WAL
+  });
+}
+
+StoreStats Store::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void Store::enqueue(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      queue_.push_back(std::move(job));
+      cv_.notify_one();
+      return;
+    }
+  }
+  // Outside the lock: the completion may submit again.
+  job.complete(makeError(ErrorKind::kUnavailable, "store stopped"));
+}
+
+void Store::threadMain() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued before stop() has run
+    // Everything that piled up during the last commit goes into this batch.
+    const std::size_t n = std::min(queue_.size(), options_.max_batch);
+    std::deque<Job> batch;
+    for (std::size_t i = 0; i < n; ++i) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    lock.unlock();
+    runBatch(batch);
+    lock.lock();
+  }
+}
+
+std::optional<Error> Store::runJob(Job& job) {
+  sqlite3* handle = db_->handle();
+  db_->exec(kSavepoint);
+  std::optional<Error> error;
+  try {
+    job.run(*db_);
+  } catch (const JobAbort& abort) {
+    error = abort.error;
+  } catch (const SqliteError& e) {
+    if (e.isUnavailable()) {
+      resetBusyStatements(handle);
+      throw;  // the database failed, not the job: the whole batch goes
+    }
+    error = makeError(ErrorKind::kInternal, e.what());
+  } catch (const std::exception& e) {
+    error = makeError(ErrorKind::kInternal, e.what());
+  } catch (...) {
+    error = makeError(ErrorKind::kInternal, "job threw a non-standard exception");
+  }
+  resetBusyStatements(handle);
+  if (sqlite3_get_autocommit(handle)) throw TransactionLost();
+  db_->exec(error ? kRollbackJob : kRelease);
+  return error;
+}
+
+void Store::rollbackBatch() {
+  sqlite3* handle = db_->handle();
+  resetBusyStatements(handle);
+  // After SQLITE_FULL / IOERR / NOMEM SQLite may already have rolled back;
+  // a ROLLBACK then would only fail with "no transaction is active".
+  if (sqlite3_get_autocommit(handle)) return;
+  try {
+    db_->exec("ROLLBACK");
+  } catch (const SqliteError& e) {
+    spdlog::error("store.rollback.failed error=\"{}\"", e.what());
+  }
+}
+
+void Store::runBatch(std::deque<Job>& batch) {
+  std::vector<std::optional<Error>> results(batch.size());
+  std::optional<Error> batchError;
+  try {
+    db_->exec("BEGIN IMMEDIATE");
+    for (std::size_t i = 0; i < batch.size(); ++i) results[i] = runJob(batch[i]);
+    db_->exec("COMMIT");
+  } catch (const SqliteError& e) {
+    // BEGIN/COMMIT/savepoint failures land here too: a SQLITE_BUSY on BEGIN
+    // is the writer lock held elsewhere, a SQLITE_FULL on COMMIT is the disk.
+    batchError = e.isUnavailable()
+                     ? makeError(ErrorKind::kUnavailable, std::string("database unavailable: ") + e.what())
+                     : makeError(ErrorKind::kInternal, e.what());
+  } catch (const std::exception& e) {
+    batchError = makeError(ErrorKind::kInternal, e.what());
+  }
+  if (batchError) {
+    rollbackBatch();
+    spdlog::warn("store.batch.failed jobs={} error=\"{}\"", batch.size(), batchError->message);
+  }
+
+  {
+    // Before the completions, so a caller woken by one sees it counted.
+    std::lock_guard lock(mutex_);
+    stats_.jobs += batch.size();
+    if (!batchError) ++stats_.commits;
+    stats_.max_batch = std::max<std::uint64_t>(stats_.max_batch, batch.size());
+  }
+
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    // A job that succeeded before the batch failed lost its writes with it.
+    std::optional<Error> outcome = batchError ? batchError : std::move(results[i]);
+    try {
+      batch[i].complete(std::move(outcome));
+    } catch (const std::exception& e) {
+      // One broken completion must not starve the rest of the batch.
+      spdlog::error("store.completion.threw error=\"{}\"", e.what());
+    } catch (...) {
+      spdlog::error("store.completion.threw error=\"non-standard exception\"");
+    }
+  }
+}
+
+}  // namespace phonefarm::store
