@@ -34,7 +34,9 @@ class AgentFixture : public ::testing::Test {
 
   void TearDown() override {
     client_.reset();
-    if (agent_ && agent_->running()) EXPECT_EQ(agent_->stop(SIGTERM, std::chrono::seconds(10)), 0);
+    if (agent_ && agent_->running()) {
+      EXPECT_EQ(agent_->stop(SIGTERM, std::chrono::seconds(10)), 0);
+    }
   }
 
   // Extra TOML appended to the config (e.g. an [http] table).

@@ -123,7 +123,8 @@ TEST_F(CancelApi, ValidationFailuresChangeNothing) {
                         Case{R"({"reason":"r",)", R"(["body"])", "json_invalid"}}) {
     auto r = call("POST", "/processes/strict/cancel", c.body, kOperateToken);
     ASSERT_EQ(r.status, 422) << c.body;
-    const auto& d = r.json().at("detail").at(0);
+    const auto body = r.json();
+    const auto& d = body.at("detail").at(0);
     EXPECT_EQ(json::serialize(d.at("loc")), c.loc) << c.body;
     EXPECT_EQ(d.at("type"), c.type) << c.body;
   }

@@ -94,7 +94,7 @@ TEST_F(ProcessesApi, GeneratedIdsAndConflicts) {
   const std::string id(r.json().at("process_id").as_string());
   EXPECT_EQ(id.size(), 36u);
   EXPECT_EQ(id[14], '4');  // UUID version 4
-  EXPECT_EQ(r.json().at("capability_request_id"), id);
+  EXPECT_EQ(r.json().at("capability_request_id").as_string(), id);
 
   submit("dup", 1);
   auto again = call("POST", "/processes",
@@ -112,7 +112,8 @@ TEST_F(ProcessesApi, ValidationErrorsListEveryProblem) {
   auto r = call("POST", "/processes",
                 R"({"phone_id":"phone_99","account_id":"","queue_items":[{"command":["relative"]},{}]})");
   ASSERT_EQ(r.status, 422);
-  const auto& detail = r.json().at("detail").as_array();
+  const auto body = r.json();
+  const auto& detail = body.at("detail").as_array();
   std::vector<std::string> locs;
   for (const auto& d : detail) {
     locs.push_back(json::serialize(d.at("loc")));
@@ -167,8 +168,9 @@ TEST_F(ProcessesApi, ListNewestFirstWithFiltersAndPaging) {
   for (int page = 0; page < 5; ++page) {
     auto r = call("GET", target, "", kReadToken);
     ASSERT_EQ(r.status, 200) << r.body;
-    for (const auto& p : r.json().at("processes").as_array()) seen.emplace_back(p.at("process_id").as_string());
-    const auto& next = r.json().at("next_cursor");
+    const auto body = r.json();
+    for (const auto& p : body.at("processes").as_array()) seen.emplace_back(p.at("process_id").as_string());
+    const auto& next = body.at("next_cursor");
     if (next.is_null()) break;
     target = "/processes?limit=2&cursor=" + std::string(next.as_string());
   }

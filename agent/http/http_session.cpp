@@ -1,0 +1,363 @@
+// One HTTP/1.1 connection, modelled on Beast's async server examples: read a
+// request under the right deadline, hand it to the RequestHandler, write the
+// answer, then either wait for the next request (keep-alive) or close. One
+// request at a time per connection; bytes of a pipelined request that arrive
+// with the previous one stay in the buffer and are parsed next.
+//
+// Deadlines, all through beast::tcp_stream (a timeout closes the socket):
+//   idle (between keep-alive requests) -> idle_timeout (header_timeout before the first)
+//   first byte .. end of header        -> header_timeout (defeats slow-header clients)
+//   body, and writing the response     -> request_timeout
+//   waiting for the handler            -> none (the server's shutdown grace bounds it)
+#include "agent/http/http_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <optional>
+#include <string_view>
+
+namespace phonefarm::http::detail {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using boost::asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kHeaderLimit = 16 * 1024;
+constexpr std::size_t kReadChunk = 4096;
+// When a connection closes with input we have not read (an error answered
+// before the body was read, pipelined bytes), we half-close and drain for a
+// moment first: closing with unread input makes the kernel send RST, which can
+// destroy the response before the client reads it (e.g. a 413 mid-upload).
+constexpr std::chrono::milliseconds kLingerTimeout{1000};
+constexpr std::string_view kServerName = "phonefarm-agent";
+
+HttpResponse detailResponse(int status, std::string_view detail) {
+  HttpResponse res;
+  res.status = status;
+  res.body = std::string(R"({"detail":")") + std::string(detail) + "\"}";
+  return res;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+// The server owns framing and connection management; a handler header that
+// contradicted it (or carried CR/LF) would corrupt the response stream.
+bool extraHeaderAllowed(std::string_view name, std::string_view value) {
+  if (name.empty() || name.find_first_of("\r\n:") != std::string_view::npos) return false;
+  if (value.find_first_of("\r\n") != std::string_view::npos) return false;
+  return !iequals(name, "content-length") && !iequals(name, "transfer-encoding") && !iequals(name, "connection");
+}
+
+bool isHttpProtocolError(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();
+}
+
+class BeastSession;
+
+// Shared by every copy of one request's Responder. Answers exactly once; if
+// the handler loses the Responder without answering, the client gets a 500
+// instead of a connection that hangs until shutdown.
+class ResponderState {
+ public:
+  ResponderState(std::weak_ptr<BeastSession> session, std::shared_ptr<PostGate> gate)
+      : session_(std::move(session)), gate_(std::move(gate)) {}
+  ResponderState(const ResponderState&) = delete;
+  ResponderState& operator=(const ResponderState&) = delete;
+
+  ~ResponderState() {
+    if (answered_.exchange(true)) return;
+    if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
+  }
+
+  void answer(HttpResponse response) {
+    if (answered_.exchange(true)) {
+      spdlog::error("http.responder.answered_twice status={}", response.status);
+      return;
+    }
+    deliver(std::move(response));
+  }
+
+  // For the server's own fallback (handler threw): silent if already answered.
+  void answerIfUnanswered(HttpResponse response) {
+    if (!answered_.exchange(true)) deliver(std::move(response));
+  }
+
+ private:
+  bool deliver(HttpResponse response);
+
+  std::weak_ptr<BeastSession> session_;
+  std::shared_ptr<PostGate> gate_;
+  std::atomic<bool> answered_{false};
+};
+
+class BeastSession final : public HttpSession, public std::enable_shared_from_this<BeastSession> {
+ public:
+  BeastSession(tcp::socket socket, SessionHost& host, std::string peer)
+      : host_(host), stream_(std::move(socket)), peer_(std::move(peer)) {}
+
+  void start() override { doIdleRead(); }
+
+  void onServerShutdown() override {
+    if (state_ == State::kIdle) closeNow();
+  }
+
+  void forceClose() override { closeNow(); }
+
+  // Runs on the io_context thread (posted by ResponderState).
+  void onResponse(HttpResponse response) {
+    if (state_ != State::kHandling) return;  // force-closed meanwhile
+    writeResponse(std::move(response), request_keep_alive_ && !host_.shuttingDown());
+  }
+
+ private:
+  enum class State { kIdle, kReadingHeader, kReadingBody, kHandling, kWriting, kLingering, kClosed };
+
+  const HttpServerOptions& opts() const { return host_.options(); }
+
+  void doIdleRead() {
+    state_ = State::kIdle;
+    if (buffer_.size() > 0) return doReadHeader();  // a pipelined request is already here
+    // A fresh connection gets only header_timeout to start talking: a client
+    // that connects and stays silent should not hold a slot for idle_timeout.
+    stream_.expires_after(first_request_ ? opts().header_timeout : opts().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (self->state_ == State::kClosed) return;
+                              self->buffer_.commit(n);
+                              if (ec) return self->closeNow();  // eof, idle timeout, reset: nobody to answer
+                              self->doReadHeader();
+                            });
+  }
+
+  void doReadHeader() {
+    state_ = State::kReadingHeader;
+    started_ = Clock::now();
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    // Also rejects a Content-Length above the limit as soon as the header is parsed.
+    parser_->body_limit(opts().max_body_bytes);
+    stream_.expires_after(opts().header_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onHeader(ec); });
+  }
+
+  void onHeader(beast::error_code ec) {
+    if (state_ == State::kClosed) return;
+    if (ec) return onReadError(ec);
+    first_request_ = false;
+    if (parser_->is_done()) return dispatch();
+    state_ = State::kReadingBody;
+    stream_.expires_after(opts().request_timeout);
+    const auto expect = parser_->get()[bhttp::field::expect];
+    if (iequals(expect, "100-continue")) return writeContinue();
+    doReadBody();
+  }
+
+  // The client waits for this before sending the body (curl does for large ones).
+  void writeContinue() {
+    continue_.emplace(bhttp::status::continue_, parser_->get().version());
+    bhttp::async_write(stream_, *continue_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->continue_.reset();
+      if (self->state_ == State::kClosed) return;
+      if (ec) return self->closeNow();
+      self->doReadBody();
+    });
+  }
+
+  void doReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (self->state_ == State::kClosed) return;
+      if (ec) return self->onReadError(ec);
+      self->dispatch();
+    });
+  }
+
+  void onReadError(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) return respondErrorAndClose(413, "Request body too large");
+    if (ec == bhttp::error::header_limit) return respondErrorAndClose(431, "Request header fields too large");
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || !isHttpProtocolError(ec)) {
+      // The client went away or timed out (tcp_stream has closed the socket).
+      if (ec == beast::error::timeout) spdlog::debug("http.connection.timeout peer={}", peer_);
+      return closeNow();
+    }
+    respondErrorAndClose(400, "Malformed HTTP request");
+  }
+
+  void respondErrorAndClose(int status, std::string_view detail) {
+    // The start line may have been parsed before the error; log what we know.
+    const auto& header = parser_->get();
+    log_method_ = header.method_string().empty() ? "-" : std::string(header.method_string());
+    log_path_ = header.target().empty() ? "-" : std::string(header.target().substr(0, header.target().find('?')));
+    is_head_ = false;
+    request_consumed_ = false;
+    writeResponse(detailResponse(status, detail), false);
+  }
+
+  void dispatch() {
+    state_ = State::kHandling;
+    stream_.expires_never();
+    host_.countRequest();
+    const bool chunked = parser_->chunked();
+    const auto content_length = parser_->content_length();
+    request_consumed_ = true;
+    auto message = parser_->release();
+    parser_.reset();
+    request_keep_alive_ = message.keep_alive();
+    version_ = message.version();
+    is_head_ = message.method() == bhttp::verb::head;
+
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    request.authorization = std::string(message[bhttp::field::authorization]);
+    request.content_type = std::string(message[bhttp::field::content_type]);
+    request.body = std::move(message.body());
+    request.has_body = !request.body.empty() || chunked || (content_length && *content_length > 0);
+    request.peer = peer_;
+    log_method_ = request.method;
+    log_path_ = request.target.substr(0, request.target.find('?'));
+
+    auto state = std::make_shared<ResponderState>(weak_from_this(), host_.gate());
+    Responder responder = [state](HttpResponse response) { state->answer(std::move(response)); };
+    try {
+      host_.handler()(std::move(request), std::move(responder));
+    } catch (const std::exception& e) {
+      spdlog::error("http.handler.failed path={} error={}", log_path_, e.what());
+      state->answerIfUnanswered(detailResponse(500, "Internal error"));
+    } catch (...) {
+      spdlog::error("http.handler.failed path={} error=unknown", log_path_);
+      state->answerIfUnanswered(detailResponse(500, "Internal error"));
+    }
+  }
+
+  void writeResponse(HttpResponse response, bool keep_alive) {
+    state_ = State::kWriting;
+    log_status_ = (response.status >= 200 && response.status <= 599) ? response.status : 500;
+    log_principal_ = response.log_principal.empty() ? "-" : std::move(response.log_principal);
+
+    bhttp::response<bhttp::string_body> res;
+    res.version(version_);
+    res.result(static_cast<unsigned>(log_status_));
+    res.set(bhttp::field::server, kServerName);
+    if (!response.content_type.empty()) res.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) {
+      if (extraHeaderAllowed(name, value)) {
+        res.insert(name, value);
+      } else {
+        spdlog::error("http.response.header_rejected path={} name={}", log_path_, name);
+      }
+    }
+    // These statuses must not carry a body (prepare_payload would throw).
+    if (log_status_ == 204 || log_status_ == 304) response.body.clear();
+    res.body() = std::move(response.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    if (is_head_) res.body().clear();  // HEAD: the Content-Length of the GET, no body
+    response_.emplace(std::move(res));
+
+    stream_.expires_after(opts().request_timeout);
+    bhttp::async_write(stream_, *response_,
+                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onWritten(ec); });
+  }
+
+  void onWritten(beast::error_code ec) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+    spdlog::info("http.request method={} path={} status={} us={} principal={}", log_method_, log_path_, log_status_, us,
+                 log_principal_);
+    const bool keep_alive = response_->keep_alive();
+    response_.reset();
+    if (state_ == State::kClosed) return;
+    if (ec) return closeNow();
+    // Shutdown may have begun while a keep-alive response was being written.
+    if (!keep_alive || host_.shuttingDown()) return closeAfterResponse();
+    version_ = 11;
+    is_head_ = false;
+    doIdleRead();
+  }
+
+  void closeAfterResponse() {
+    beast::error_code ec;
+    const auto unread = stream_.socket().available(ec);
+    if (ec || (request_consumed_ && buffer_.size() == 0 && unread == 0)) return closeNow();
+    state_ = State::kLingering;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return closeNow();
+    buffer_.clear();                        // unanswered pipelined bytes are dropped with the connection
+    stream_.expires_after(kLingerTimeout);  // bounds the whole drain, not each read
+    doDrain();
+  }
+
+  void doDrain() {
+    stream_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (self->state_ == State::kClosed) return;
+                              self->buffer_.commit(n);
+                              self->buffer_.clear();
+                              if (ec) return self->closeNow();  // eof: the client has closed too
+                              self->doDrain();
+                            });
+  }
+
+  void closeNow() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    auto self = shared_from_this();  // sessionEnded() drops the host's reference
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();  // also cancels pending operations and the deadline
+    host_.sessionEnded(*this);
+  }
+
+  SessionHost& host_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::string peer_;
+  State state_ = State::kIdle;
+  bool first_request_ = true;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::response<bhttp::empty_body>> continue_;
+  std::optional<bhttp::response<bhttp::string_body>> response_;
+  // About the request being answered.
+  unsigned version_ = 11;
+  bool request_keep_alive_ = false;
+  bool is_head_ = false;
+  bool request_consumed_ = false;  // false after an error answered mid-request
+  Clock::time_point started_{};
+  std::string log_method_ = "-";
+  std::string log_path_ = "-";
+  int log_status_ = 0;
+  std::string log_principal_ = "-";
+};
+
+bool ResponderState::deliver(HttpResponse response) {
+  return gate_->post([session = session_, response = std::move(response)]() mutable {
+    if (auto s = session.lock()) s->onResponse(std::move(response));
+  });
+}
+
+}  // namespace
+
+std::shared_ptr<HttpSession> makeHttpSession(tcp::socket socket, SessionHost& host, std::string peer) {
+  return std::make_shared<BeastSession>(std::move(socket), host, std::move(peer));
+}
+
+}  // namespace phonefarm::http::detail
