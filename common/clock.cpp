@@ -1,8 +1,8 @@
 // System clock and RFC 3339 formatting.
 #include "common/clock.hpp"
 
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 namespace phonefarm {
 

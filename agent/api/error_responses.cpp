@@ -1,8 +1,9 @@
 // Error bodies in the shapes the control plane's FastAPI clients parse.
 #include "agent/api/error_responses.hpp"
 
-#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
+
+#include <boost/json/serialize.hpp>
 
 #include "common/ids.hpp"
 

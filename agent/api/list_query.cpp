@@ -43,7 +43,8 @@ Validated<ListQuery> parseListQuery(std::string_view query) {
   ListQuery q;
   FieldErrors errors;
   auto fail = [&errors](std::string_view key, std::string msg, std::string type) {
-    errors.push_back(FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
+    errors.push_back(
+        FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
   };
   while (!query.empty()) {
     const auto amp = query.find('&');

@@ -1,7 +1,8 @@
 // POST /processes (submit), GET /processes (list, newest first, cursor
 // paging) and GET /processes/{id}.
-#include <boost/json/object.hpp>
 #include <spdlog/spdlog.h>
+
+#include <boost/json/object.hpp>
 
 #include "agent/api/api_handler.hpp"
 #include "agent/api/error_responses.hpp"

@@ -193,8 +193,7 @@ void parseEnv(const json::object& item, const json::array& base, Errors& errors,
     if (!isEnvName(kv.key())) {
       errors.add(std::move(key_loc), "Value error, not a valid environment variable name", "value_error");
     } else if (isReservedEnv(kv.key())) {
-      errors.add(std::move(key_loc), "Value error, PHONEFARM_* and ANDROID_SERIAL are set by the agent",
-                 "value_error");
+      errors.add(std::move(key_loc), "Value error, PHONEFARM_* and ANDROID_SERIAL are set by the agent", "value_error");
     } else if (!kv.value().is_string()) {
       errors.add(std::move(key_loc), "Input should be a valid string", "string_type");
     } else if (hasNul(kv.value().as_string())) {
@@ -333,7 +332,7 @@ std::optional<std::int64_t> decodeCursor(std::string_view cursor) {
 }
 
 bool isValidStopSignal(std::string_view name) {
-  static constexpr std::string_view kCatchable[] = {"SIGTERM", "SIGINT",  "SIGHUP",  "SIGQUIT", "SIGUSR1",
+  static constexpr std::string_view kCatchable[] = {"SIGTERM", "SIGINT",  "SIGHUP",   "SIGQUIT", "SIGUSR1",
                                                     "SIGUSR2", "SIGALRM", "SIGWINCH", "SIGPWR",  "none"};
   for (auto s : kCatchable) {
     if (s == name) return true;

@@ -35,10 +35,9 @@ void finishAudit(CancelPlan& plan) {
 // already in force (if any). Later requests may only escalate.
 void planExecuting(CancelPlan& plan, const CancelInput& in, WallMs now, const std::optional<CancelRecord>& prior) {
   const bool kill = isImmediateKill(in);
-  const std::optional<WallMs> requested_force =
-      in.strategy == CancelStrategy::kSoftThenForce && !kill
-          ? std::optional<WallMs>(now + in.force_after_seconds * 1000)
-          : std::nullopt;
+  const std::optional<WallMs> requested_force = in.strategy == CancelStrategy::kSoftThenForce && !kill
+                                                    ? std::optional<WallMs>(now + in.force_after_seconds * 1000)
+                                                    : std::nullopt;
   if (!prior) {
     if (kill) {
       plan.action = TerminationAction::kKill;

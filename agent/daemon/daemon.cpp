@@ -21,8 +21,8 @@ int Daemon::run() {
   StateDirLock lock(config_.state_dir);
   http::TokenRegistry tokens(TokenSet::loadFile(config_.tokens_file));
   spdlog::info("auth.tokens_loaded file={} tokens={}", config_.tokens_file.string(), tokens.size());
-  if (tokens.size() == 0) spdlog::warn("auth.no_tokens file={} every authenticated request will get 401",
-                                       config_.tokens_file.string());
+  if (tokens.size() == 0)
+    spdlog::warn("auth.no_tokens file={} every authenticated request will get 401", config_.tokens_file.string());
 
   store::StoreOptions store_options;
   store_options.path = config_.state_dir / "agent.db";
@@ -35,13 +35,12 @@ int Daemon::run() {
   cancel::CancelService cancels(store, clock, terminator);
 
   std::unique_ptr<api::ApiHandler> api;
-  http::HttpServer server(http::makeHttpServerOptions(config_.listen, config_.http),
-                          [&api](http::HttpRequest req, http::Responder respond) {
-                            api->handle(std::move(req), std::move(respond));
-                          });
-  api = std::make_unique<api::ApiHandler>(api::ApiServices{
-      config_, store, cancels, clock, tokens, [&server](std::function<void()> fn) { server.post(std::move(fn)); },
-      nullptr});
+  http::HttpServer server(
+      http::makeHttpServerOptions(config_.listen, config_.http),
+      [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); });
+  api = std::make_unique<api::ApiHandler>(
+      api::ApiServices{config_, store, cancels, clock, tokens,
+                       [&server](std::function<void()> fn) { server.post(std::move(fn)); }, nullptr});
 
   auto stop = [&server](const char* why) {
     spdlog::info("agent.stopping signal={}", why);
@@ -57,14 +56,17 @@ int Daemon::run() {
     } catch (const std::exception& e) {
       spdlog::error("auth.tokens_reload_failed keeping the previous tokens: {}", e.what());
     }
+    spdlog::default_logger()->flush();
   });
 
   server.start();
   ::sd_notify(0, "READY=1");
   spdlog::info("agent.ready version={} phones={}", PHONEFARM_VERSION, config_.phones.size());
+  spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
   server.run();
   store.stop();  // every queued job runs and commits before we exit
   spdlog::info("agent.stopped");
+  spdlog::default_logger()->flush();
   return 0;
 }
 

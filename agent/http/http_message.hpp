@@ -12,8 +12,8 @@
 namespace phonefarm::http {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ... exactly as received
-  std::string target;  // path + optional "?query", as received
+  std::string method;         // "GET", "POST", ... exactly as received
+  std::string target;         // path + optional "?query", as received
   std::string authorization;  // value of the Authorization header, "" if absent
   std::string content_type;   // value of Content-Type, "" if absent
   bool has_body = false;      // a body was sent (Content-Length > 0 or chunked)

@@ -33,9 +33,7 @@ bool isTerminal(ProcessStatus s) {
   return s == ProcessStatus::kSucceeded || s == ProcessStatus::kFailed || s == ProcessStatus::kCancelled;
 }
 
-bool isTerminal(ItemStatus s) {
-  return s != ItemStatus::kPending && s != ItemStatus::kExecuting;
-}
+bool isTerminal(ItemStatus s) { return s != ItemStatus::kPending && s != ItemStatus::kExecuting; }
 
 const QueueItem* Process::executingItem() const {
   for (const auto& item : items) {

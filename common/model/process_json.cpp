@@ -124,7 +124,8 @@ std::string serializeEnv(const EnvList& env) {
 
 EnvList parseStoredEnv(std::string_view text) {
   EnvList env;
-  for (const auto& kv : parseStoredObject(text)) env.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
+  for (const auto& kv : parseStoredObject(text))
+    env.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
   return env;
 }
 

@@ -110,7 +110,7 @@ void Store::threadMain() {
 
 std::optional<Error> Store::runJob(Job& job) {
   sqlite3* handle = db_->handle();
-  db_->exec(kSavepoint);
+  db_->prepare(kSavepoint).run();  // cached: no SQL parsing per job
   std::optional<Error> error;
   try {
     job.run(*db_);
@@ -129,7 +129,11 @@ std::optional<Error> Store::runJob(Job& job) {
   }
   resetBusyStatements(handle);
   if (sqlite3_get_autocommit(handle)) throw TransactionLost();
-  db_->exec(error ? kRollbackJob : kRelease);
+  if (error) {
+    db_->exec(kRollbackJob);
+  } else {
+    db_->prepare(kRelease).run();
+  }
   return error;
 }
 
@@ -150,9 +154,9 @@ void Store::runBatch(std::deque<Job>& batch) {
   std::vector<std::optional<Error>> results(batch.size());
   std::optional<Error> batchError;
   try {
-    db_->exec("BEGIN IMMEDIATE");
+    db_->prepare("BEGIN IMMEDIATE").run();
     for (std::size_t i = 0; i < batch.size(); ++i) results[i] = runJob(batch[i]);
-    db_->exec("COMMIT");
+    db_->prepare("COMMIT").run();
   } catch (const SqliteError& e) {
     // BEGIN/COMMIT/savepoint failures land here too: a SQLITE_BUSY on BEGIN
     // is the writer lock held elsewhere, a SQLITE_FULL on COMMIT is the disk.

@@ -6,8 +6,8 @@
 //
 //   cancel_bench [-n 20000] [-c 64] [-r 3] [--dir /var/tmp] [--agent PATH]
 #include <signal.h>
-#include <sys/stat.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,15 +48,13 @@ struct Agent {
   std::thread reader;
 };
 
-void writeFile(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void writeFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 Agent startAgent(const Options& o, const std::string& dir) {
   writeFile(dir + "/tokens", std::string("bench schedule ") + kToken + "\n");
   ::chmod((dir + "/tokens").c_str(), 0600);
-  writeFile(dir + "/agent.toml", "listen = \"127.0.0.1:0\"\nstate_dir = \"" + dir + "/state\"\ntokens_file = \"" +
-                                     dir + "/tokens\"\n[http]\nmax_connections = 1024\n"
+  writeFile(dir + "/agent.toml", "listen = \"127.0.0.1:0\"\nstate_dir = \"" + dir + "/state\"\ntokens_file = \"" + dir +
+                                     "/tokens\"\n[http]\nmax_connections = 1024\n"
                                      "[[phones]]\nid = \"phone_01\"\nserial = \"bench-1\"\n");
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe");
@@ -164,11 +162,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const std::string value = argv[i + 1];
-    if (flag == "-n") o.n = std::stoul(value);
-    else if (flag == "-c") o.connections = std::stoul(value);
-    else if (flag == "-r") o.runs = std::stoi(value);
-    else if (flag == "--dir") o.dir = value;
-    else if (flag == "--agent") o.agent = value;
+    if (flag == "-n")
+      o.n = std::stoul(value);
+    else if (flag == "-c")
+      o.connections = std::stoul(value);
+    else if (flag == "-r")
+      o.runs = std::stoi(value);
+    else if (flag == "--dir")
+      o.dir = value;
+    else if (flag == "--agent")
+      o.agent = value;
     else {
       std::fprintf(stderr, "usage: cancel_bench [-n N] [-c K] [-r RUNS] [--dir DIR] [--agent PATH]\n");
       return 2;

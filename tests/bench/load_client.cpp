@@ -110,8 +110,7 @@ LoadResult runLoad(const std::string& host, std::uint16_t port, std::size_t conn
       int status = 0;
       while (std::size_t len = completeResponse(c.in, status)) {
         c.in.erase(0, len);
-        result.latencies_us.push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - c.started).count());
+        result.latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - c.started).count());
         result.statuses.push_back(status);
         ++done;
         send_next(c);

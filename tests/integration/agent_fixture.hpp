@@ -45,9 +45,11 @@ class AgentFixture : public ::testing::Test {
   void writeConfig() {
     writeFile(configPath(),
               "listen = \"127.0.0.1:0\"\n"
-              "state_dir = \"" + (dir_.path() / "state").string() + "\"\n"
-              "tokens_file = \"" + (dir_.path() / "tokens").string() + "\"\n" +
-                  extraConfig() +
+              "state_dir = \"" +
+                  (dir_.path() / "state").string() +
+                  "\"\n"
+                  "tokens_file = \"" +
+                  (dir_.path() / "tokens").string() + "\"\n" + extraConfig() +
                   "[[phones]]\nid = \"phone_01\"\nserial = \"127.0.0.1:5555\"\n"
                   "[[phones]]\nid = \"phone_02\"\nserial = \"R58M123ABC\"\nusb_port = \"1-1.4\"\n",
               0600);
@@ -57,8 +59,7 @@ class AgentFixture : public ::testing::Test {
 
   void startAgent() {
     agent_ = std::make_unique<AgentProcess>(PHONEFARM_AGENT_BINARY,
-                                            std::vector<std::string>{"--config", configPath().string()},
-                                            dir_.path());
+                                            std::vector<std::string>{"--config", configPath().string()}, dir_.path());
     port_ = agent_->waitForListening(std::chrono::seconds(20));
     ASSERT_NE(port_, 0);
     client_ = std::make_unique<HttpClient>("127.0.0.1", port_);
@@ -97,8 +98,8 @@ class AgentFixture : public ::testing::Test {
   }
 
   static std::string cancelBody(const std::string& strategy = "soft_then_force", int force_after = 10) {
-    return R"({"reason":"test","strategy":")" + strategy + R"(","force_after_seconds":)" +
-           std::to_string(force_after) + R"(,"requested_by":{"system":"test"}})";
+    return R"({"reason":"test","strategy":")" + strategy + R"(","force_after_seconds":)" + std::to_string(force_after) +
+           R"(,"requested_by":{"system":"test"}})";
   }
 
   TempDir dir_;

@@ -32,9 +32,9 @@ TEST_F(CancelApi, SeedExampleReproduced) {
                        "command": ["/opt/phonefarm/jobs/post.sh"]}]})");
   ASSERT_EQ(submitted.status, 201) << submitted.body;
 
-  auto r = client_->request("POST", "/processes/3e6f2e7b-4e3c-4c7c-b8d7-0c53d83f9870/cancel", kSeedRequestBody,
-                            {{"Authorization", std::string("Bearer ") + kOperateToken},
-                             {"Content-Type", "application/json"}});
+  auto r = client_->request(
+      "POST", "/processes/3e6f2e7b-4e3c-4c7c-b8d7-0c53d83f9870/cancel", kSeedRequestBody,
+      {{"Authorization", std::string("Bearer ") + kOperateToken}, {"Content-Type", "application/json"}});
   ASSERT_EQ(r.status, 200) << r.body;
   const auto body = r.json().as_object();
   // Every field of the seed's response example, with the seed's values.
@@ -108,19 +108,19 @@ TEST_F(CancelApi, ValidationFailuresChangeNothing) {
     const char* loc;
     const char* type;
   };
-  for (const Case& c : {Case{R"({"requested_by":{}})", R"(["body","reason"])", "missing"},
-                        Case{R"({"reason":"r"})", R"(["body","requested_by"])", "missing"},
-                        Case{R"({"reason":"r","requested_by":{},"strategy":"kill"})", R"(["body","strategy"])",
-                             "literal_error"},
-                        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":-1})",
-                             R"(["body","force_after_seconds"])", "greater_than_equal"},
-                        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":1.5})",
-                             R"(["body","force_after_seconds"])", "int_type"},
-                        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":"10"})",
-                             R"(["body","force_after_seconds"])", "int_type"},
-                        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":true})",
-                             R"(["body","force_after_seconds"])", "int_type"},
-                        Case{R"({"reason":"r",)", R"(["body"])", "json_invalid"}}) {
+  for (const Case& c :
+       {Case{R"({"requested_by":{}})", R"(["body","reason"])", "missing"},
+        Case{R"({"reason":"r"})", R"(["body","requested_by"])", "missing"},
+        Case{R"({"reason":"r","requested_by":{},"strategy":"kill"})", R"(["body","strategy"])", "literal_error"},
+        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":-1})", R"(["body","force_after_seconds"])",
+             "greater_than_equal"},
+        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":1.5})", R"(["body","force_after_seconds"])",
+             "int_type"},
+        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":"10"})", R"(["body","force_after_seconds"])",
+             "int_type"},
+        Case{R"({"reason":"r","requested_by":{},"force_after_seconds":true})", R"(["body","force_after_seconds"])",
+             "int_type"},
+        Case{R"({"reason":"r",)", R"(["body"])", "json_invalid"}}) {
     auto r = call("POST", "/processes/strict/cancel", c.body, kOperateToken);
     ASSERT_EQ(r.status, 422) << c.body;
     const auto body = r.json();
@@ -140,8 +140,8 @@ TEST_F(CancelApi, ValidationFailuresChangeNothing) {
 
 TEST_F(CancelApi, LegacyQueueItemCancel) {
   submit("legacy", 2);
-  auto r = call("POST", "/cancel", R"({"queue_item_id":"legacy-q0","reason":"r","requested_by":{"u":1}})",
-                kOperateToken);
+  auto r =
+      call("POST", "/cancel", R"({"queue_item_id":"legacy-q0","reason":"r","requested_by":{"u":1}})", kOperateToken);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json().at("status"), "cancel_requested");
   EXPECT_EQ(r.json().at("queue_item").at("queue_item_id"), "legacy-q0");
@@ -152,11 +152,10 @@ TEST_F(CancelApi, LegacyQueueItemCancel) {
   EXPECT_EQ(p.at("cancel_audit").at(0).at("endpoint"), "queue_item");
   EXPECT_EQ(p.at("cancel_audit").at(0).at("queue_item_id"), "legacy-q0");
 
-  auto again = call("POST", "/cancel", R"({"queue_item_id":"legacy-q0","reason":"r","requested_by":{}})",
-                    kOperateToken);
+  auto again =
+      call("POST", "/cancel", R"({"queue_item_id":"legacy-q0","reason":"r","requested_by":{}})", kOperateToken);
   EXPECT_EQ(again.json().at("status"), "ignored_terminal");
-  auto last = call("POST", "/cancel", R"({"queue_item_id":"legacy-q1","reason":"r","requested_by":{}})",
-                   kOperateToken);
+  auto last = call("POST", "/cancel", R"({"queue_item_id":"legacy-q1","reason":"r","requested_by":{}})", kOperateToken);
   EXPECT_EQ(last.json().at("queue_item").at("status"), "cancelled");
   EXPECT_EQ(call("GET", "/processes/legacy", "", kReadToken).json().at("status"), "cancelled");
 
@@ -175,9 +174,9 @@ TEST_F(CancelApi, ConcurrentCancelsOfOneProcessAreSerialised) {
   std::vector<std::string> outcomes(clients.size());
   for (std::size_t i = 0; i < clients.size(); ++i) {
     threads.emplace_back([&, i] {
-      auto r = clients[i]->request("POST", "/processes/race/cancel", cancelBody(),
-                                   {{"Authorization", std::string("Bearer ") + kOperateToken},
-                                    {"Content-Type", "application/json"}});
+      auto r = clients[i]->request(
+          "POST", "/processes/race/cancel", cancelBody(),
+          {{"Authorization", std::string("Bearer ") + kOperateToken}, {"Content-Type", "application/json"}});
       outcomes[i] = r.status == 200 ? std::string(r.json().at("status").as_string()) : std::to_string(r.status);
     });
   }

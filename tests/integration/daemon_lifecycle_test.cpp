@@ -43,8 +43,8 @@ TEST_F(DaemonLifecycle, CheckConfigAcceptsGoodAndNamesTheBadKey) {
   EXPECT_NE(ok.output.find("OK"), std::string::npos) << ok.output;
 
   writeFile(dir_.path() / "bad.toml", "listen = \"127.0.0.1:0\"\n[http]\nheader_timeout = 3\n", 0600);
-  auto bad = runCommand(std::string(PHONEFARM_AGENT_BINARY) + " check-config --config " +
-                        (dir_.path() / "bad.toml").string());
+  auto bad =
+      runCommand(std::string(PHONEFARM_AGENT_BINARY) + " check-config --config " + (dir_.path() / "bad.toml").string());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("http.header_timeout"), std::string::npos) << bad.output;
 
@@ -133,6 +133,31 @@ TEST_F(DaemonLifecycle, LockedDatabaseGives503AndNothingHalfWritten) {
   EXPECT_EQ(p.at("status"), "queued");
   EXPECT_EQ(p.at("cancel_audit"), json::array{});
   EXPECT_EQ(call("POST", "/processes/locked/cancel", cancelBody(), kOperateToken).status, 200);
+}
+
+}  // namespace
+}  // namespace phonefarm::testing
+
+namespace phonefarm::testing {
+namespace {
+
+TEST_F(DaemonLifecycle, UnexpectedErrorIs500WithAnErrorIdInTheLog) {
+  submit("corrupt");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_.path() / "state" / "agent.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE processes SET requested_by = 'not json' WHERE process_id = 'corrupt'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto r = call("GET", "/processes/corrupt", "", kReadToken);
+  ASSERT_EQ(r.status, 500) << r.body;
+  const auto body = r.json();
+  EXPECT_EQ(body.at("detail"), "Internal error");
+  const std::string error_id(body.at("error_id").as_string());
+  EXPECT_EQ(r.body.find("json"), std::string::npos);  // no internals in the response
+  EXPECT_TRUE(agent_->waitForLine("error_id=" + error_id, std::chrono::seconds(5)));
+  EXPECT_EQ(call("GET", "/healthz").status, 200);
 }
 
 }  // namespace

@@ -43,8 +43,7 @@ TEST_F(ProcessesApi, ScopesAreEnforced) {
   EXPECT_EQ(read_submit.json(), json::parse(R"({"detail":"Forbidden"})"));
   EXPECT_EQ(call("POST", "/processes", submit_body, kOperateToken).status, 403);
   EXPECT_EQ(call("POST", "/processes/scoped/cancel", cancelBody(), kReadToken).status, 403);
-  EXPECT_EQ(call("POST", "/cancel", R"({"queue_item_id":"x","reason":"r","requested_by":{}})", kReadToken).status,
-            403);
+  EXPECT_EQ(call("POST", "/cancel", R"({"queue_item_id":"x","reason":"r","requested_by":{}})", kReadToken).status, 403);
   EXPECT_EQ(call("GET", "/processes/scoped", "", kReadToken).status, 200);
   EXPECT_EQ(call("POST", "/processes/scoped/cancel", cancelBody(), kOperateToken).status, 200);
   EXPECT_EQ(call("POST", "/processes", submit_body, kScheduleToken).status, 201);
@@ -88,8 +87,8 @@ TEST_F(ProcessesApi, SubmitReturnsTheStoredProcess) {
 }
 
 TEST_F(ProcessesApi, GeneratedIdsAndConflicts) {
-  auto r = call("POST", "/processes",
-                R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/opt/x"]}]})");
+  auto r =
+      call("POST", "/processes", R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/opt/x"]}]})");
   ASSERT_EQ(r.status, 201);
   const std::string id(r.json().at("process_id").as_string());
   EXPECT_EQ(id.size(), 36u);
@@ -97,8 +96,9 @@ TEST_F(ProcessesApi, GeneratedIdsAndConflicts) {
   EXPECT_EQ(r.json().at("capability_request_id").as_string(), id);
 
   submit("dup", 1);
-  auto again = call("POST", "/processes",
-                    R"({"process_id":"dup","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]}]})");
+  auto again =
+      call("POST", "/processes",
+           R"({"process_id":"dup","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]}]})");
   EXPECT_EQ(again.status, 409);
   EXPECT_EQ(again.json(), json::parse(R"({"detail":"Process already exists"})"));
   auto item_dup = call("POST", "/processes",
@@ -143,9 +143,9 @@ TEST_F(ProcessesApi, RoutingErrors) {
   EXPECT_EQ(wrong.headers["allow"], "GET, POST");
   EXPECT_EQ(call("GET", "/processes/x/cancel").status, 405);
   EXPECT_EQ(call("GET", "/processes/x/cancel").headers["allow"], "POST");
-  auto text = client_->request("POST", "/processes/x/cancel", "reason=stop",
-                               {{"Authorization", std::string("Bearer ") + kScheduleToken},
-                                {"Content-Type", "text/plain"}});
+  auto text =
+      client_->request("POST", "/processes/x/cancel", "reason=stop",
+                       {{"Authorization", std::string("Bearer ") + kScheduleToken}, {"Content-Type", "text/plain"}});
   EXPECT_EQ(text.status, 415);
   EXPECT_TRUE(text.json().at("detail").is_string());
 }

@@ -145,13 +145,13 @@ TEST(CancelPlan, LaterCancelsOnlyEscalate) {
   EXPECT_EQ(later.termination, TerminationStatus::kScheduled);
   EXPECT_EQ(later.audit.outcome, "cancel_requested");
   // Softer changes nothing.
-  auto softer = planProcessCancel(cancellingWith(CancelStrategy::kSoftThenForce, armed), input(CancelStrategy::kSoft),
-                                  kNow);
+  auto softer =
+      planProcessCancel(cancellingWith(CancelStrategy::kSoftThenForce, armed), input(CancelStrategy::kSoft), kNow);
   EXPECT_EQ(softer.action, TerminationAction::kNone);
   EXPECT_EQ(softer.after.cancel->force_at, armed);
   // Hard kills now.
-  auto hard = planProcessCancel(cancellingWith(CancelStrategy::kSoftThenForce, armed), input(CancelStrategy::kHard),
-                                kNow);
+  auto hard =
+      planProcessCancel(cancellingWith(CancelStrategy::kSoftThenForce, armed), input(CancelStrategy::kHard), kNow);
   EXPECT_EQ(hard.action, TerminationAction::kKill);
   EXPECT_EQ(hard.after.cancel->strategy, CancelStrategy::kHard);
   // A deadline after a soft cancel arms one.
@@ -160,8 +160,8 @@ TEST(CancelPlan, LaterCancelsOnlyEscalate) {
   EXPECT_EQ(arm.action, TerminationAction::kReschedule);
   EXPECT_EQ(arm.after.cancel->force_at, kNow + 3000);
   // After a hard cancel nothing more is issued.
-  auto again = planProcessCancel(cancellingWith(CancelStrategy::kHard, std::nullopt), input(CancelStrategy::kHard),
-                                 kNow);
+  auto again =
+      planProcessCancel(cancellingWith(CancelStrategy::kHard, std::nullopt), input(CancelStrategy::kHard), kNow);
   EXPECT_EQ(again.action, TerminationAction::kNone);
   EXPECT_EQ(again.termination, TerminationStatus::kIssued);
 }

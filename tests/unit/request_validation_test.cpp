@@ -185,16 +185,18 @@ TEST(SubmitValidation, RequiredFields) {
 }
 
 TEST(SubmitValidation, IdsAndPhone) {
-  EXPECT_EQ(summary(parseSubmitRequest(
-                R"({"process_id":"bad id","phone_id":"phone_02","account_id":"a/b","queue_items":[{"command":["/x"]}]})",
-                knownPhone)),
-            (Strings{"body.process_id:string_pattern_mismatch", "body.phone_id:value_error",
-                     "body.account_id:string_pattern_mismatch"}));
+  EXPECT_EQ(
+      summary(parseSubmitRequest(
+          R"({"process_id":"bad id","phone_id":"phone_02","account_id":"a/b","queue_items":[{"command":["/x"]}]})",
+          knownPhone)),
+      (Strings{"body.process_id:string_pattern_mismatch", "body.phone_id:value_error",
+               "body.account_id:string_pattern_mismatch"}));
   const std::string long_id(129, 'a');
-  EXPECT_EQ(summary(parseSubmitRequest(
-                R"({"process_id":")" + long_id + R"(","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]}]})",
-                knownPhone)),
-            Strings{"body.process_id:string_pattern_mismatch"});
+  EXPECT_EQ(
+      summary(parseSubmitRequest(R"({"process_id":")" + long_id +
+                                     R"(","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]}]})",
+                                 knownPhone)),
+      Strings{"body.process_id:string_pattern_mismatch"});
 }
 
 TEST(SubmitValidation, QueueItemsListBounds) {
@@ -208,7 +210,8 @@ TEST(SubmitValidation, QueueItemsListBounds) {
 }
 
 TEST(SubmitValidation, CommandRules) {
-  EXPECT_EQ(summary(parseSubmitRequest(submitBody(R"({})"), knownPhone)), Strings{"body.queue_items.0.command:missing"});
+  EXPECT_EQ(summary(parseSubmitRequest(submitBody(R"({})"), knownPhone)),
+            Strings{"body.queue_items.0.command:missing"});
   EXPECT_EQ(summary(parseSubmitRequest(submitBody(R"({"command":[]})"), knownPhone)),
             Strings{"body.queue_items.0.command:too_short"});
   EXPECT_EQ(summary(parseSubmitRequest(submitBody(R"({"command":"/bin/true"})"), knownPhone)),
@@ -252,10 +255,10 @@ TEST(SubmitValidation, TimeoutAndStopSignal) {
 }
 
 TEST(SubmitValidation, DuplicateQueueItemIds) {
-  EXPECT_EQ(summary(parseSubmitRequest(
-                submitBody(R"({"queue_item_id":"q","command":["/x"]},{"queue_item_id":"q","command":["/y"]})"),
-                knownPhone)),
-            Strings{"body.queue_items.1.queue_item_id:value_error"});
+  EXPECT_EQ(
+      summary(parseSubmitRequest(
+          submitBody(R"({"queue_item_id":"q","command":["/x"]},{"queue_item_id":"q","command":["/y"]})"), knownPhone)),
+      Strings{"body.queue_items.1.queue_item_id:value_error"});
 }
 
 TEST(ListQueryValidation, DefaultsFiltersAndErrors) {
