@@ -2,8 +2,11 @@
 // every failure ends here as one clear line and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <string_view>
+#include <vector>
 
 #include "agent/daemon/daemon.hpp"
+#include "agent/exec/exec_shim.hpp"
 #include "common/config/config.hpp"
 #include "common/config/dev_tokens.hpp"
 #include "common/config/tokens.hpp"
@@ -24,6 +27,16 @@ int checkConfig(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The exec shim leads one execution and must outlive the agent: it runs
+  // before CLI11, logging, config or the state lock are touched.
+  if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kExecShimSubcommand) {
+    auto options = phonefarm::exec::parseShimArgs(std::vector<std::string>(argv + 2, argv + argc));
+    if (!options) {
+      std::cerr << "phonefarm-agent exec-shim: " << options.error().message << "\n";
+      return phonefarm::exec::kShimExitRefused;
+    }
+    return phonefarm::exec::runExecShim(*options);
+  }
   CLI::App app{"phonefarm-agent: runs and cancels phone-farm work on this rack host"};
   app.set_version_flag("--version", std::string("phonefarm-agent ") + PHONEFARM_VERSION);
   std::string config_path = kDefaultConfig;

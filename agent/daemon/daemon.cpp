@@ -65,6 +65,8 @@ int Daemon::run() {
   spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
   server.run();
   store.stop();  // every queued job runs and commits before we exit
+  const auto stats = store.stats();
+  spdlog::info("store.stats jobs={} commits={} max_batch={}", stats.jobs, stats.commits, stats.max_batch);
   spdlog::info("agent.stopped");
   spdlog::default_logger()->flush();
   return 0;

@@ -146,6 +146,12 @@ RunResult runOnce(const Options& o, int run) {
   int status = 0;
   ::waitpid(agent.pid, &status, 0);
   agent.reader.join();
+  std::ifstream log(dir + "/agent.log");
+  for (std::string line; std::getline(log, line);) {
+    if (const auto at = line.find("store.stats "); at != std::string::npos) {
+      std::printf("       %s (submits, cancels and reads together)\n", line.c_str() + at);
+    }
+  }
   std::filesystem::remove_all(dir);
   return r;
 }

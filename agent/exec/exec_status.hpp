@@ -1,0 +1,52 @@
+// The files through which an execution talks across process boundaries and
+// agent restarts: status.json (written by the exec shim when the command has
+// exited, read by the agent when the execution's cgroup is empty — possibly
+// by an agent that was restarted meanwhile) and cancel.json (the soft-cancel
+// notice the agent writes for the command, found via PHONEFARM_CANCEL_FILE).
+// Both are replaced atomically: a reader sees the old file or the whole new
+// one, never a torn write, even across a power loss.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json/object.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+
+namespace phonefarm::exec {
+
+inline constexpr const char* kStatusFileName = "status.json";
+inline constexpr const char* kCancelFileName = "cancel.json";
+inline constexpr const char* kStdoutLogName = "stdout.log";
+inline constexpr const char* kStderrLogName = "stderr.log";
+
+// How the leader command of one execution ended. Exactly one of exit_code and
+// signal is set for a command that ran; a command that could not be executed
+// has exit_code 127 and `error` saying why.
+struct ExecStatus {
+  pid_t pid = 0;
+  std::optional<int> exit_code;
+  std::optional<std::string> signal;  // "SIGKILL", see signal_names.hpp
+  std::int64_t started_at = 0;        // wall-clock ms since the epoch
+  std::int64_t ended_at = 0;
+  std::optional<std::string> error;
+
+  bool operator==(const ExecStatus&) const = default;
+};
+
+// nullopt when the shim has not written status.json (still running, or died
+// before it could); an error when the file is unreadable or malformed.
+Result<std::optional<ExecStatus>> readExecStatus(const std::filesystem::path& exec_dir);
+
+// Atomically replaces exec_dir/status.json (mode 0640).
+Status writeExecStatus(const std::filesystem::path& exec_dir, const ExecStatus& status);
+
+// Atomically replaces exec_dir/cancel.json (mode 0644, so the unprivileged
+// command can read a notice written by the root agent).
+Status writeCancelFile(const std::filesystem::path& exec_dir, const boost::json::object& notice);
+
+}  // namespace phonefarm::exec
