@@ -21,18 +21,11 @@
 #include <utility>
 
 #include "agent/exec/process_spawner.hpp"
+#include "agent/exec/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace fs = std::filesystem;
 namespace {
-
-Error sysError(std::string_view context, int err) {
-  ErrorKind kind = ErrorKind::kInternal;
-  if (err == ENOENT || err == ESRCH) kind = ErrorKind::kNotFound;
-  if (err == EEXIST || err == EBUSY) kind = ErrorKind::kConflict;
-  if (err == EACCES || err == EPERM || err == EROFS) kind = ErrorKind::kUnavailable;
-  return makeError(kind, std::string(context) + ": " + std::system_category().message(err));
-}
 
 Result<std::string> readFile(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -28,6 +28,7 @@
 
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "agent/exec/sys_error.hpp"
 #include "common/clock.hpp"
 
 namespace phonefarm::exec {
@@ -40,10 +41,6 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT,  SIGHUP,   SIGQUIT, SIGUSR
 constexpr std::size_t kMaxPasswdBuffer = 1 << 20;
 
 Error invalid(std::string message) { return makeError(ErrorKind::kInvalid, std::move(message)); }
-Error sysError(const std::string& what, int err = errno) {
-  return makeError(ErrorKind::kInternal, what + ": " + std::strerror(err));
-}
-
 // Before stdio is redirected fd 2 is whatever the agent gave us; afterwards it
 // is stderr.log, which is where the technician looks for why a shim failed.
 void report(const std::string& message) {
@@ -56,25 +53,6 @@ void report(const std::string& message) {
     rest.remove_prefix(static_cast<std::size_t>(n));
   }
 }
-
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd = -1) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 bool hasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 

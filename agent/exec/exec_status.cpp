@@ -18,6 +18,8 @@
 #include <string_view>
 #include <utility>
 
+#include "agent/exec/sys_error.hpp"
+
 namespace phonefarm::exec {
 namespace {
 
@@ -26,27 +28,6 @@ namespace json = boost::json;
 // status.json is a few hundred bytes; the cap keeps a file planted by the
 // work's user from making the agent read something huge.
 constexpr std::size_t kMaxStatusBytes = 64 * 1024;
-
-Error sysError(const std::string& what, int err = errno) {
-  return makeError(ErrorKind::kInternal, what + ": " + std::strerror(err));
-}
-
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  // close() reports delayed write errors on some filesystems; check it.
-  int release() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
 
 Status writeAll(int fd, std::string_view data) {
   while (!data.empty()) {

@@ -18,17 +18,10 @@
 #include <system_error>
 
 #include "agent/exec/signal_names.hpp"
+#include "agent/exec/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
-
-Error sysError(std::string_view context, int err) {
-  ErrorKind kind = ErrorKind::kInternal;
-  if (err == ENOENT || err == ESRCH) kind = ErrorKind::kNotFound;
-  if (err == EEXIST || err == EBUSY) kind = ErrorKind::kConflict;
-  if (err == EACCES || err == EPERM || err == EROFS) kind = ErrorKind::kUnavailable;
-  return makeError(kind, std::string(context) + ": " + std::system_category().message(err));
-}
 
 class ScopedFd {
  public:
