@@ -7,9 +7,16 @@
 namespace phonefarm::store {
 namespace {
 
-constexpr const char* kProcessColumns =
-    "seq, process_id, status, phone_id, account_id, capability_request_id, requested_by, created_at, updated_at, "
-    "cancel_reason, cancel_strategy, cancel_requested_at, cancel_force_at, cancel_requested_by";
+#define PHONEFARM_PROCESS_COLUMNS                                                                                \
+  "seq, process_id, status, phone_id, account_id, capability_request_id, requested_by, created_at, updated_at, " \
+  "cancel_reason, cancel_strategy, cancel_requested_at, cancel_force_at, cancel_requested_by"
+// Literals, not strings built per call: the statement cache is keyed by this text.
+constexpr const char* kSelectProcess = "SELECT " PHONEFARM_PROCESS_COLUMNS " FROM processes WHERE process_id = ?";
+constexpr const char* kListProcesses =
+    "SELECT " PHONEFARM_PROCESS_COLUMNS
+    " FROM processes WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR phone_id = ?2)"
+    " AND seq < ?3 ORDER BY seq DESC LIMIT ?4";
+#undef PHONEFARM_PROCESS_COLUMNS
 
 template <class E>
 E parseOrThrow(std::optional<E> v, std::string_view what) {
@@ -118,7 +125,7 @@ std::vector<QueueItem> ProcessRepository::loadItems(std::string_view process_id)
 }
 
 std::optional<Process> ProcessRepository::loadProcess(std::string_view process_id) {
-  Statement& st = db_.prepare(std::string("SELECT ") + kProcessColumns + " FROM processes WHERE process_id = ?");
+  Statement& st = db_.prepare(kSelectProcess);
   st.bind(1, process_id);
   if (!st.step()) {
     st.reset();
@@ -131,11 +138,10 @@ std::optional<Process> ProcessRepository::loadProcess(std::string_view process_i
 }
 
 ProcessPage ProcessRepository::listProcesses(const ProcessFilter& f) {
-  // One statement per filter combination keeps each one index-friendly;
-  // absent filters bind NULL and short-circuit.
-  Statement& st = db_.prepare(std::string("SELECT ") + kProcessColumns +
-                              " FROM processes WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR phone_id = ?2)"
-                              " AND seq < ?3 ORDER BY seq DESC LIMIT ?4");
+  // One statement for every filter combination: absent filters bind NULL and
+  // short-circuit. SQLite walks seq downwards and filters, which suits
+  // newest-first paging; a rare filter on a huge table scans further.
+  Statement& st = db_.prepare(kListProcesses);
   if (f.status) {
     st.bind(1, toString(*f.status));
   } else {
