@@ -1,0 +1,197 @@
+// ApiHandler as a function request -> response, without sockets: routing,
+// the scope matrix, content types, and responses built from a real store in a
+// temporary directory (store completions are marshalled through `post`, here a
+// queue the test drains).
+#include "agent/api/api_handler.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+
+namespace phonefarm::api {
+namespace {
+
+namespace json = boost::json;
+
+// Runs store completions on the test thread, like the io_context would.
+class PostQueue {
+ public:
+  void post(std::function<void()> fn) {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(fn));
+    cv_.notify_one();
+  }
+  // Runs queued functions until `done()` or the deadline.
+  bool runUntil(const std::function<bool()>& done, std::chrono::seconds deadline = std::chrono::seconds(10)) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (!done()) {
+      std::unique_lock lock(mutex_);
+      if (!cv_.wait_until(lock, until, [this] { return !queue_.empty(); })) return false;
+      auto fn = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      fn();
+    }
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+};
+
+class ApiHandlerTest : public ::testing::Test {
+ protected:
+  ApiHandlerTest()
+      : dir_(std::filesystem::temp_directory_path() / ("api-handler-" + std::to_string(::getpid()))),
+        tokens_(TokenSet({{"r", Scope::kRead, sha256("read-token")},
+                          {"o", Scope::kOperate, sha256("operate-token")},
+                          {"s", Scope::kSchedule, sha256("schedule-token")}})) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    config_.phones.push_back(PhoneConfig{"phone_01", "serial-1", std::nullopt});
+    store::StoreOptions options;
+    options.path = dir_ / "agent.db";
+    store_ = std::make_unique<store::Store>(options);
+    cancels_ = std::make_unique<cancel::CancelService>(*store_, clock_, terminator_);
+    handler_ = std::make_unique<ApiHandler>(
+        ApiServices{config_, *store_, *cancels_, clock_, tokens_,
+                    [this](std::function<void()> fn) { posts_.post(std::move(fn)); }, nullptr});
+  }
+  ~ApiHandlerTest() override {
+    handler_.reset();
+    cancels_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  http::HttpResponse call(std::string method, std::string target, std::string body = "",
+                          std::string token = "schedule-token", std::string content_type = "application/json") {
+    http::HttpRequest req;
+    req.method = std::move(method);
+    req.target = std::move(target);
+    if (!token.empty()) req.authorization = "Bearer " + token;
+    req.has_body = !body.empty();
+    if (req.has_body) req.content_type = std::move(content_type);
+    req.body = std::move(body);
+    std::optional<http::HttpResponse> response;
+    handler_->handle(std::move(req), [&response](http::HttpResponse r) { response = std::move(r); });
+    EXPECT_TRUE(posts_.runUntil([&response] { return response.has_value(); }));
+    return response.value_or(http::HttpResponse{});
+  }
+
+  std::filesystem::path dir_;
+  AgentConfig config_;
+  FakeClock clock_;
+  http::TokenRegistry tokens_;
+  cancel::NoExecutorTerminator terminator_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<cancel::CancelService> cancels_;
+  std::unique_ptr<ApiHandler> handler_;
+  PostQueue posts_;
+};
+
+constexpr const char* kSubmit =
+    R"({"process_id":"p1","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]},{"command":["/y"]}]})";
+constexpr const char* kCancel = R"({"reason":"r","requested_by":{"u":1},"strategy":"hard"})";
+
+TEST_F(ApiHandlerTest, ScopeMatrix) {
+  struct Case {
+    const char* method;
+    const char* target;
+    const char* body;
+    const char* token;
+    int status;
+  };
+  for (const Case& c :
+       {Case{"GET", "/healthz", "", "", 200}, Case{"GET", "/readyz", "", "", 401},
+        Case{"GET", "/readyz", "", "read-token", 200}, Case{"GET", "/processes", "", "nope", 401},
+        Case{"POST", "/processes", kSubmit, "read-token", 403},
+        Case{"POST", "/processes", kSubmit, "operate-token", 403},
+        Case{"POST", "/processes", kSubmit, "schedule-token", 201},
+        Case{"POST", "/processes/p1/cancel", kCancel, "read-token", 403},
+        Case{"POST", "/cancel", "{}", "read-token", 403}, Case{"GET", "/processes/p1", "", "read-token", 200},
+        Case{"POST", "/processes/p1/cancel", kCancel, "operate-token", 200}}) {
+    EXPECT_EQ(call(c.method, c.target, c.body, c.token).status, c.status)
+        << c.method << " " << c.target << " " << c.token;
+  }
+}
+
+TEST_F(ApiHandlerTest, RoutingAndMethods) {
+  EXPECT_EQ(call("GET", "/processes/").status, 404);
+  EXPECT_EQ(call("GET", "/processes/p1/cancel/x").status, 404);
+  EXPECT_EQ(call("GET", "/").status, 404);
+  auto r = call("PUT", "/processes/p1");
+  EXPECT_EQ(r.status, 405);
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Allow", "GET"}));
+  EXPECT_EQ(call("HEAD", "/healthz").status, 405);
+  // Ids outside the id alphabet cannot exist.
+  auto bad_id = call("GET", "/processes/a%20b", "", "read-token");
+  EXPECT_EQ(bad_id.status, 404);
+  EXPECT_EQ(json::parse(bad_id.body), json::parse(R"({"detail":"Process not found"})"));
+}
+
+TEST_F(ApiHandlerTest, ContentTypes) {
+  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "text/plain").status, 415);
+  EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "application/x-www-form-urlencoded").status,
+            415);
+  // The 415 changed nothing: the first accepted cancel is still to come.
+  EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "Application/JSON; charset=utf-8").status,
+            200);
+  EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "application/merge-patch+json").status, 200);
+  // No Content-Type at all: parsed as JSON, as FastAPI does.
+  EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "").status, 200);
+}
+
+TEST_F(ApiHandlerTest, CancelResponseUsesTheClockAndTheStoredProcess) {
+  clock_.setWallMs(1'795'000'000'000);  // 2026-11-18T11:06:40.000Z
+  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  clock_.advanceMs(1234);
+  auto r = call("POST", "/processes/p1/cancel", kCancel, "operate-token");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("status"), "cancel_requested");
+  EXPECT_EQ(body.at("cancelled_queue_item_ids").as_array().size(), 2u);
+  EXPECT_EQ(body.at("termination").at("status"), "not_needed");
+  const auto& p = body.at("process").as_object();
+  EXPECT_EQ(p.at("created_at"), "2026-11-18T11:06:40.000Z");
+  EXPECT_EQ(p.at("updated_at"), "2026-11-18T11:06:41.234Z");
+  EXPECT_EQ(p.at("cancel").at("requested_at"), "2026-11-18T11:06:41.234Z");
+  EXPECT_EQ(p.at("cancel").at("strategy"), "hard");
+  EXPECT_EQ(p.at("queue_items").at(1).at("ended_at"), "2026-11-18T11:06:41.234Z");
+}
+
+TEST_F(ApiHandlerTest, CorruptStoredRowIs500WithAnErrorId) {
+  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  std::promise<void> corrupted;
+  store_->submit<int>(
+      [](store::Db& db) {
+        db.exec("UPDATE queue_items SET command = '{oops' WHERE process_id = 'p1'");
+        return 0;
+      },
+      [&corrupted](Result<int>) { corrupted.set_value(); });
+  ASSERT_EQ(corrupted.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto r = call("GET", "/processes/p1", "", "read-token");
+  EXPECT_EQ(r.status, 500);
+  auto body = json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("detail"), "Internal error");
+  EXPECT_EQ(body.at("error_id").as_string().size(), 36u);
+  EXPECT_EQ(r.body.find("oops"), std::string::npos);
+}
+
+TEST_F(ApiHandlerTest, AccessLogPrincipalIsTheTokenName) {
+  EXPECT_EQ(call("GET", "/processes", "", "read-token").log_principal, "r");
+  EXPECT_EQ(call("GET", "/healthz", "", "").log_principal, "");
+}
+
+}  // namespace
+}  // namespace phonefarm::api
