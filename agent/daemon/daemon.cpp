@@ -66,7 +66,8 @@ int Daemon::run() {
   server.run();
   store.stop();  // every queued job runs and commits before we exit
   const auto stats = store.stats();
-  spdlog::info("store.stats jobs={} commits={} max_batch={}", stats.jobs, stats.commits, stats.max_batch);
+  spdlog::info("store.stats jobs={} commits={} max_batch={} checkpoints={}", stats.jobs, stats.commits, stats.max_batch,
+               stats.checkpoints);
   spdlog::info("agent.stopped");
   spdlog::default_logger()->flush();
   return 0;

@@ -52,6 +52,8 @@ Store::Store(StoreOptions options) : options_(std::move(options)) {
     db_->exec("PRAGMA max_page_count = " + std::to_string(*options_.max_page_count));
   }
   schema_version_ = migrate(*db_);
+  checkpointer_ = std::make_unique<WalCheckpointer>(options_.path, DbOptions{options_.busy_timeout});
+  checkpointer_->attach(*db_);
   thread_ = std::thread([this] { threadMain(); });
 }
 
@@ -68,13 +70,21 @@ void Store::stop() {
   if (std::this_thread::get_id() == thread_.get_id()) return;
   std::call_once(joined_, [this] {
     if (thread_.joinable()) thread_.join();
-    db_.reset();  // close: checkpoints the WAL
+    sqlite3_wal_hook(db_->handle(), nullptr, nullptr);
+    {
+      std::lock_guard lock(mutex_);
+      if (checkpointer_) stats_.checkpoints = checkpointer_->checkpoints();
+      checkpointer_.reset();
+    }
+    db_.reset();  // the last connection to close checkpoints the WAL
   });
 }
 
 StoreStats Store::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  StoreStats stats = stats_;
+  if (checkpointer_) stats.checkpoints = checkpointer_->checkpoints();
+  return stats;
 }
 
 void Store::enqueue(Job job) {

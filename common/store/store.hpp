@@ -21,6 +21,7 @@
 
 #include "common/result.hpp"
 #include "common/store/sqlite_db.hpp"
+#include "common/store/wal_checkpointer.hpp"
 
 namespace phonefarm::store {
 
@@ -43,6 +44,7 @@ struct StoreStats {
   std::uint64_t jobs = 0;     // jobs completed (ok or error)
   std::uint64_t commits = 0;  // COMMITs issued (one per batch)
   std::uint64_t max_batch = 0;
+  std::uint64_t checkpoints = 0;  // WAL checkpoints (background and inline)
 };
 
 class Store {
@@ -90,6 +92,7 @@ class Store {
 
   StoreOptions options_;
   std::unique_ptr<Db> db_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;
   int schema_version_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
