@@ -13,26 +13,20 @@ void ApiHandler::getHealthz(const CallPtr& call) {
 }
 
 void ApiHandler::getReadyz(const CallPtr& call) {
-  s_.store.submit<int>(
-      [](store::Db& db) {
-        store::Statement& st = db.prepare("PRAGMA user_version");
-        st.step();
-        const int version = static_cast<int>(st.getInt(0));
-        st.reset();
-        return version;
-      },
-      [this, call](Result<int> version) {
-        onIo([this, call, version = std::move(version)] {
-          const int expected = static_cast<int>(store::migrations().size());
-          if (!version) return call->reply(detailResponse(503, "store unavailable"));
-          if (*version != expected) return call->reply(detailResponse(503, "store migrations pending"));
-          boost::json::object body{{"status", "ready"}, {"store", "ok"}, {"schema_version", *version}};
-          if (s_.readiness_details) {
-            for (auto& kv : s_.readiness_details()) body[kv.key()] = kv.value();
-          }
-          call->reply(jsonResponse(200, body));
-        });
-      });
+  s_.store.submit<int>([](store::Db& db) { return store::userVersion(db); },
+                       [this, call](Result<int> version) {
+                         onIo([this, call, version = std::move(version)] {
+                           const int expected = static_cast<int>(store::migrations().size());
+                           if (!version) return call->reply(detailResponse(503, "store unavailable"));
+                           if (*version != expected)
+                             return call->reply(detailResponse(503, "store migrations pending"));
+                           boost::json::object body{{"status", "ready"}, {"store", "ok"}, {"schema_version", *version}};
+                           if (s_.readiness_details) {
+                             for (auto& kv : s_.readiness_details()) body[kv.key()] = kv.value();
+                           }
+                           call->reply(jsonResponse(200, body));
+                         });
+                       });
 }
 
 }  // namespace phonefarm::api

@@ -114,6 +114,8 @@ CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, requested_at);
 
 constexpr std::array<std::string_view, 1> kMigrations{kV1};
 
+}  // namespace
+
 int userVersion(Db& db) {
   Statement& st = db.prepare("PRAGMA user_version");
   st.step();
@@ -121,8 +123,6 @@ int userVersion(Db& db) {
   st.reset();
   return v;
 }
-
-}  // namespace
 
 std::span<const std::string_view> migrations() { return kMigrations; }
 

@@ -10,6 +10,9 @@
 
 namespace phonefarm::store {
 
+// The database's schema version (PRAGMA user_version).
+int userVersion(Db& db);
+
 // migrations()[i] takes the schema from version i to i+1.
 std::span<const std::string_view> migrations();
 // Applies every migration above the database's user_version; returns the new
