@@ -12,6 +12,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -112,7 +113,12 @@ class HttpServer::Impl final : public detail::SessionHost {
         grace_timer_(ioc_) {}
 
   // Members are destroyed after this: sessions first, the io_context last.
-  ~Impl() { gate_->close(); }
+  ~Impl() {
+    gate_->close();
+    // Handlers still queued in the io_context share the watches; release the
+    // fds now, as they belong to the callers and must not be closed with them.
+    for (auto& [id, watch] : watches_) watch->descriptor.release();
+  }
 
   std::uint16_t start() {
     const tcp::endpoint endpoint(parseHost(options_.host), options_.port);
@@ -151,12 +157,44 @@ class HttpServer::Impl final : public detail::SessionHost {
 
   void runAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
     // The timer is created on the io_context thread: timers are not thread-safe.
-    gate_->post([this, delay, fn = std::move(fn)]() mutable {
-      auto timer = std::make_shared<asio::steady_timer>(ioc_, delay);
-      timer->async_wait([timer, fn = std::move(fn)](error_code ec) {
-        if (!ec) runGuarded("timer", fn);
-      });
+    gate_->post([this, delay, fn = std::move(fn)]() mutable { startTimer(delay, std::move(fn)); });
+  }
+
+  exec::EventLoop::Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
+    const auto id = next_id_++;
+    auto& timer = *timers_.emplace(id, std::make_unique<asio::steady_timer>(ioc_, delay)).first->second;
+    timer.async_wait([this, id, fn = std::move(fn)](error_code ec) {
+      // A timer cancelled after it expired still completes with success: the
+      // map, not ec, says whether it is live. Erase first so fn may start or
+      // cancel timers (its own id included) freely.
+      if (timers_.erase(id) == 0 || ec) return;
+      runGuarded("timer", fn);
     });
+    return id;
+  }
+
+  // Destroying the timer cancels its wait.
+  void cancelTimer(exec::EventLoop::Id id) { timers_.erase(id); }
+
+  exec::EventLoop::Id watchReadable(int fd, std::function<void()> fn) {
+    auto watch = std::make_shared<Watch>(ioc_, std::move(fn));
+    error_code ec;
+    watch->descriptor.assign(fd, ec);
+    if (ec) throw std::system_error(ec, "event loop: watch fd " + std::to_string(fd));
+    const auto id = next_id_++;
+    watches_.emplace(id, watch);
+    armWatch(id, watch);
+    return id;
+  }
+
+  void unwatch(exec::EventLoop::Id id) {
+    const auto it = watches_.find(id);
+    if (it == watches_.end()) return;
+    // release() aborts the pending wait and gives the fd back without closing
+    // it. Queued handlers (or fn itself, if it is unwatching its own id) keep
+    // the Watch alive; they find the id gone and stop.
+    it->second->descriptor.release();
+    watches_.erase(it);
   }
 
   void beginShutdown() {
@@ -268,6 +306,43 @@ class HttpServer::Impl final : public detail::SessionHost {
     ioc_.stop();
   }
 
+  struct Watch {
+    Watch(asio::io_context& ioc, std::function<void()> f) : descriptor(ioc), fn(std::move(f)) {}
+    asio::posix::stream_descriptor descriptor;
+    std::function<void()> fn;
+    bool failed = false;  // the last wait failed
+  };
+
+  bool watching(exec::EventLoop::Id id) const { return watches_.count(id) != 0; }
+
+  // Level-triggered although Asio registers the fd edge-triggered: each
+  // non-speculative async_wait re-arms it with EPOLL_CTL_MOD, which reports
+  // readiness that is already there. fn runs from the completion, so a
+  // callback that never drains still yields to HTTP between calls.
+  void armWatch(exec::EventLoop::Id id, const std::shared_ptr<Watch>& watch) {
+    watch->descriptor.async_wait(asio::posix::stream_descriptor::wait_read, [this, id, watch](error_code ec) {
+      if (ec == asio::error::operation_aborted || !watching(id)) return;
+      if (ec) return onWatchError(id, watch, ec);
+      watch->failed = false;
+      runGuarded("watch", watch->fn);
+      if (watching(id)) armWatch(id, watch);
+    });
+  }
+
+  // fn gets one call to discover the error itself (read, waitid); if the
+  // error comes straight back the watch goes quiet rather than spin.
+  void onWatchError(exec::EventLoop::Id id, const std::shared_ptr<Watch>& watch, const error_code& ec) {
+    const int fd = watch->descriptor.native_handle();
+    if (watch->failed) {
+      spdlog::warn("loop.watch.stopped fd={} error=\"{}\"", fd, ec.message());
+      return;
+    }
+    spdlog::warn("loop.watch.failed fd={} error=\"{}\"", fd, ec.message());
+    watch->failed = true;
+    runGuarded("watch", watch->fn);
+    if (watching(id)) armWatch(id, watch);
+  }
+
   std::vector<std::shared_ptr<detail::HttpSession>> snapshotSessions() const {
     std::vector<std::shared_ptr<detail::HttpSession>> out;
     out.reserve(sessions_.size());
@@ -284,6 +359,11 @@ class HttpServer::Impl final : public detail::SessionHost {
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer grace_timer_;
   std::vector<std::unique_ptr<asio::signal_set>> signals_;
+  // EventLoop timers and watches; ids are shared and never reused, so a stale
+  // handler cannot mistake a newer entry for its own.
+  exec::EventLoop::Id next_id_ = 1;
+  std::unordered_map<exec::EventLoop::Id, std::unique_ptr<asio::steady_timer>> timers_;
+  std::unordered_map<exec::EventLoop::Id, std::shared_ptr<Watch>> watches_;
   // Strong references: a session waiting for its handler has no pending I/O
   // to keep it alive, and Responders only hold weak references.
   std::unordered_map<detail::HttpSession*, std::shared_ptr<detail::HttpSession>> sessions_;
@@ -311,6 +391,14 @@ void HttpServer::addSignalHandler(int signo, std::function<void()> fn) {
 void HttpServer::runAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
   impl_->runAfter(delay, std::move(fn));
 }
+exec::EventLoop::Id HttpServer::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
+  return impl_->startTimer(delay, std::move(fn));
+}
+void HttpServer::cancelTimer(Id id) { impl_->cancelTimer(id); }
+exec::EventLoop::Id HttpServer::watchReadable(int fd, std::function<void()> fn) {
+  return impl_->watchReadable(fd, std::move(fn));
+}
+void HttpServer::unwatch(Id id) { impl_->unwatch(id); }
 void HttpServer::beginShutdown() { impl_->beginShutdown(); }
 HttpServerStats HttpServer::stats() const { return impl_->stats(); }
 

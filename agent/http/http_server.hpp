@@ -7,6 +7,9 @@
 // translation units include it, and Beast is expensive to compile. The Beast
 // code lives in http_server.cpp (listener, lifecycle) and http_session.cpp
 // (one connection).
+//
+// It is also the daemon's exec::EventLoop: the executor's timers and fd
+// watches run on the same io_context thread as HTTP.
 #pragma once
 
 #include <chrono>
@@ -16,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/exec/event_loop.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/config/config.hpp"
 
@@ -46,13 +50,13 @@ struct HttpServerStats {
   std::uint64_t active_connections = 0;
 };
 
-class HttpServer {
+class HttpServer final : public exec::EventLoop {
  public:
   // Does not bind or start anything.
   HttpServer(HttpServerOptions options, RequestHandler handler);
   // run() must have returned (or never been called). Responders still held by
   // the handler become no-ops.
-  ~HttpServer();
+  ~HttpServer() override;
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
@@ -65,8 +69,17 @@ class HttpServer {
   // completed (or the server is otherwise stopped).
   void run();
 
-  // Runs fn on the io_context thread. Thread-safe.
-  void post(std::function<void()> fn);
+  // exec::EventLoop. post() is thread-safe; the others must be called on the
+  // io_context thread, or before run(). Callbacks that throw are logged and
+  // swallowed. Timers and watches still pending once run() has returned never
+  // fire; the destructor drops them and never closes a watched fd.
+  void post(std::function<void()> fn) override;
+  Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override;
+  void cancelTimer(Id id) override;
+  // Throws std::system_error if fd cannot be watched (not open, or already
+  // watched: each fd may have one watch at a time).
+  Id watchReadable(int fd, std::function<void()> fn) override;
+  void unwatch(Id id) override;
 
   // Runs fn on the io_context thread each time signo is delivered. Call before
   // run() or from the io_context thread.
