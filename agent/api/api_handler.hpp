@@ -29,6 +29,8 @@ struct ApiServices {
   std::function<void(std::function<void()>)> post;
   // Extra fields for GET /readyz (e.g. the containment runtime), optional.
   std::function<boost::json::object()> readiness_details;
+  // Called on the I/O thread after a submit committed: the phone may start work.
+  std::function<void(const std::string& phone_id)> phone_changed = {};
 };
 
 class ApiHandler {

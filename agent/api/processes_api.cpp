@@ -5,6 +5,7 @@
 #include <boost/json/object.hpp>
 
 #include "agent/api/api_handler.hpp"
+#include "agent/api/command_policy.hpp"
 #include "agent/api/error_responses.hpp"
 #include "common/ids.hpp"
 #include "common/model/process_json.hpp"
@@ -40,8 +41,13 @@ Process buildProcess(SubmitRequest&& req, WallMs now) {
 }  // namespace
 
 void ApiHandler::postProcesses(const CallPtr& call) {
-  auto parsed = parseSubmitRequest(call->request.body,
-                                   [this](std::string_view id) { return s_.config.findPhone(id) != nullptr; });
+  // The command allow-list is checked here, on the I/O thread (a few realpath calls), before any store job:
+  // a refused item makes the whole request a 422 that changes nothing.
+  auto parsed = parseSubmitRequest(
+      call->request.body, [this](std::string_view id) { return s_.config.findPhone(id) != nullptr; },
+      [this](const std::string& program) {
+        return checkCommandAllowed(program, s_.config.work.allowed_command_prefixes);
+      });
   if (auto* errors = std::get_if<FieldErrors>(&parsed)) return call->reply(validationResponse(*errors));
   Process process = buildProcess(std::get<SubmitRequest>(std::move(parsed)), s_.clock.wallNowMs());
   s_.store.submit<Process>(
@@ -59,10 +65,11 @@ void ApiHandler::postProcesses(const CallPtr& call) {
         return process;
       },
       [this, call](Result<Process> stored) {
-        onIo([call, stored = std::move(stored)] {
+        onIo([this, call, stored = std::move(stored)] {
           if (!stored) return call->reply(errorResponse(stored.error()));
           spdlog::info("process.submitted process_id={} phone_id={} items={}", stored->process_id, stored->phone_id,
                        stored->items.size());
+          if (s_.phone_changed) s_.phone_changed(stored->phone_id);
           auto response = jsonResponse(201, toJson(*stored));
           response.headers.emplace_back("Location", "/processes/" + stored->process_id);
           call->reply(std::move(response));

@@ -158,7 +158,9 @@ bool isEnvName(std::string_view s) {
 
 bool isReservedEnv(std::string_view s) { return s.starts_with("PHONEFARM_") || s == "ANDROID_SERIAL"; }
 
-void parseCommand(const json::object& item, const json::array& base, Errors& errors, ItemSpec& spec) {
+// Fills spec.command; then, if every argument was valid, asks `command_allowed` about the program.
+void parseCommand(const json::object& item, const json::array& base, Errors& errors, ItemSpec& spec,
+                  const CommandCheck& command_allowed) {
   const json::value* v = field(item, "command");
   auto loc = at(base, "command");
   if (v == nullptr) return errors.add(std::move(loc), "Field required", "missing");
@@ -180,6 +182,11 @@ void parseCommand(const json::object& item, const json::array& base, Errors& err
       errors.add(std::move(arg_loc), "Value error, the program must be an absolute path", "value_error");
     } else {
       spec.command.emplace_back(arg);
+    }
+  }
+  if (command_allowed && spec.command.size() == arr.size()) {
+    if (auto refusal = command_allowed(spec.command.front())) {
+      errors.add(at(loc, std::int64_t{0}), "Value error, " + *refusal, "value_error");
     }
   }
 }
@@ -204,7 +211,8 @@ void parseEnv(const json::object& item, const json::array& base, Errors& errors,
   }
 }
 
-std::optional<ItemSpec> parseItem(const json::value& v, const json::array& loc, Errors& errors) {
+std::optional<ItemSpec> parseItem(const json::value& v, const json::array& loc, Errors& errors,
+                                  const CommandCheck& command_allowed) {
   if (!v.is_object()) {
     errors.add(loc, "Input should be a valid dictionary or object to extract fields from", "model_attributes_type");
     return std::nullopt;
@@ -212,7 +220,7 @@ std::optional<ItemSpec> parseItem(const json::value& v, const json::array& loc, 
   const auto& obj = v.as_object();
   ItemSpec spec;
   spec.queue_item_id = idField(obj, "queue_item_id", loc, errors, false);
-  parseCommand(obj, loc, errors, spec);
+  parseCommand(obj, loc, errors, spec, command_allowed);
   parseEnv(obj, loc, errors, spec);
   bool bad = false;
   spec.timeout_seconds = intField(obj, "timeout_seconds", loc, errors, 1, kMaxTimeoutSeconds, bad);
@@ -271,7 +279,8 @@ Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body) {
 }
 
 Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
-                                            const std::function<bool(std::string_view)>& phone_known) {
+                                            const std::function<bool(std::string_view)>& phone_known,
+                                            const CommandCheck& command_allowed) {
   Errors errors;
   auto obj = parseObject(body, errors);
   if (!obj) return errors.take();
@@ -302,7 +311,7 @@ Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
   } else {
     const auto& arr = items->as_array();
     for (std::size_t i = 0; i < arr.size(); ++i) {
-      auto item = parseItem(arr[i], at(items_loc, static_cast<std::int64_t>(i)), errors);
+      auto item = parseItem(arr[i], at(items_loc, static_cast<std::int64_t>(i)), errors, command_allowed);
       if (item) req.items.push_back(std::move(*item));
     }
     for (std::size_t i = 0; i < req.items.size(); ++i) {

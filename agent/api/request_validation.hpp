@@ -74,9 +74,17 @@ inline constexpr std::size_t kMaxListLimit = 500;
 
 Validated<CancelRequest> parseCancelRequest(std::string_view body);
 Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body);
+// Judges an item's program (command[0], an absolute path): nullopt when it may
+// run, else the reason (agent/api/command_policy.hpp's checkCommandAllowed).
+using CommandCheck = std::function<std::optional<std::string>(const std::string& program)>;
+
 // `phone_known` says whether a phone_id is configured on this rack.
+// `command_allowed`, when set, is asked about each item whose command passed
+// the structural checks; each refusal is its own value_error entry at
+// ["body", "queue_items", i, "command", 0], reported with every other problem.
 Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
-                                            const std::function<bool(std::string_view)>& phone_known);
+                                            const std::function<bool(std::string_view)>& phone_known,
+                                            const CommandCheck& command_allowed = nullptr);
 Validated<ListQuery> parseListQuery(std::string_view query);
 
 // Cursor tokens are opaque to clients; they encode a row sequence number.

@@ -24,22 +24,30 @@ struct CancelOutcome {
 
 class CancelService {
  public:
-  CancelService(store::Store& store, const Clock& clock, WorkTerminator& terminator)
-      : store_(store), clock_(clock), terminator_(terminator) {}
+  using Post = std::function<void(std::function<void()>)>;
+
+  // `post` runs a function on the thread the terminator lives on (the event
+  // loop); `boot_id` tags stored escalation deadlines (escalation_deadline.hpp).
+  CancelService(store::Store& store, const Clock& clock, WorkTerminator& terminator, Post post, std::string boot_id)
+      : store_(store), clock_(clock), terminator_(terminator), post_(std::move(post)), boot_id_(std::move(boot_id)) {}
 
   using Done = std::function<void(Result<CancelOutcome>)>;
 
   // POST /processes/{id}/cancel. kNotFound when the process does not exist.
-  // `done` runs on the store thread.
+  // A soft_then_force deadline is stored with the cancel, in its transaction.
+  // `done` runs through `post`, after the terminator has acted.
   void cancelProcess(std::string process_id, CancelInput input, Done done);
   // POST /cancel (legacy). kNotFound when the queue item does not exist.
   void cancelQueueItem(std::string queue_item_id, CancelInput input, Done done);
 
  private:
   void finish(Result<CancelPlan> planned, const Done& done);
+  void act(Result<CancelPlan> planned, const Done& done);
   store::Store& store_;
   const Clock& clock_;
   WorkTerminator& terminator_;
+  Post post_;
+  std::string boot_id_;
 };
 
 }  // namespace phonefarm::cancel

@@ -27,6 +27,9 @@ class WorkTerminator {
   // Called once per accepted cancel whose plan has an executing item, after
   // the commit. Must not block.
   virtual TerminationResult apply(const CancelPlan& plan) = 0;
+  // Called after every committed cancel that changed the process (e.g. a
+  // queued process was cancelled and its phone may start the next one).
+  virtual void processChanged(const Process& /*process*/) {}
 };
 
 // Used until an executor is attached: nothing can be executing, so any action

@@ -4,11 +4,17 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <boost/json/serialize.hpp>
 #include <csignal>
+#include <filesystem>
 
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
+#include "agent/cancel/escalation_deadline.hpp"
 #include "agent/daemon/state_dir_lock.hpp"
+#include "agent/exec/containment.hpp"
+#include "agent/exec/executor.hpp"
+#include "agent/exec/process_group_killer.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
 #include "common/config/tokens.hpp"
@@ -31,21 +37,58 @@ int Daemon::run() {
                store.schemaVersion());
 
   SystemClock clock;
-  cancel::NoExecutorTerminator terminator;
-  cancel::CancelService cancels(store, clock, terminator);
+  const std::string boot_id = cancel::readBootId();
+  auto containment = exec::makeContainment(config_.work.cgroup_root);
+  spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;
   http::HttpServer server(
       http::makeHttpServerOptions(config_.listen, config_.http),
       [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); });
-  api = std::make_unique<api::ApiHandler>(
-      api::ApiServices{config_, store, cancels, clock, tokens,
-                       [&server](std::function<void()> fn) { server.post(std::move(fn)); }, nullptr});
 
-  auto stop = [&server](const char* why) {
-    spdlog::info("agent.stopping signal={}", why);
+  exec::ExecutorOptions exec_options;
+  exec_options.state_dir = config_.state_dir;
+  exec_options.run_as = config_.work.run_as;
+  exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
+  exec_options.phones = config_.phones;
+  exec_options.boot_id = boot_id;
+  exec::NoPhoneReset resets;
+  exec::Executor executor(exec_options, store, clock, server, *containment, resets);
+  cancel::CancelService cancels(
+      store, clock, executor, [&server](std::function<void()> fn) { server.post(std::move(fn)); }, boot_id);
+
+  api::ApiServices services{config_,
+                            store,
+                            cancels,
+                            clock,
+                            tokens,
+                            [&server](std::function<void()> fn) { server.post(std::move(fn)); },
+                            [&executor] {
+                              return boost::json::object{{"work", executor.describe()}};
+                            },
+                            [&executor](const std::string& phone_id) { executor.phoneChanged(phone_id); }};
+  api = std::make_unique<api::ApiHandler>(std::move(services));
+
+  bool stopping = false;
+  auto stop = [&](const char* why) {
+    if (std::exchange(stopping, true)) return server.beginShutdown();  // a second signal: do not wait for work
+    spdlog::info("agent.stopping signal={} on_shutdown={}", why,
+                 config_.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep");
     ::sd_notify(0, "STOPPING=1");
-    server.beginShutdown();
+    executor.stopStarting();
+    if (config_.work.on_shutdown != ShutdownPolicy::kCancel) return server.beginShutdown();
+    // Work is cancelled hard, through the cancel path (audit trail included).
+    cancel::CancelInput input;
+    input.reason = "agent shutdown ([work] on_shutdown = \"cancel\")";
+    input.requested_by = boost::json::object{{"system", "phonefarm-agent"}};
+    input.strategy = CancelStrategy::kHard;
+    input.force_after_seconds = 0;
+    for (const auto& process_id : executor.executingProcessIds()) {
+      cancels.cancelProcess(process_id, input, [process_id](Result<cancel::CancelOutcome> r) {
+        if (!r) spdlog::error("agent.shutdown_cancel_failed process_id={} error=\"{}\"", process_id, r.error().message);
+      });
+    }
+    executor.whenIdle(std::chrono::seconds(15), [&server] { server.beginShutdown(); });
   };
   server.addSignalHandler(SIGTERM, [stop] { stop("SIGTERM"); });
   server.addSignalHandler(SIGINT, [stop] { stop("SIGINT"); });
@@ -58,13 +101,24 @@ int Daemon::run() {
     }
     spdlog::default_logger()->flush();
   });
-
+  if (containment->runtime() == exec::kRuntimeProcessGroup) {
+    // As child subreaper the agent inherits the work's orphans; reap them,
+    // leaving the leaders to the executor's pidfds.
+    server.addSignalHandler(SIGCHLD, [&executor] {
+      const auto leaders = executor.leaderPids();
+      exec::reapAdoptedZombies(leaders);
+    });
+  }
   server.start();
+  server.post([&executor] { executor.start(); });
   ::sd_notify(0, "READY=1");
   spdlog::info("agent.ready version={} phones={}", PHONEFARM_VERSION, config_.phones.size());
   spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
   server.run();
   store.stop();  // every queued job runs and commits before we exit
+  const auto& es = executor.stats();
+  spdlog::info("exec.stats started={} finished={} kills={} timeouts={} escalations={} stuck={} adopted={} lost={}",
+               es.started, es.finished, es.kills, es.timeouts, es.escalations_fired, es.stuck, es.adopted, es.lost);
   const auto stats = store.stats();
   spdlog::info("store.stats jobs={} commits={} max_batch={} checkpoints={}", stats.jobs, stats.commits, stats.max_batch,
                stats.checkpoints);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -409,6 +410,9 @@ AgentConfig devConfig() {
       {"phone_02", "emulator-5556", std::nullopt},
       {"phone_03", "emulator-5558", std::nullopt},
   };
+  // Work runs as nobody, from ./var/jobs (scripts/dev-up puts a demo job there).
+  config.work.run_as = "nobody";
+  config.work.allowed_command_prefixes = {(std::filesystem::absolute(config.state_dir) / "jobs").string() + "/"};
   return config;
 }
 

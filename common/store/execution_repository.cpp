@@ -29,6 +29,13 @@ void ExecutionRepository::insertExecution(const ExecutionRow& r) {
   st.run();
 }
 
+void ExecutionRepository::setExecutionLeader(std::string_view execution_id, std::int64_t pid,
+                                             std::optional<std::int64_t> start_time) {
+  Statement& st = db_.prepare("UPDATE executions SET leader_pid = ?, leader_start_time = ? WHERE execution_id = ?");
+  st.bind(1, pid).bind(2, start_time).bind(3, execution_id);
+  st.run();
+}
+
 void ExecutionRepository::finishExecution(std::string_view execution_id, WallMs ended_at, std::string_view outcome) {
   Statement& st = db_.prepare("UPDATE executions SET ended_at = ?, outcome = ? WHERE execution_id = ?");
   st.bind(1, ended_at).bind(2, outcome).bind(3, execution_id);

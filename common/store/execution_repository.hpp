@@ -48,6 +48,8 @@ class ExecutionRepository {
   std::optional<std::string> headProcessOfPhone(std::string_view phone_id);
 
   void insertExecution(const ExecutionRow& row);
+  // The leader is known only once spawned, after the row was committed.
+  void setExecutionLeader(std::string_view execution_id, std::int64_t pid, std::optional<std::int64_t> start_time);
   void finishExecution(std::string_view execution_id, WallMs ended_at, std::string_view outcome);
   // Executions without an end: what a restarted agent must re-adopt.
   std::vector<ExecutionRow> openExecutions();

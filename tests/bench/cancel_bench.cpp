@@ -55,6 +55,9 @@ Agent startAgent(const Options& o, const std::string& dir) {
   ::chmod((dir + "/tokens").c_str(), 0600);
   writeFile(dir + "/agent.toml", "listen = \"127.0.0.1:0\"\nstate_dir = \"" + dir + "/state\"\ntokens_file = \"" + dir +
                                      "/tokens\"\n[http]\nmax_connections = 1024\n"
+                                     // No such user: nothing executes, every process stays queued (cancel path only).
+                                     "[work]\nrun_as = \"phonefarm-bench-no-such-user\"\n"
+                                     "allowed_command_prefixes = [\"/usr/bin/\"]\n"
                                      "[[phones]]\nid = \"phone_01\"\nserial = \"bench-1\"\n");
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe");
@@ -129,7 +132,7 @@ RunResult runOnce(const Options& o, int run) {
     return request("POST", "/processes",
                    R"({"process_id":")" + pid(i) +
                        R"(","phone_id":"phone_01","account_id":"acc","requested_by":{"system":"bench"},)"
-                       R"("queue_items":[{"command":["/opt/phonefarm/jobs/x"]}]})");
+                       R"("queue_items":[{"command":["/usr/bin/true"]}]})");
   });
   check(submit, 201, "submit");
   auto cancel = runLoad("127.0.0.1", agent.port, o.connections, o.n, [](std::size_t i) {

@@ -24,6 +24,10 @@ inline constexpr const char* kScheduleToken = "schedule-token-0123456789abcdef";
 class AgentFixture : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The work user (nobody) must reach its execution dir under state/ and the jobs.
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms(0711), std::filesystem::perm_options::replace);
+    std::filesystem::create_directories(jobsDir());
+    writeFile(jobsDir() / "post.sh", "#!/bin/sh\nexit 0\n", 0755);
     writeConfig();
     writeFile(dir_.path() / "tokens",
               std::string("# test tokens\nreader read ") + kReadToken + "\noperator operate " + kOperateToken +
@@ -42,6 +46,21 @@ class AgentFixture : public ::testing::Test {
   // Extra TOML appended to the config (e.g. an [http] table).
   virtual std::string extraConfig() const { return ""; }
 
+  // The [work] table. By default run_as names no user, so the executor runs
+  // nothing and every submitted item stays pending: the API tests of queued
+  // work are deterministic. Tests of execution override it (WorkFixture).
+  virtual std::string workConfig() const {
+    return "[work]\nrun_as = \"phonefarm-test-no-such-user\"\nallowed_command_prefixes = [\"" + jobsDir().string() +
+           "/\", \"/usr/bin/\"]\n";
+  }
+
+  std::filesystem::path jobsDir() const { return dir_.path() / "jobs"; }
+  // An allowed command: <jobs>/name, made executable.
+  std::string writeJob(const std::string& name, const std::string& script) const {
+    writeFile(jobsDir() / name, script, 0755);
+    return (jobsDir() / name).string();
+  }
+
   void writeConfig() {
     writeFile(configPath(),
               "listen = \"127.0.0.1:0\"\n"
@@ -49,7 +68,7 @@ class AgentFixture : public ::testing::Test {
                   (dir_.path() / "state").string() +
                   "\"\n"
                   "tokens_file = \"" +
-                  (dir_.path() / "tokens").string() + "\"\n" + extraConfig() +
+                  (dir_.path() / "tokens").string() + "\"\n" + extraConfig() + workConfig() +
                   "[[phones]]\nid = \"phone_01\"\nserial = \"127.0.0.1:5555\"\n"
                   "[[phones]]\nid = \"phone_02\"\nserial = \"R58M123ABC\"\nusb_port = \"1-1.4\"\n",
               0600);
@@ -84,7 +103,7 @@ class AgentFixture : public ::testing::Test {
     boost::json::array qi;
     for (int i = 0; i < items; ++i) {
       qi.push_back(boost::json::object{{"queue_item_id", process_id + "-q" + std::to_string(i)},
-                                       {"command", boost::json::array{"/opt/phonefarm/jobs/post.sh", "--n", i}}});
+                                       {"command", boost::json::array{(jobsDir() / "post.sh").string(), "--n", i}}});
       qi.back().as_object()["command"].as_array()[2] = std::to_string(i);
     }
     boost::json::object body{{"process_id", process_id},

@@ -29,7 +29,7 @@ TEST_F(CancelApi, SeedExampleReproduced) {
       "account_id": "account_user095916355",
       "requested_by": {"system": "scheduler", "user": null, "metadata": {}},
       "queue_items": [{"queue_item_id": "7c1a07f6-1d55-4f79-a403-8a8420f1b62b",
-                       "command": ["/opt/phonefarm/jobs/post.sh"]}]})");
+                       "command": ["/usr/bin/true"]}]})");
   ASSERT_EQ(submitted.status, 201) << submitted.body;
 
   auto r = client_->request(

@@ -37,7 +37,7 @@ TEST_F(ProcessesApi, BadTokensAre401) {
 TEST_F(ProcessesApi, ScopesAreEnforced) {
   submit("scoped");
   const std::string submit_body =
-      R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/opt/phonefarm/jobs/x"]}]})";
+      R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/usr/bin/true"]}]})";
   auto read_submit = call("POST", "/processes", submit_body, kReadToken);
   EXPECT_EQ(read_submit.status, 403);
   EXPECT_EQ(read_submit.json(), json::parse(R"({"detail":"Forbidden"})"));
@@ -53,7 +53,7 @@ TEST_F(ProcessesApi, SubmitReturnsTheStoredProcess) {
   auto r = call("POST", "/processes",
                 R"({"process_id":"p-1","phone_id":"phone_01","account_id":"account_user095916355",
                     "requested_by":{"system":"scheduler","user":null,"metadata":{}},"future_field":true,
-                    "queue_items":[{"queue_item_id":"q-1","command":["/opt/jobs/post.sh","--x"],"env":{"K":"V"},
+                    "queue_items":[{"queue_item_id":"q-1","command":["/usr/bin/env","--x"],"env":{"K":"V"},
                                     "timeout_seconds":600,"stop_signal":"SIGTERM"},{"command":["/bin/true"]}]})");
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.headers["location"], "/processes/p-1");
@@ -70,7 +70,7 @@ TEST_F(ProcessesApi, SubmitReturnsTheStoredProcess) {
   EXPECT_EQ(items[0].at("queue_item_id"), "q-1");
   EXPECT_EQ(items[0].at("position"), 0);
   EXPECT_EQ(items[0].at("status"), "pending");
-  EXPECT_EQ(items[0].at("command"), json::parse(R"(["/opt/jobs/post.sh","--x"])"));
+  EXPECT_EQ(items[0].at("command"), json::parse(R"(["/usr/bin/env","--x"])"));
   EXPECT_TRUE(items[0].at("started_at").is_null());
   EXPECT_TRUE(items[0].at("exit_code").is_null());
   EXPECT_EQ(items[1].at("position"), 1);
@@ -87,8 +87,8 @@ TEST_F(ProcessesApi, SubmitReturnsTheStoredProcess) {
 }
 
 TEST_F(ProcessesApi, GeneratedIdsAndConflicts) {
-  auto r =
-      call("POST", "/processes", R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/opt/x"]}]})");
+  auto r = call("POST", "/processes",
+                R"({"phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/usr/bin/true"]}]})");
   ASSERT_EQ(r.status, 201);
   const std::string id(r.json().at("process_id").as_string());
   EXPECT_EQ(id.size(), 36u);
@@ -96,14 +96,14 @@ TEST_F(ProcessesApi, GeneratedIdsAndConflicts) {
   EXPECT_EQ(r.json().at("capability_request_id").as_string(), id);
 
   submit("dup", 1);
-  auto again =
-      call("POST", "/processes",
-           R"({"process_id":"dup","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]}]})");
+  auto again = call(
+      "POST", "/processes",
+      R"({"process_id":"dup","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/usr/bin/true"]}]})");
   EXPECT_EQ(again.status, 409);
   EXPECT_EQ(again.json(), json::parse(R"({"detail":"Process already exists"})"));
   auto item_dup = call("POST", "/processes",
                        R"({"process_id":"other","phone_id":"phone_01","account_id":"a",
-                           "queue_items":[{"queue_item_id":"dup-q0","command":["/x"]}]})");
+                           "queue_items":[{"queue_item_id":"dup-q0","command":["/usr/bin/true"]}]})");
   EXPECT_EQ(item_dup.status, 409);
   EXPECT_EQ(call("GET", "/processes/other").status, 404);  // nothing half-written
 }

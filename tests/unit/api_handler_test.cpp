@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 
@@ -55,12 +56,20 @@ class ApiHandlerTest : public ::testing::Test {
                           {"o", Scope::kOperate, sha256("operate-token")},
                           {"s", Scope::kSchedule, sha256("schedule-token")}})) {
     std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    std::filesystem::create_directories(dir_ / "jobs");
     config_.phones.push_back(PhoneConfig{"phone_01", "serial-1", std::nullopt});
+    // Submitted commands must exist under an allowed prefix.
+    config_.work.allowed_command_prefixes = {(dir_ / "jobs/").string()};
+    writeScript(dir_ / "jobs" / "x.sh");
+    writeScript(dir_ / "jobs" / "y.sh");
+    writeScript(dir_ / "outside.sh");
+    submit_ = R"({"process_id":"p1","phone_id":"phone_01","account_id":"a","queue_items":[{"command":[")" +
+              job("x.sh") + R"("]},{"command":[")" + job("y.sh") + R"("]}]})";
     store::StoreOptions options;
     options.path = dir_ / "agent.db";
     store_ = std::make_unique<store::Store>(options);
-    cancels_ = std::make_unique<cancel::CancelService>(*store_, clock_, terminator_);
+    cancels_ = std::make_unique<cancel::CancelService>(
+        *store_, clock_, terminator_, [this](std::function<void()> fn) { posts_.post(std::move(fn)); }, "boot-1");
     handler_ = std::make_unique<ApiHandler>(
         ApiServices{config_, *store_, *cancels_, clock_, tokens_,
                     [this](std::function<void()> fn) { posts_.post(std::move(fn)); }, nullptr});
@@ -71,6 +80,12 @@ class ApiHandlerTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
+
+  static void writeScript(const std::filesystem::path& path) {
+    std::ofstream(path) << "#!/bin/sh\nexit 0\n";
+    std::filesystem::permissions(path, std::filesystem::perms(0755), std::filesystem::perm_options::replace);
+  }
+  std::string job(const std::string& name) const { return (dir_ / "jobs" / name).string(); }
 
   http::HttpResponse call(std::string method, std::string target, std::string body = "",
                           std::string token = "schedule-token", std::string content_type = "application/json") {
@@ -88,6 +103,7 @@ class ApiHandlerTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  std::string submit_;  // p1 with two items, both allowed
   AgentConfig config_;
   FakeClock clock_;
   http::TokenRegistry tokens_;
@@ -98,8 +114,6 @@ class ApiHandlerTest : public ::testing::Test {
   PostQueue posts_;
 };
 
-constexpr const char* kSubmit =
-    R"({"process_id":"p1","phone_id":"phone_01","account_id":"a","queue_items":[{"command":["/x"]},{"command":["/y"]}]})";
 constexpr const char* kCancel = R"({"reason":"r","requested_by":{"u":1},"strategy":"hard"})";
 
 TEST_F(ApiHandlerTest, ScopeMatrix) {
@@ -110,12 +124,12 @@ TEST_F(ApiHandlerTest, ScopeMatrix) {
     const char* token;
     int status;
   };
+  const char* submit = submit_.c_str();
   for (const Case& c :
        {Case{"GET", "/healthz", "", "", 200}, Case{"GET", "/readyz", "", "", 401},
         Case{"GET", "/readyz", "", "read-token", 200}, Case{"GET", "/processes", "", "nope", 401},
-        Case{"POST", "/processes", kSubmit, "read-token", 403},
-        Case{"POST", "/processes", kSubmit, "operate-token", 403},
-        Case{"POST", "/processes", kSubmit, "schedule-token", 201},
+        Case{"POST", "/processes", submit, "read-token", 403}, Case{"POST", "/processes", submit, "operate-token", 403},
+        Case{"POST", "/processes", submit, "schedule-token", 201},
         Case{"POST", "/processes/p1/cancel", kCancel, "read-token", 403},
         Case{"POST", "/cancel", "{}", "read-token", 403}, Case{"GET", "/processes/p1", "", "read-token", 200},
         Case{"POST", "/processes/p1/cancel", kCancel, "operate-token", 200}}) {
@@ -140,7 +154,7 @@ TEST_F(ApiHandlerTest, RoutingAndMethods) {
 }
 
 TEST_F(ApiHandlerTest, ContentTypes) {
-  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  ASSERT_EQ(call("POST", "/processes", submit_).status, 201);
   EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "text/plain").status, 415);
   EXPECT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token", "application/x-www-form-urlencoded").status,
             415);
@@ -154,7 +168,7 @@ TEST_F(ApiHandlerTest, ContentTypes) {
 
 TEST_F(ApiHandlerTest, CancelResponseUsesTheClockAndTheStoredProcess) {
   clock_.setWallMs(1'795'000'000'000);  // 2026-11-18T11:06:40.000Z
-  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  ASSERT_EQ(call("POST", "/processes", submit_).status, 201);
   clock_.advanceMs(1234);
   auto r = call("POST", "/processes/p1/cancel", kCancel, "operate-token");
   ASSERT_EQ(r.status, 200) << r.body;
@@ -171,7 +185,7 @@ TEST_F(ApiHandlerTest, CancelResponseUsesTheClockAndTheStoredProcess) {
 }
 
 TEST_F(ApiHandlerTest, CorruptStoredRowIs500WithAnErrorId) {
-  ASSERT_EQ(call("POST", "/processes", kSubmit).status, 201);
+  ASSERT_EQ(call("POST", "/processes", submit_).status, 201);
   std::promise<void> corrupted;
   store_->submit<int>(
       [](store::Db& db) {
@@ -186,6 +200,37 @@ TEST_F(ApiHandlerTest, CorruptStoredRowIs500WithAnErrorId) {
   EXPECT_EQ(body.at("detail"), "Internal error");
   EXPECT_EQ(body.at("error_id").as_string().size(), 36u);
   EXPECT_EQ(r.body.find("oops"), std::string::npos);
+}
+
+TEST_F(ApiHandlerTest, CommandOutsideTheAllowedPrefixesIs422AndStoresNothing) {
+  const std::string body = R"({"process_id":"p2","phone_id":"phone_01","account_id":"a","queue_items":[)"
+                           R"({"command":[")" +
+                           job("x.sh") +
+                           R"("]},)"
+                           R"({"command":[")" +
+                           (dir_ / "outside.sh").string() +
+                           R"(","--x"]},)"
+                           R"({"command":[")" +
+                           job("missing.sh") + R"("]}]})";
+  auto r = call("POST", "/processes", body);
+  ASSERT_EQ(r.status, 422) << r.body;
+  const auto detail = json::parse(r.body).at("detail").as_array();
+  ASSERT_EQ(detail.size(), 2u) << r.body;
+  EXPECT_EQ(detail[0].at("loc"), json::parse(R"(["body","queue_items",1,"command",0])"));
+  EXPECT_EQ(detail[0].at("type"), "value_error");
+  const std::string outside = std::filesystem::canonical(dir_ / "outside.sh").string();
+  EXPECT_EQ(std::string(detail[0].at("msg").as_string()),
+            "Value error, command " + (dir_ / "outside.sh").string() + " resolves to " + outside +
+                ", which is not under an allowed prefix (" + job("") + ")");
+  EXPECT_EQ(detail[1].at("loc"), json::parse(R"(["body","queue_items",2,"command",0])"));
+  EXPECT_EQ(detail[1].at("type"), "value_error");
+  EXPECT_EQ(std::string(detail[1].at("msg").as_string()),
+            "Value error, command not found: " + job("missing.sh") + " (No such file or directory)");
+  // Nothing was stored: neither the process nor its allowed first item.
+  EXPECT_EQ(call("GET", "/processes/p2", "", "read-token").status, 404);
+  auto list = call("GET", "/processes", "", "read-token");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_TRUE(json::parse(list.body).at("processes").as_array().empty()) << list.body;
 }
 
 TEST_F(ApiHandlerTest, AccessLogPrincipalIsTheTokenName) {

@@ -369,7 +369,9 @@ TEST(DevConfigTest, ListensLocallyWithThreeEmulators) {
   EXPECT_EQ(c.listen.port, 8787);
   EXPECT_EQ(c.state_dir, "./var");
   EXPECT_EQ(c.tokens_file, "./var/tokens");
-  EXPECT_EQ(c.work.run_as, "phonefarm-work");
+  EXPECT_EQ(c.work.run_as, "nobody");
+  ASSERT_EQ(c.work.allowed_command_prefixes.size(), 1u);
+  EXPECT_EQ(c.work.allowed_command_prefixes[0], (std::filesystem::absolute("./var") / "jobs").string() + "/");
   ASSERT_EQ(c.phones.size(), 3u);
   const char* serials[] = {"emulator-5554", "emulator-5556", "emulator-5558"};
   for (std::size_t i = 0; i < 3; ++i) {

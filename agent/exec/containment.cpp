@@ -1,0 +1,322 @@
+// The cgroup and process-group runtimes; see containment.hpp.
+#include "agent/exec/containment.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "agent/exec/cgroup_tree.hpp"
+#include "agent/exec/process_group_killer.hpp"
+#include "agent/exec/sys_error.hpp"
+
+namespace phonefarm::exec {
+namespace {
+
+// Whether a pidfd reports its process as exited, without blocking.
+bool pidfdExited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+}
+
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd = -1) : fd_(fd) {}
+  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  OwnedFd& operator=(OwnedFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~OwnedFd() { reset(); }
+  void reset() {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// The leader: our child (reaped through its pidfd) or, after a restart, a
+// process we only hold a pidfd to (or nothing, when it is gone).
+struct Leader {
+  OwnedFd pidfd;
+  bool is_child = false;
+  bool exited = false;
+
+  // Consumes the pidfd's readiness; reaps a child.
+  void update(pid_t pid) {
+    if (exited || pidfd.get() < 0) return;
+    if (is_child) {
+      auto r = reapIfExited(pidfd.get(), pid);
+      if (!r || r->has_value()) exited = true;  // ECHILD: someone reaped it already
+    } else if (pidfdExited(pidfd.get())) {
+      exited = true;
+    }
+  }
+
+  Status signal(int sig) {
+    if (exited || pidfd.get() < 0) return makeError(ErrorKind::kNotFound, "the execution's leader has exited");
+    return signalPidfd(pidfd.get(), sig);
+  }
+};
+
+class CgroupContainer final : public Container {
+ public:
+  CgroupContainer(CgroupTree tree, ContainerInfo info, CgroupEventsWatch watch, Leader leader)
+      : tree_(std::move(tree)), info_(std::move(info)), watch_(std::move(watch)), leader_(std::move(leader)) {}
+
+  const ContainerInfo& info() const override { return info_; }
+
+  std::vector<int> watchFds() const override {
+    std::vector<int> fds{watch_.fd()};
+    if (leader_.is_child && !leader_.exited) fds.push_back(leader_.pidfd.get());
+    return fds;
+  }
+
+  Result<bool> poll() override {
+    leader_.update(info_.leader_pid);
+    auto populated = watch_.drainAndCheckPopulated();
+    if (!populated) {
+      // The leaf was removed behind our back: nothing can be left in it.
+      if (populated.error().kind == ErrorKind::kNotFound) return !leader_.is_child || leader_.exited;
+      return populated.error();
+    }
+    // A child leader leaves the cgroup before it can be reaped: wait for both.
+    return !*populated && (!leader_.is_child || leader_.exited);
+  }
+
+  Status signalLeader(int sig) override { return leader_.signal(sig); }
+  Status kill() override { return killCgroup(watch_.leaf()); }
+
+  std::vector<pid_t> pids() override {
+    auto p = cgroupPids(watch_.leaf());
+    return p ? *p : std::vector<pid_t>{};
+  }
+
+  Status remove() override {
+    std::error_code ec;
+    if (!std::filesystem::exists(watch_.leaf(), ec)) return okStatus();
+    return tree_.removeLeaf(watch_.leaf());
+  }
+
+ private:
+  CgroupTree tree_;
+  ContainerInfo info_;
+  CgroupEventsWatch watch_;
+  Leader leader_;
+};
+
+class ProcessGroupContainer final : public Container {
+ public:
+  ProcessGroupContainer(ContainerInfo info, Leader leader, std::string marker)
+      : info_(std::move(info)), leader_(std::move(leader)), marker_(std::move(marker)) {}
+
+  const ContainerInfo& info() const override { return info_; }
+  std::vector<int> watchFds() const override {
+    if (leader_.exited || leader_.pidfd.get() < 0) return {};
+    return {leader_.pidfd.get()};
+  }
+
+  Result<bool> poll() override {
+    if (!swept_ && (leader_.pidfd.get() < 0 || pidfdExited(leader_.pidfd.get()))) {
+      // The leader has exited but is not reaped yet, so its pid (the group id)
+      // cannot have been reused: sweep what it left behind, then reap.
+      swept_ = true;
+      if (::kill(-info_.leader_pid, 0) == 0 || !marker_.empty()) (void)killProcessGroupTree(info_.leader_pid, marker_);
+    }
+    leader_.update(info_.leader_pid);
+    return leader_.exited || leader_.pidfd.get() < 0;
+  }
+
+  Status signalLeader(int sig) override { return leader_.signal(sig); }
+
+  Status kill() override {
+    auto r = killProcessGroupTree(info_.leader_pid, marker_);
+    if (!r) return r.error();
+    return okStatus();
+  }
+
+  std::vector<pid_t> pids() override {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const auto name = entry.path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const auto pid = static_cast<pid_t>(std::stol(name));
+      if (::getpgid(pid) == info_.leader_pid) out.push_back(pid);
+    }
+    return out;
+  }
+
+  Status remove() override { return okStatus(); }
+
+ private:
+  ContainerInfo info_;
+  Leader leader_;
+  std::string marker_;
+  bool swept_ = false;
+};
+
+class CgroupContainment final : public Containment {
+ public:
+  explicit CgroupContainment(CgroupTree tree) : tree_(std::move(tree)) {}
+  std::string_view runtime() const override { return kRuntimeCgroup; }
+
+  boost::json::object describe() const override {
+    boost::json::object o{{"runtime", kRuntimeCgroup}, {"cgroup", tree_.dir().string()}};
+    if (tree_.pidsControllerError()) o["pids_controller"] = *tree_.pidsControllerError();
+    return o;
+  }
+
+  std::optional<std::string> plannedCgroup(const std::string& execution_id) const override {
+    return (tree_.dir() / execution_id).string();
+  }
+
+  Result<std::unique_ptr<Container>> launch(const LaunchRequest& request) override {
+    auto leaf = tree_.createLeaf(request.execution_id);
+    if (!leaf) return leaf.error();
+    auto watch = CgroupEventsWatch::open(*leaf);
+    if (!watch) {
+      (void)tree_.removeLeaf(*leaf);
+      return watch.error();
+    }
+    SpawnRequest spawn;
+    spawn.argv = request.argv;
+    spawn.env = request.env;
+    spawn.cgroup = *leaf;
+    spawn.new_session = true;
+    auto spawned = spawnProcess(spawn);
+    if (!spawned) {
+      (void)tree_.removeLeaf(*leaf);
+      return spawned.error();
+    }
+    ContainerInfo info{request.execution_id, std::string(kRuntimeCgroup), leaf->string(), spawned->pid,
+                       processStartTime(spawned->pid)};
+    Leader leader{OwnedFd(spawned->pidfd), true, false};
+    return std::unique_ptr<Container>(
+        std::make_unique<CgroupContainer>(tree_, std::move(info), std::move(*watch), std::move(leader)));
+  }
+
+  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override {
+    return adoptAny(info, marker);
+  }
+
+  static Result<std::unique_ptr<Container>> adoptAny(const ContainerInfo& info, const std::string& marker);
+
+ private:
+  CgroupTree tree_;
+};
+
+Leader adoptLeader(const ContainerInfo& info) {
+  Leader leader;
+  if (info.leader_pid > 0 && info.leader_start_time) {
+    if (auto fd = openVerifiedPidfd(info.leader_pid, *info.leader_start_time)) leader.pidfd = OwnedFd(*fd);
+  }
+  leader.exited = leader.pidfd.get() < 0;
+  return leader;
+}
+
+Result<std::unique_ptr<Container>> CgroupContainment::adoptAny(const ContainerInfo& info, const std::string& marker) {
+  if (info.runtime == kRuntimeCgroup) {
+    if (!info.cgroup) return makeError(ErrorKind::kNotFound, "no cgroup recorded");
+    const std::filesystem::path leaf(*info.cgroup);
+    auto watch = CgroupEventsWatch::open(leaf);
+    if (!watch) return watch.error();
+    auto tree = CgroupTree::open(leaf.parent_path().parent_path());  // the leaf's own phonefarm-work
+    if (!tree) return tree.error();
+    return std::unique_ptr<Container>(
+        std::make_unique<CgroupContainer>(std::move(*tree), info, std::move(*watch), adoptLeader(info)));
+  }
+  Leader leader = adoptLeader(info);
+  if (leader.exited && (info.leader_pid <= 1 || ::kill(-info.leader_pid, 0) != 0)) {
+    return makeError(ErrorKind::kNotFound, "the execution's process group is gone");
+  }
+  return std::unique_ptr<Container>(std::make_unique<ProcessGroupContainer>(info, std::move(leader), marker));
+}
+
+class ProcessGroupContainment final : public Containment {
+ public:
+  explicit ProcessGroupContainment(std::string why) : why_(std::move(why)) {}
+  std::string_view runtime() const override { return kRuntimeProcessGroup; }
+
+  boost::json::object describe() const override {
+    return {{"runtime", kRuntimeProcessGroup}, {"cgroup", nullptr}, {"cgroup_unavailable", why_}};
+  }
+
+  std::optional<std::string> plannedCgroup(const std::string&) const override { return std::nullopt; }
+
+  Result<std::unique_ptr<Container>> launch(const LaunchRequest& request) override {
+    SpawnRequest spawn;
+    spawn.argv = request.argv;
+    spawn.env = request.env;
+    spawn.new_session = true;
+    auto spawned = spawnProcess(spawn);
+    if (!spawned) return spawned.error();
+    ContainerInfo info{request.execution_id, std::string(kRuntimeProcessGroup), std::nullopt, spawned->pid,
+                       processStartTime(spawned->pid)};
+    Leader leader{OwnedFd(spawned->pidfd), true, false};
+    return std::unique_ptr<Container>(
+        std::make_unique<ProcessGroupContainer>(std::move(info), std::move(leader), request.marker));
+  }
+
+  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override {
+    return CgroupContainment::adoptAny(info, marker);
+  }
+
+ private:
+  std::string why_;
+};
+
+}  // namespace
+
+boost::json::object ContainerInfo::toJson() const {
+  boost::json::object o{{"id", id}, {"runtime", runtime}};
+  o["cgroup"] = cgroup ? boost::json::value(*cgroup) : boost::json::value(nullptr);
+  o["leader_pid"] = leader_pid > 0 ? boost::json::value(leader_pid) : boost::json::value(nullptr);
+  return o;
+}
+
+std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root) {
+  auto root = detectCgroupRoot(cgroup_root);
+  if (root) {
+    auto tree = CgroupTree::open(*root);
+    if (tree) return std::make_unique<CgroupContainment>(std::move(*tree));
+    root = tree.error();
+  }
+  // Orphans of the fallback runtime must re-parent to the agent to be swept.
+  (void)becomeChildSubreaper();
+  return std::make_unique<ProcessGroupContainment>(root.error().message);
+}
+
+std::optional<long long> processStartTime(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return std::nullopt;
+  const auto close = text.rfind(')');  // comm may hold spaces and parentheses
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(text.substr(close + 1));
+  std::string skip;
+  for (int i = 0; i < 19; ++i) fields >> skip;  // state .. itrealvalue
+  long long start = 0;
+  fields >> start;
+  if (!fields) return std::nullopt;
+  return start;
+}
+
+Result<int> openVerifiedPidfd(pid_t pid, long long start_time) {
+  auto fd = openPidfd(pid);
+  if (!fd) return fd.error();
+  if (processStartTime(pid) != start_time) {
+    ::close(*fd);
+    return makeError(ErrorKind::kNotFound, "pid " + std::to_string(pid) + " now names another process");
+  }
+  return *fd;
+}
+
+}  // namespace phonefarm::exec

@@ -1,0 +1,109 @@
+// Containment runtimes: how one execution's process tree is started, watched,
+// signalled and killed (DESIGN.md, "Containment and termination").
+//   - "cgroup": each execution in its own cgroup v2 leaf, entered at spawn;
+//     the tree is gone when the leaf reports `populated 0`; kill is
+//     cgroup.kill, repeated until empty.
+//   - "process-group": the fallback without a writable cgroup v2. The leader
+//     starts a new session; the agent is a child subreaper; the execution
+//     ends when its leader has exited, and whatever of its group (or carrying
+//     its environment marker) is left then is killed, because nothing else
+//     could tell the agent when it is gone. Kill is killpg + sweep.
+// The executor sees only Container and Containment, so its logic runs in
+// unit tests against a fake runtime.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json/object.hpp>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/exec/process_spawner.hpp"
+#include "common/result.hpp"
+
+namespace phonefarm::exec {
+
+inline constexpr std::string_view kRuntimeCgroup = "cgroup";
+inline constexpr std::string_view kRuntimeProcessGroup = "process-group";
+
+struct ContainerInfo {
+  std::string id;       // the execution id
+  std::string runtime;  // kRuntimeCgroup | kRuntimeProcessGroup
+  std::optional<std::string> cgroup;
+  pid_t leader_pid = 0;                        // 0 when unknown (a re-adopted tree whose leader is gone)
+  std::optional<long long> leader_start_time;  // /proc/<pid>/stat starttime, to verify after a restart
+  boost::json::object toJson() const;          // API.md termination.container
+};
+
+// One execution's process tree.
+class Container {
+ public:
+  virtual ~Container() = default;
+  virtual const ContainerInfo& info() const = 0;
+
+  // Descriptors that become readable when something may have changed (the
+  // leaf's cgroup.events, the leader's pidfd); the executor watches them and
+  // calls poll() on readiness.
+  virtual std::vector<int> watchFds() const = 0;
+
+  // Consumes the readiness, reaps the leader if it is the agent's child, and
+  // says whether the whole tree is gone (the execution has ended).
+  virtual Result<bool> poll() = 0;
+
+  // One signal to the leader (the exec shim, which forwards stop signals to
+  // the command) through its pidfd. kNotFound when it has exited.
+  virtual Status signalLeader(int sig) = 0;
+
+  // Kills every process of the tree. Returns once the kill is issued; the
+  // end shows up through poll().
+  virtual Status kill() = 0;
+
+  // The pids still alive in the tree (a snapshot, for reports).
+  virtual std::vector<pid_t> pids() = 0;
+
+  // After the end: frees what the container holds (removes the cgroup leaf).
+  virtual Status remove() = 0;
+};
+
+struct LaunchRequest {
+  std::string execution_id;
+  std::vector<std::string> argv;  // the shim's command line
+  std::vector<std::string> env;   // the shim's environment
+  std::string marker;             // "K=V" every process of the execution inherits
+};
+
+// Where the containers of this agent come from.
+class Containment {
+ public:
+  virtual ~Containment() = default;
+  virtual std::string_view runtime() const = 0;
+  // Details for /readyz: the runtime, the cgroup directory, why cgroup v2 is
+  // not used when falling back.
+  virtual boost::json::object describe() const = 0;
+  // The cgroup an execution with this id will get (stored before the launch,
+  // so a crash in between still leaves its tree findable); none without cgroups.
+  virtual std::optional<std::string> plannedCgroup(const std::string& execution_id) const = 0;
+  virtual Result<std::unique_ptr<Container>> launch(const LaunchRequest& request) = 0;
+  // Takes over an execution a previous agent instance started (from the store
+  // row's fields). kNotFound when nothing of it is left to watch: its cgroup
+  // is gone, or (process-group) its leader has exited.
+  virtual Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) = 0;
+};
+
+// The real runtimes. `cgroup_root` as in [work] cgroup_root ("" = detect);
+// when cgroup v2 is not usable there, the process-group runtime is returned
+// with the reason in describe().
+std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root);
+
+// /proc/<pid>/stat starttime; nullopt when the process is gone.
+std::optional<long long> processStartTime(pid_t pid);
+
+// A pidfd for `pid` only if it is still the process that started at
+// `start_time` (checked after opening, so the fd cannot name a recycled pid).
+Result<int> openVerifiedPidfd(pid_t pid, long long start_time);
+
+}  // namespace phonefarm::exec

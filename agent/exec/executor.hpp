@@ -1,0 +1,173 @@
+// Executor: runs the scheduler's work on the rack and terminates it.
+//
+// Per phone, the oldest unfinished process is served until it ends, its items
+// one after another, at most one item per phone at a time. Starting an item is
+// a committed transaction (item executing + execution row) before anything is
+// spawned; then the exec shim starts in a container of its own
+// (containment.hpp). The executor watches the container's descriptors on the
+// event loop (no polling) and ends the item when the whole tree is gone, with
+// the outcome the shim wrote (status.json), again in one transaction; then the
+// phone's next item starts.
+//
+// It is also the cancel path's WorkTerminator: the stop notice (cancel file,
+// stop signal, SIGCONT), the kill, and the escalation timers of
+// soft_then_force, whose deadlines the CancelService stores with the cancel.
+// Timeouts kill like a hard cancel. A tree still alive 10 s after its kill is
+// reported as stuck (note on the item, log, counter) and still watched.
+//
+// start() re-adopts what a previous agent instance left executing (watch the
+// tree again, or read the outcome it left, or call it lost), re-arms stored
+// escalations at their original deadlines, settles `cancelling` processes
+// whose trees are gone, and then starts work on every phone.
+//
+// Threading: everything runs on the event loop's thread; store jobs complete
+// on the store thread and hop back with EventLoop::post.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/cancel/work_terminator.hpp"
+#include "agent/exec/containment.hpp"
+#include "agent/exec/event_loop.hpp"
+#include "agent/exec/item_transitions.hpp"
+#include "common/clock.hpp"
+#include "common/config/config.hpp"
+#include "common/store/store.hpp"
+
+namespace phonefarm::exec {
+
+// The phones issue's seam: a forced kill (hard cancel, escalation, timeout)
+// asks for the phone's ADB/USB session to be reset. Returns the reset record
+// for the cancel response ({"reset_id","status"}), or nullopt when no reset
+// was started.
+class PhoneResetRequester {
+ public:
+  virtual ~PhoneResetRequester() = default;
+  virtual std::optional<boost::json::object> requestReset(const std::string& phone_id, const std::string& trigger) = 0;
+};
+
+// Until the phones issue lands: no reset, `phone_reset: null`.
+class NoPhoneReset final : public PhoneResetRequester {
+ public:
+  std::optional<boost::json::object> requestReset(const std::string&, const std::string&) override {
+    return std::nullopt;
+  }
+};
+
+struct ExecutorOptions {
+  std::filesystem::path state_dir;    // executions live in state_dir/executions/<execution_id>
+  std::string run_as;                 // [work] run_as
+  std::filesystem::path shim_binary;  // this binary (/proc/self/exe)
+  std::vector<PhoneConfig> phones;    // [[phones]]: id -> serial
+  std::string boot_id;                // for escalation deadlines
+  std::chrono::milliseconds stuck_after{10'000};
+  std::chrono::milliseconds store_retry{1'000};  // after a failed store job (disk full, I/O error)
+};
+
+struct ExecutorStats {
+  std::uint64_t started = 0;
+  std::uint64_t finished = 0;
+  std::uint64_t kills = 0;
+  std::uint64_t timeouts = 0;
+  std::uint64_t escalations_fired = 0;
+  std::uint64_t stuck = 0;
+  std::uint64_t adopted = 0;
+  std::uint64_t lost = 0;
+  std::uint64_t start_failures = 0;
+};
+
+class Executor final : public cancel::WorkTerminator {
+ public:
+  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, EventLoop& loop, Containment& containment,
+           PhoneResetRequester& resets);
+  ~Executor() override;
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Recovery, then work on every phone. `ready` runs (on the loop) once the
+  // recovery transaction has committed.
+  void start(std::function<void()> ready = {});
+
+  // Something changed for the phone (a process was submitted or cancelled):
+  // start its next item if it is idle.
+  void phoneChanged(const std::string& phone_id);
+
+  // WorkTerminator.
+  cancel::TerminationResult apply(const cancel::CancelPlan& plan) override;
+  void processChanged(const Process& process) override { phoneChanged(process.phone_id); }
+
+  // Stops starting items. Running work is left alone (it outlives the agent).
+  void stopStarting() { stopping_ = true; }
+  // The processes with an item executing now.
+  std::vector<std::string> executingProcessIds() const;
+  // `done` runs when no execution is left (now, if none) or after `timeout`.
+  void whenIdle(std::chrono::milliseconds timeout, std::function<void()> done);
+
+  // Why the executor cannot run work (e.g. run_as does not exist), if so.
+  const std::optional<std::string>& unavailable() const { return unavailable_; }
+  boost::json::object describe() const;
+  const ExecutorStats& stats() const { return stats_; }
+  // Leader pids of executions, for reaping orphans without stealing those.
+  std::vector<pid_t> leaderPids() const;
+
+ private:
+  struct Execution;
+  struct Slot {
+    bool busy = false;   // an item runs, or a start transaction is in flight
+    bool again = false;  // something changed while busy: look again when free
+  };
+  struct StartedItem;
+  struct Recovery;
+
+  void kick(const std::string& phone_id);
+  void onStartCommitted(const std::string& phone_id, const std::string& execution_id,
+                        Result<std::optional<StartedItem>> started);
+  void launch(const StartedItem& started, const std::string& execution_id);
+  void attach(std::unique_ptr<Execution> e);
+  void onReady(const std::string& item_id);
+  void syncWatches(Execution& e);
+  void end(Execution& e);
+  void storeEnd(const std::string& item_id);
+  void onEndCommitted(const std::string& item_id, Status committed);
+  void releaseSlot(const std::string& phone_id);
+  Status kill(Execution& e, const std::string& why);
+  void armEscalation(Execution& e, std::chrono::milliseconds delay);
+  void onEscalation(const std::string& item_id);
+  void onTimeout(const std::string& item_id);
+  void onStuckCheck(const std::string& item_id);
+  void applyRecovery(Recovery recovery);
+  void checkIdle();
+  std::vector<std::string> commandEnv(const StartedItem& started, const std::string& execution_id,
+                                      const std::filesystem::path& exec_dir) const;
+  Execution* find(const std::string& item_id);
+
+  ExecutorOptions options_;
+  store::Store& store_;
+  const Clock& clock_;
+  EventLoop& loop_;
+  Containment& containment_;
+  PhoneResetRequester& resets_;
+  std::optional<std::string> unavailable_;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  std::string home_;      // run_as's home directory, the work's default HOME
+  bool started_ = false;  // recovery done: starting work is allowed
+  bool stopping_ = false;
+  std::map<std::string, Slot> slots_;                             // by phone id
+  std::map<std::string, std::unique_ptr<Execution>> executions_;  // by queue item id
+  std::vector<std::pair<EventLoop::Id, std::function<void()>>> idle_waiters_;
+  ExecutorStats stats_;
+};
+
+}  // namespace phonefarm::exec
