@@ -11,7 +11,17 @@
 namespace phonefarm::api {
 namespace {
 
-enum class Route { kHealthz, kReadyz, kProcesses, kProcess, kProcessCancel, kLegacyCancel };
+enum class Route {
+  kHealthz,
+  kReadyz,
+  kProcesses,
+  kProcess,
+  kProcessCancel,
+  kLegacyCancel,
+  kPhones,
+  kPhone,
+  kPhoneReset
+};
 
 struct RouteMatch {
   Route route;
@@ -24,6 +34,16 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
   if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
+  if (path == "/phones") return RouteMatch{Route::kPhones, {}};
+  if (constexpr std::string_view kPhones = "/phones/"; path.starts_with(kPhones)) {
+    std::string_view rest = path.substr(kPhones.size());
+    const auto slash = rest.find('/');
+    std::string_view id = rest.substr(0, slash);
+    if (id.empty()) return std::nullopt;
+    if (slash == std::string_view::npos) return RouteMatch{Route::kPhone, std::string(id)};
+    if (rest.substr(slash) == "/reset") return RouteMatch{Route::kPhoneReset, std::string(id)};
+    return std::nullopt;
+  }
   constexpr std::string_view kPrefix = "/processes/";
   if (!path.starts_with(kPrefix)) return std::nullopt;
   std::string_view rest = path.substr(kPrefix.size());
@@ -54,7 +74,11 @@ RouteRule ruleFor(Route r) {
       return {"GET", true, Scope::kRead, Scope::kRead};
     case Route::kProcessCancel:
     case Route::kLegacyCancel:
+    case Route::kPhoneReset:
       return {"POST", true, Scope::kOperate, Scope::kOperate};
+    case Route::kPhones:
+    case Route::kPhone:
+      return {"GET", true, Scope::kRead, Scope::kRead};
   }
   return {"", true, Scope::kSchedule, Scope::kSchedule};
 }
@@ -122,6 +146,12 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getProcess(call, std::move(match->id));
       case Route::kProcessCancel:
         return cancelProcess(call, std::move(match->id));
+      case Route::kPhones:
+        return getPhones(call, std::nullopt);
+      case Route::kPhone:
+        return getPhones(call, std::move(match->id));
+      case Route::kPhoneReset:
+        return resetPhone(call, std::move(match->id));
       case Route::kLegacyCancel:
         return cancelQueueItem(call);
     }

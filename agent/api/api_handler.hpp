@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 
 #include "agent/cancel/cancel_service.hpp"
@@ -16,6 +18,11 @@
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
 #include "common/store/store.hpp"
+
+namespace phonefarm::phone {
+class Inventory;
+class ResetService;
+}  // namespace phonefarm::phone
 
 namespace phonefarm::api {
 
@@ -31,6 +38,11 @@ struct ApiServices {
   std::function<boost::json::object()> readiness_details;
   // Called on the I/O thread after a submit committed: the phone may start work.
   std::function<void(const std::string& phone_id)> phone_changed = {};
+  // The rack (GET /phones, POST /phones/{id}/reset); absent = 503 there.
+  phone::Inventory* inventory = nullptr;
+  phone::ResetService* resets = nullptr;
+  // The phone's executing (process_id, queue_item_id), if any (I/O thread).
+  std::function<std::optional<std::pair<std::string, std::string>>(const std::string& phone_id)> current_of = {};
 };
 
 class ApiHandler {
@@ -59,6 +71,8 @@ class ApiHandler {
   void getProcess(const CallPtr& call, std::string process_id);
   void cancelProcess(const CallPtr& call, std::string process_id);
   void cancelQueueItem(const CallPtr& call);
+  void getPhones(const CallPtr& call, std::optional<std::string> phone_id);
+  void resetPhone(const CallPtr& call, std::string phone_id);
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }

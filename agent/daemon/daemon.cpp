@@ -17,6 +17,12 @@
 #include "agent/exec/process_group_killer.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
+#include "agent/phone/adb_client.hpp"
+#include "agent/phone/device_reconciler.hpp"
+#include "agent/phone/device_tracker.hpp"
+#include "agent/phone/inventory.hpp"
+#include "agent/phone/reset_service.hpp"
+#include "agent/phone/usb_backend.hpp"
 #include "common/config/tokens.hpp"
 #include "common/store/store.hpp"
 
@@ -52,8 +58,24 @@ int Daemon::run() {
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
   exec_options.phones = config_.phones;
   exec_options.boot_id = boot_id;
-  exec::NoPhoneReset resets;
+  // The rack: the adb server's view of the phones, and the reset ladder.
+  phone::Inventory inventory(config_.phones);
+  const phone::AdbEndpoint adb_endpoint{config_.adb.server_host, config_.adb.server_port};
+  phone::AdbClient adb(adb_endpoint);
+  auto usb = phone::makeLibusbBackend();
+  exec::Executor* executor_ptr = nullptr;  // set below; reset workers announce phones through it
+  auto announce = [&server, &executor_ptr](const std::string& phone_id) {
+    server.post([&executor_ptr, phone_id] {
+      if (executor_ptr != nullptr) executor_ptr->phoneChanged(phone_id);
+    });
+  };
+  phone::ResetService resets(config_, store, clock, inventory, adb, *usb, announce);
+  resets.restoreHealth();
+  exec_options.can_start = [this, &inventory](const std::string& phone_id) {
+    return inventory.canStart(phone_id, config_.work.wait_for_device);
+  };
   exec::Executor executor(exec_options, store, clock, server, *containment, resets);
+  executor_ptr = &executor;
   cancel::CancelService cancels(
       store, clock, executor, [&server](std::function<void()> fn) { server.post(std::move(fn)); }, boot_id);
 
@@ -63,10 +85,15 @@ int Daemon::run() {
                             clock,
                             tokens,
                             [&server](std::function<void()> fn) { server.post(std::move(fn)); },
-                            [&executor] {
-                              return boost::json::object{{"work", executor.describe()}};
+                            [&executor, &inventory] {
+                              return boost::json::object{
+                                  {"work", executor.describe()},
+                                  {"adb", boost::json::object{{"server_up", inventory.serverUp()}}}};
                             },
-                            [&executor](const std::string& phone_id) { executor.phoneChanged(phone_id); }};
+                            [&executor](const std::string& phone_id) { executor.phoneChanged(phone_id); },
+                            &inventory,
+                            &resets,
+                            [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
   api = std::make_unique<api::ApiHandler>(std::move(services));
 
   bool stopping = false;
@@ -109,12 +136,43 @@ int Daemon::run() {
       exec::reapAdoptedZombies(leaders);
     });
   }
+  // The device stream: every change of a phone's state is logged and may let
+  // it take work (or hold it); a phone that drops while its item runs keeps
+  // the item running.
+  phone::DeviceTrackerOptions tracker_options;
+  tracker_options.endpoint = adb_endpoint;
+  tracker_options.adb_path = config_.adb.adb_path;
+  auto logChanges = [&inventory, announce](const std::vector<std::string>& changed) {
+    for (const auto& phone_id : changed) {
+      if (auto s = inventory.phone(phone_id)) {
+        spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
+                     s->reported_state);
+      }
+      announce(phone_id);
+    }
+  };
+  phone::DeviceTracker tracker(
+      tracker_options,
+      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
+      [&inventory, logChanges](const std::string& reason) {
+        spdlog::warn("phone.adb_server_lost reason=\"{}\"", reason);
+        logChanges(inventory.serverLost());
+      });
+
+  phone::DeviceReconciler reconciler(
+      adb, std::chrono::seconds(2),
+      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); });
+
   server.start();
   server.post([&executor] { executor.start(); });
+  tracker.start();
+  reconciler.start();
   ::sd_notify(0, "READY=1");
   spdlog::info("agent.ready version={} phones={}", PHONEFARM_VERSION, config_.phones.size());
   spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
   server.run();
+  reconciler.stop();
+  tracker.stop();
   store.stop();  // every queued job runs and commits before we exit
   const auto& es = executor.stats();
   spdlog::info("exec.stats started={} finished={} kills={} timeouts={} escalations={} stuck={} adopted={} lost={}",

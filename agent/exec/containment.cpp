@@ -213,10 +213,29 @@ class CgroupContainment final : public Containment {
   CgroupTree tree_;
 };
 
+// Whether `pid` lives in the cgroup `leaf` (its "0::" line names the leaf
+// relative to the cgroup2 mount).
+bool inCgroup(pid_t pid, const std::string& leaf) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("0::", 0) != 0) continue;
+    const std::string rel = line.substr(3);
+    return rel.size() > 1 && leaf.size() >= rel.size() && leaf.compare(leaf.size() - rel.size(), rel.size(), rel) == 0;
+  }
+  return false;
+}
+
+// After a restart the leader is signalled only if it is still the process
+// the store names: same pid and start time and, for the cgroup runtime, in
+// the execution's leaf.
 Leader adoptLeader(const ContainerInfo& info) {
   Leader leader;
   if (info.leader_pid > 0 && info.leader_start_time) {
-    if (auto fd = openVerifiedPidfd(info.leader_pid, *info.leader_start_time)) leader.pidfd = OwnedFd(*fd);
+    if (auto fd = openVerifiedPidfd(info.leader_pid, *info.leader_start_time)) {
+      leader.pidfd = OwnedFd(*fd);
+      if (info.cgroup && !inCgroup(info.leader_pid, *info.cgroup)) leader.pidfd.reset();
+    }
   }
   leader.exited = leader.pidfd.get() < 0;
   return leader;

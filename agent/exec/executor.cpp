@@ -128,6 +128,7 @@ void Executor::kick(const std::string& phone_id) {
     slot.again = true;
     return;
   }
+  if (options_.can_start && !options_.can_start(phone_id)) return;  // announced again when it can
   slot.busy = true;
   slot.again = false;
   const std::string execution_id = newUuidV4();
@@ -655,6 +656,13 @@ std::vector<std::string> Executor::executingProcessIds() const {
   std::vector<std::string> ids;
   for (const auto& [item_id, e] : executions_) ids.push_back(e->process_id);
   return ids;
+}
+
+std::optional<std::pair<std::string, std::string>> Executor::currentOf(const std::string& phone_id) const {
+  for (const auto& [item_id, e] : executions_) {
+    if (e->phone_id == phone_id) return std::make_pair(e->process_id, item_id);
+  }
+  return std::nullopt;
 }
 
 void Executor::whenIdle(std::chrono::milliseconds timeout, std::function<void()> done) {

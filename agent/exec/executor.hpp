@@ -73,6 +73,9 @@ struct ExecutorOptions {
   std::string boot_id;                // for escalation deadlines
   std::chrono::milliseconds stuck_after{10'000};
   std::chrono::milliseconds store_retry{1'000};  // after a failed store job (disk full, I/O error)
+  // Whether the phone may start an item now (ADB state, reset, health); none =
+  // always. A phone that becomes startable is announced with phoneChanged().
+  std::function<bool(const std::string& phone_id)> can_start;
 };
 
 struct ExecutorStats {
@@ -111,6 +114,8 @@ class Executor final : public cancel::WorkTerminator {
   void stopStarting() { stopping_ = true; }
   // The processes with an item executing now.
   std::vector<std::string> executingProcessIds() const;
+  // The phone's executing (process_id, queue_item_id), if any.
+  std::optional<std::pair<std::string, std::string>> currentOf(const std::string& phone_id) const;
   // `done` runs when no execution is left (now, if none) or after `timeout`.
   void whenIdle(std::chrono::milliseconds timeout, std::function<void()> done);
 

@@ -54,6 +54,15 @@ class AgentFixture : public ::testing::Test {
            "/\", \"/usr/bin/\"]\n";
   }
 
+  // The [adb] table. By default no adb server is reachable and none can be
+  // started (phones stay `absent`); the phone tests run a private one.
+  virtual std::string adbConfig() const { return "[adb]\nserver = \"127.0.0.1:1\"\nadb_path = \"/bin/false\"\n"; }
+
+  virtual std::string phonesConfig() const {
+    return "[[phones]]\nid = \"phone_01\"\nserial = \"127.0.0.1:5555\"\n"
+           "[[phones]]\nid = \"phone_02\"\nserial = \"R58M123ABC\"\nusb_port = \"1-1.4\"\n";
+  }
+
   std::filesystem::path jobsDir() const { return dir_.path() / "jobs"; }
   // An allowed command: <jobs>/name, made executable.
   std::string writeJob(const std::string& name, const std::string& script) const {
@@ -68,9 +77,8 @@ class AgentFixture : public ::testing::Test {
                   (dir_.path() / "state").string() +
                   "\"\n"
                   "tokens_file = \"" +
-                  (dir_.path() / "tokens").string() + "\"\n" + extraConfig() + workConfig() +
-                  "[[phones]]\nid = \"phone_01\"\nserial = \"127.0.0.1:5555\"\n"
-                  "[[phones]]\nid = \"phone_02\"\nserial = \"R58M123ABC\"\nusb_port = \"1-1.4\"\n",
+                  (dir_.path() / "tokens").string() + "\"\n" + extraConfig() + workConfig() + adbConfig() +
+                  phonesConfig(),
               0600);
   }
 

@@ -226,6 +226,22 @@ TEST_F(Executor, WorkKeepsRunningAcrossAGracefulRestartAndIsReadopted) {
   EXPECT_EQ(p.at("queue_items").at(0).at("exit_code"), 0);
 }
 
+TEST_F(Executor, SoftCancelAfterARestartReachesTheReadoptedWork) {
+  submitWork("adopted", {{stubbornJob(), out("adopted")}});
+  const pid_t pid = parsePids(waitForFile(outDir() / "adopted.pid")).at(0);
+  restartAgent(SIGKILL);
+  // The leader is signalled only once verified (pid, start time, cgroup).
+  auto r = cancel("adopted", "soft");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json().at("termination").at("status"), "requested");
+  EXPECT_EQ(waitForFile(outDir() / "adopted.signals"), "TERM\n");
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(cancel("adopted", "hard").json().at("termination").at("status"), "issued");
+  auto p = waitForStatus("adopted", "cancelled");
+  EXPECT_EQ(p.at("queue_items").at(0).at("signal"), "SIGKILL");
+  EXPECT_FALSE(alive(pid));
+}
+
 TEST_F(Executor, TimeoutKillsTheItemAndFailsIt) {
   submitWork("slow", {{"/usr/bin/sleep", "3600"}}, "phone_01", 1);
   auto p = waitForStatus("slow", "failed", seconds(10));

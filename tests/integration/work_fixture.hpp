@@ -59,11 +59,16 @@ class WorkFixture : public AgentFixture {
 
   virtual std::string cgroupRootConfig() const { return cgroup_.string(); }
   virtual std::string onShutdown() const { return "keep"; }
+  // The [reset] table. The execution tests have no adb server: a reset after a
+  // forced kill could only fail and park the phone, so none is requested.
+  virtual std::string resetConfig() const { return "[reset]\non_forced_cancel = false\n"; }
+  // The execution tests have no phones attached: work runs regardless.
+  virtual bool waitForDevice() const { return false; }
 
   std::string workConfig() const override {
     return "[work]\nrun_as = \"nobody\"\nallowed_command_prefixes = [\"" + jobsDir().string() +
            "/\", \"/usr/bin/\"]\ncgroup_root = \"" + cgroupRootConfig() + "\"\non_shutdown = \"" + onShutdown() +
-           "\"\n";
+           "\"\n" + "wait_for_device = " + (waitForDevice() ? "true" : "false") + "\n" + resetConfig();
   }
 
   // Where jobs write what the test checks (mode 0777: they run as nobody).

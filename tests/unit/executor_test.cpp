@@ -634,6 +634,25 @@ TEST_F(ExecutorTest, TwoPhonesRunConcurrently) {
   EXPECT_EQ(statusOf("p2"), ProcessStatus::kRunning);
 }
 
+TEST_F(ExecutorTest, APhoneThatCannotStartHoldsItsWorkUntilAnnounced) {
+  std::atomic<bool> phone_01_ready{false};
+  options_.can_start = [&](const std::string& phone_id) { return phone_id != "phone_01" || phone_01_ready.load(); };
+  addProcess("p1", "phone_01");
+  addProcess("p2", "phone_02");
+  startExecutor();
+  ASSERT_TRUE(waitLaunches(1));
+  settle();
+  ASSERT_EQ(containment_.launched.size(), 1u);
+  EXPECT_EQ(envValue(launch(0), "ANDROID_SERIAL"), "SERIAL-02");
+  EXPECT_EQ(statusOf("p1"), ProcessStatus::kQueued);  // held, not failed
+  EXPECT_EQ(executor_->currentOf("phone_02"), std::make_pair(std::string("p2"), std::string("p2-q0")));
+  EXPECT_EQ(executor_->currentOf("phone_01"), std::nullopt);
+  phone_01_ready = true;
+  loop_.post([this] { executor_->phoneChanged("phone_01"); });
+  ASSERT_TRUE(waitLaunches(2));
+  EXPECT_EQ(envValue(launch(1), "ANDROID_SERIAL"), "SERIAL-01");
+}
+
 // ---------------------------------------------------------------- 3, 4: failure, timeout
 
 TEST_F(ExecutorTest, NonZeroExitFailsTheItemSkipsTheRestAndThePhoneMovesOn) {

@@ -1,0 +1,112 @@
+// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (API.md "Phones"):
+// the inventory's live view, the executor's current item, and from the store
+// the queue depth and the last reset record.
+#include <boost/json.hpp>
+
+#include "agent/api/api_handler.hpp"
+#include "agent/api/error_responses.hpp"
+#include "agent/api/request_validation.hpp"
+#include "agent/phone/inventory.hpp"
+#include "agent/phone/reset_service.hpp"
+#include "common/store/phone_repository.hpp"
+
+namespace phonefarm::api {
+namespace {
+
+namespace json = boost::json;
+
+struct PhoneFacts {
+  std::map<std::string, std::int64_t> depths;
+  std::map<std::string, store::ResetRecord> last_resets;
+};
+
+json::object phoneJson(const phone::PhoneSnapshot& s, const PhoneFacts& facts,
+                       const std::optional<std::pair<std::string, std::string>>& current) {
+  const std::string& id = s.config.id;
+  std::string health = phone::kHealthReady;
+  if (s.needs_attention) {
+    health = phone::kHealthNeedsAttention;
+  } else if (s.resetting) {
+    health = phone::kHealthResetting;
+  } else if (current) {
+    health = phone::kHealthBusy;
+  }
+  json::object o{{"phone_id", id},
+                 {"serial", s.config.serial},
+                 {"usb_port", s.config.usb_port ? json::value(*s.config.usb_port) : json::value(nullptr)},
+                 {"adb_state", s.adb_state},
+                 {"health", health}};
+  o["current"] = current ? json::value(json::object{{"process_id", current->first}, {"queue_item_id", current->second}})
+                         : json::value(nullptr);
+  auto depth = facts.depths.find(id);
+  o["queue_depth"] = depth == facts.depths.end() ? 0 : depth->second;
+  auto reset = facts.last_resets.find(id);
+  o["last_reset"] = reset == facts.last_resets.end() ? json::value(nullptr) : json::value(toJson(reset->second));
+  return o;
+}
+
+}  // namespace
+
+void ApiHandler::getPhones(const CallPtr& call, std::optional<std::string> phone_id) {
+  if (s_.inventory == nullptr) return call->reply(detailResponse(503, "Phone inventory is not available"));
+  if (phone_id && !s_.inventory->phone(*phone_id)) return call->reply(detailResponse(404, "Phone not found"));
+  const bool all = call->query == "all=1" || call->query == "all=true";
+  std::vector<std::string> ids;
+  for (const auto& p : s_.config.phones) {
+    if (!phone_id || p.id == *phone_id) ids.push_back(p.id);
+  }
+  s_.store.submit<PhoneFacts>(
+      [ids = std::move(ids)](store::Db& db) {
+        store::PhoneRepository repo(db);
+        PhoneFacts facts;
+        facts.depths = repo.queueDepths();
+        for (const auto& id : ids) {
+          if (auto r = repo.lastReset(id)) facts.last_resets.emplace(id, std::move(*r));
+        }
+        return facts;
+      },
+      [this, call, phone_id, all](Result<PhoneFacts> facts) {
+        onIo([this, call, phone_id, all, facts = std::move(facts)] {
+          if (!facts) return call->reply(errorResponse(facts.error()));
+          auto current = [this](const std::string& id) {
+            return s_.current_of ? s_.current_of(id) : std::optional<std::pair<std::string, std::string>>{};
+          };
+          if (phone_id) {
+            auto s = s_.inventory->phone(*phone_id);
+            return call->reply(jsonResponse(200, phoneJson(*s, *facts, current(*phone_id))));
+          }
+          json::array phones;
+          for (const auto& s : s_.inventory->phones()) phones.push_back(phoneJson(s, *facts, current(s.config.id)));
+          json::object body{{"phones", std::move(phones)}};
+          if (all) {
+            // Devices the adb server reports that no [[phones]] entry names.
+            json::array unassigned;
+            for (const auto& d : s_.inventory->unassigned()) {
+              json::object props;
+              for (const auto& [k, v] : d.props) props[k] = v;
+              unassigned.push_back(json::object{
+                  {"serial", d.serial}, {"adb_state", d.state}, {"assigned", false}, {"properties", std::move(props)}});
+            }
+            body["unassigned"] = std::move(unassigned);
+          }
+          call->reply(jsonResponse(200, std::move(body)));
+        });
+      });
+}
+
+void ApiHandler::resetPhone(const CallPtr& call, std::string phone_id) {
+  // The body is a cancel-shaped {reason, requested_by}; other fields are ignored.
+  auto parsed = parseCancelRequest(call->request.body);
+  if (auto* errors = std::get_if<FieldErrors>(&parsed)) return call->reply(validationResponse(*errors));
+  if (s_.resets == nullptr) return call->reply(detailResponse(503, "Phone resets are not available"));
+  auto& req = std::get<CancelRequest>(parsed);
+  s_.resets->technicianReset(phone_id, std::move(req.reason), std::move(req.requested_by),
+                             [this, call](Result<store::ResetRecord> r) {
+                               onIo([call, r = std::move(r)] {
+                                 if (!r) return call->reply(errorResponse(r.error()));
+                                 call->reply(jsonResponse(202, toJson(*r)));
+                               });
+                             });
+}
+
+}  // namespace phonefarm::api

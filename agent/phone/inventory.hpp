@@ -1,0 +1,86 @@
+// Inventory: what the agent knows about each phone of its rack, at every
+// moment — the adb server's view of the device (fed by the DeviceTracker),
+// whether a reset runs, whether it needs a technician — and the devices the
+// server reports that no [[phones]] entry names. Thread-safe: the tracker's
+// thread updates it, reset workers wait on it, the event loop reads it.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/phone/adb_client.hpp"
+#include "common/config/config.hpp"
+
+namespace phonefarm::phone {
+
+// API.md adb_state / health values.
+inline constexpr const char* kStateDevice = "device";
+inline constexpr const char* kStateOffline = "offline";
+inline constexpr const char* kStateUnauthorized = "unauthorized";
+inline constexpr const char* kStateAbsent = "absent";
+inline constexpr const char* kStateResetting = "resetting";
+
+inline constexpr const char* kHealthReady = "ready";
+inline constexpr const char* kHealthBusy = "busy";
+inline constexpr const char* kHealthResetting = "resetting";
+inline constexpr const char* kHealthNeedsAttention = "needs_attention";
+
+struct PhoneSnapshot {
+  PhoneConfig config;
+  std::string adb_state;       // as API.md: resetting while a reset runs
+  std::string reported_state;  // what the adb server says (absent when it does not list the device)
+  bool resetting = false;
+  bool needs_attention = false;
+  std::uint64_t generation = 0;  // bumps whenever the server's reported state of this phone changes
+};
+
+class Inventory {
+ public:
+  explicit Inventory(std::vector<PhoneConfig> phones);
+
+  // A full device list from the adb server. Returns the ids of phones whose
+  // reported state changed.
+  std::vector<std::string> update(const std::vector<AdbDevice>& devices);
+  // The adb server went away: nothing is known to be attached.
+  std::vector<std::string> serverLost();
+
+  std::optional<PhoneSnapshot> phone(const std::string& phone_id) const;
+  std::vector<PhoneSnapshot> phones() const;
+  std::vector<AdbDevice> unassigned() const;
+  bool serverUp() const;
+
+  // Whether new work may start on the phone: never while resetting or
+  // needing attention; with wait_for_device only in `device` state.
+  bool canStart(const std::string& phone_id, bool wait_for_device) const;
+
+  void setResetting(const std::string& phone_id, bool resetting);
+  void setNeedsAttention(const std::string& phone_id, bool needs_attention);
+
+  // Blocks until the phone's reported state has changed since
+  // `after_generation` (read before kicking its transport, so a stale
+  // `device` does not count) and is `device`, or the timeout passes.
+  bool waitForDevice(const std::string& phone_id, std::uint64_t after_generation, std::chrono::milliseconds timeout);
+  // Wakes every waiter (shutdown).
+  void interrupt();
+
+ private:
+  // The device entry that is this phone: same serial, or (USB) same bus-port path.
+  const AdbDevice* match(const PhoneConfig& phone, const std::vector<AdbDevice>& devices) const;
+  std::string stateOf(const PhoneSnapshot& s) const;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, PhoneSnapshot> phones_;  // by id, config order kept in order_
+  std::vector<std::string> order_;
+  std::vector<AdbDevice> unassigned_;
+  bool server_up_ = false;
+  bool interrupted_ = false;
+};
+
+}  // namespace phonefarm::phone
