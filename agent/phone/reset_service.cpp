@@ -32,13 +32,13 @@ ResetService::ResetService(const AgentConfig& config, store::Store& store, const
 ResetService::~ResetService() {
   stopping_ = true;
   inventory_.interrupt();
-  std::vector<std::thread> workers;
+  std::vector<Worker> workers;
   {
     std::lock_guard lock(mutex_);
     workers.swap(workers_);
   }
-  for (auto& t : workers) {
-    if (t.joinable()) t.join();
+  for (auto& w : workers) {
+    if (w.thread.joinable()) w.thread.join();
   }
 }
 
@@ -106,7 +106,22 @@ std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone
         if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
       });
   spdlog::info("phone.reset_started phone_id={} reset_id={} trigger={}", phone_id, record.reset_id, trigger);
-  workers_.emplace_back([this, record] { run(record); });
+  // Join the workers of resets that have ended (a long-lived agent must not
+  // accumulate finished threads), then start this one.
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (it->done->load()) {
+      it->thread.join();
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  workers_.push_back(Worker{std::thread([this, record, done] {
+                              run(record);
+                              done->store(true);
+                            }),
+                            done});
   return {record, false};
 }
 
@@ -231,6 +246,11 @@ void ResetService::run(store::ResetRecord record) {
 bool ResetService::resetting(const std::string& phone_id) const {
   std::lock_guard lock(mutex_);
   return running_.count(phone_id) > 0;
+}
+
+std::size_t ResetService::workerThreads() const {
+  std::lock_guard lock(mutex_);
+  return workers_.size();
 }
 
 ResetStats ResetService::stats() const {

@@ -66,6 +66,8 @@ class ResetService final : public exec::PhoneResetRequester {
 
   bool resetting(const std::string& phone_id) const;
   ResetStats stats() const;
+  // Worker threads not yet joined (finished ones are joined at the next reset).
+  std::size_t workerThreads() const;
 
  private:
   struct Running {
@@ -87,7 +89,11 @@ class ResetService final : public exec::PhoneResetRequester {
 
   mutable std::mutex mutex_;
   std::map<std::string, store::ResetRecord> running_;  // by phone id
-  std::vector<std::thread> workers_;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Worker> workers_;  // finished ones are joined at the next begin()
   ResetStats stats_;
   std::atomic<bool> stopping_{false};
 };

@@ -184,6 +184,24 @@ TEST_F(ResetServiceTest, ASecondRequestJoinsTheRunningReset) {
   EXPECT_EQ(service_->stats().joined, 1u);
 }
 
+TEST_F(ResetServiceTest, FinishedWorkersAreJoinedAtTheNextReset) {
+  usb_.present = false;  // every ladder ends quickly (failed)
+  makeService();
+  for (int i = 0; i < 3; ++i) {
+    {
+      std::lock_guard lock(mutex_);
+      announced_.clear();
+    }
+    service_->requestReset("phone_01", "forced_cancel");
+    finished();
+    // The worker announces the phone just before it finishes: wait until it has.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (service_->resetting("phone_01") && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  }
+  EXPECT_LE(service_->workerThreads(), 2u);  // never one per reset ever made
+  EXPECT_EQ(service_->stats().failed, 3u);
+}
+
 TEST_F(ResetServiceTest, ForcedResetsCanBeTurnedOff) {
   config_.reset.on_forced_cancel = false;
   makeService();
