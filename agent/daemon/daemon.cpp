@@ -159,9 +159,14 @@ int Daemon::run() {
         logChanges(inventory.serverLost());
       });
 
+  std::vector<std::string> network_serials;  // host:port phones: the agent (re)connects them
+  for (const auto& p : config_.phones) {
+    if (p.serial.find(':') != std::string::npos) network_serials.push_back(p.serial);
+  }
   phone::DeviceReconciler reconciler(
       adb, std::chrono::seconds(2),
-      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); });
+      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
+      network_serials);
 
   server.start();
   server.post([&executor] { executor.start(); });

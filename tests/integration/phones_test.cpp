@@ -243,7 +243,7 @@ TEST_F(Phones, ResetOfAnAbsentPhoneEndsNeedingAttentionAndHoldsWork) {
   EXPECT_EQ(getPhone("phone_02").at("health"), "needs_attention");
 }
 
-TEST_F(Phones, AKilledAdbServerIsRestartedByTheAgent) {
+TEST_F(Phones, AKilledAdbServerIsRestartedAndNetworkPhonesReconnected) {
   waitForPhone("phone_01", [](const json::object& p) { return p.at("adb_state") == "device"; });
   adb("kill-server");
   ASSERT_TRUE(agent_->waitForLine("phone.adb_server_lost", seconds(10))) << agent_->output();
@@ -256,6 +256,8 @@ TEST_F(Phones, AKilledAdbServerIsRestartedByTheAgent) {
   }
   EXPECT_TRUE(up) << agent_->output();
   EXPECT_EQ(adb("version").first, 0);
+  // The new server knows nothing of the network phone: the agent connects it again.
+  waitForPhone("phone_01", [](const json::object& p) { return p.at("adb_state") == "device"; });
 }
 
 }  // namespace
