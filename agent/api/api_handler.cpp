@@ -14,6 +14,7 @@ namespace {
 enum class Route {
   kHealthz,
   kReadyz,
+  kMetrics,
   kProcesses,
   kProcess,
   kProcessCancel,
@@ -32,6 +33,7 @@ struct RouteMatch {
 std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/healthz") return RouteMatch{Route::kHealthz, {}};
   if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
+  if (path == "/metrics") return RouteMatch{Route::kMetrics, {}};
   if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
   if (path == "/phones") return RouteMatch{Route::kPhones, {}};
@@ -67,6 +69,7 @@ RouteRule ruleFor(Route r) {
     case Route::kHealthz:
       return {"GET", false, Scope::kRead, Scope::kRead};
     case Route::kReadyz:
+    case Route::kMetrics:
       return {"GET", true, Scope::kRead, Scope::kRead};
     case Route::kProcesses:
       return {"GET, POST", true, Scope::kRead, Scope::kSchedule};
@@ -81,6 +84,41 @@ RouteRule ruleFor(Route r) {
       return {"GET", true, Scope::kRead, Scope::kRead};
   }
   return {"", true, Scope::kSchedule, Scope::kSchedule};
+}
+
+// The route's template, the `route` label of the request metrics.
+std::string_view routeTemplate(Route r) {
+  switch (r) {
+    case Route::kHealthz:
+      return "/healthz";
+    case Route::kReadyz:
+      return "/readyz";
+    case Route::kMetrics:
+      return "/metrics";
+    case Route::kProcesses:
+      return "/processes";
+    case Route::kProcess:
+      return "/processes/{process_id}";
+    case Route::kProcessCancel:
+      return "/processes/{process_id}/cancel";
+    case Route::kLegacyCancel:
+      return "/cancel";
+    case Route::kPhones:
+      return "/phones";
+    case Route::kPhone:
+      return "/phones/{phone_id}";
+    case Route::kPhoneReset:
+      return "/phones/{phone_id}/reset";
+  }
+  return "unmatched";
+}
+
+// The `method` label: the methods HTTP defines, anything else is "other".
+std::string_view methodLabel(std::string_view method) {
+  for (std::string_view m : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
+    if (method == m) return m;
+  }
+  return "other";
 }
 
 bool methodAllowed(std::string_view allow, std::string_view method) {
@@ -107,11 +145,26 @@ bool isJsonContentType(std::string_view ct) {
 
 void ApiHandler::Call::reply(http::HttpResponse response) const {
   response.log_principal = principal;
+  if (registry != nullptr) {
+    const std::string method(methodLabel(request.method));
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+    registry
+        ->counter("phonefarm_http_requests_total", "HTTP requests answered, by route template, method and status.",
+                  {{"route", std::string(route)}, {"method", method}, {"status", std::to_string(response.status)}})
+        .inc();
+    registry
+        ->histogram("phonefarm_http_request_duration_seconds",
+                    "Time from receiving an HTTP request to answering it, by route template and method.",
+                    metrics::defaultSecondsBuckets(), {{"route", std::string(route)}, {"method", method}})
+        .observe(elapsed.count());
+  }
   respond(std::move(response));
 }
 
 void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
   auto call = std::make_shared<Call>();
+  call->started = std::chrono::steady_clock::now();
+  call->registry = &metrics_;
   call->respond = std::move(respond);
   const auto q = request.target.find('?');
   call->path = request.target.substr(0, q);
@@ -120,6 +173,7 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
   try {
     auto match = matchRoute(call->path);
     if (!match) return call->reply(detailResponse(404, "Not found"));
+    call->route = routeTemplate(match->route);
     const RouteRule rule = ruleFor(match->route);
     const std::string& method = call->request.method;
     if (!methodAllowed(rule.allow, method)) return call->reply(methodNotAllowedResponse(rule.allow));
@@ -140,6 +194,8 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getHealthz(call);
       case Route::kReadyz:
         return getReadyz(call);
+      case Route::kMetrics:
+        return getMetrics(call);
       case Route::kProcesses:
         return method == "POST" ? postProcesses(call) : listProcesses(call);
       case Route::kProcess:

@@ -2,21 +2,24 @@
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
-// cancel_api). Store completions are marshalled back to the I/O thread with
+// cancel_api, phones_api, metrics_api). Store completions are marshalled back to the I/O thread with
 // `post` before the response is built.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <utility>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
+#include "common/metrics/metrics.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm::phone {
@@ -43,6 +46,9 @@ struct ApiServices {
   phone::ResetService* resets = nullptr;
   // The phone's executing (process_id, queue_item_id), if any (I/O thread).
   std::function<std::optional<std::pair<std::string, std::string>>(const std::string& phone_id)> current_of = {};
+  // GET /metrics: adds the metrics pulled at scrape time (executor, store,
+  // phones, resets, connections) to a fresh registry; called on the I/O thread.
+  std::function<void(metrics::Registry&)> collect = {};
 };
 
 class ApiHandler {
@@ -58,6 +64,11 @@ class ApiHandler {
     std::string path;
     std::string query;
     std::string principal;  // token name, for the access log
+    // For the request metrics: the route template (never the raw path, whose
+    // ids would explode the label set), the start time, the registry.
+    std::string_view route = "unmatched";
+    std::chrono::steady_clock::time_point started;
+    metrics::Registry* registry = nullptr;
 
     void reply(http::HttpResponse response) const;
   };
@@ -73,11 +84,13 @@ class ApiHandler {
   void cancelQueueItem(const CallPtr& call);
   void getPhones(const CallPtr& call, std::optional<std::string> phone_id);
   void resetPhone(const CallPtr& call, std::string phone_id);
+  void getMetrics(const CallPtr& call);
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
 
   ApiServices s_;
+  metrics::Registry metrics_;  // pushed metrics: requests, cancels
 };
 
 }  // namespace phonefarm::api

@@ -52,6 +52,21 @@ json::object cancelResponseJson(const cancel::CancelOutcome& outcome) {
   return body;
 }
 
+// Counts a cancel that reached the CancelService: by strategy and by outcome
+// (cancel_requested, ignored_terminal, not_found or error).
+void countCancel(metrics::Registry& registry, CancelStrategy strategy, const Result<cancel::CancelOutcome>& r) {
+  std::string outcome = "error";
+  if (r) {
+    outcome = std::string(r->plan.audit.outcome);
+  } else if (r.error().kind == ErrorKind::kNotFound) {
+    outcome = "not_found";
+  }
+  registry
+      .counter("phonefarm_cancels_total", "Cancel requests handled through the API, by strategy and outcome.",
+               {{"strategy", std::string(toString(strategy))}, {"outcome", std::move(outcome)}})
+      .inc();
+}
+
 }  // namespace
 
 void ApiHandler::cancelProcess(const CallPtr& call, std::string process_id) {
@@ -60,12 +75,15 @@ void ApiHandler::cancelProcess(const CallPtr& call, std::string process_id) {
   if (!isValidId(process_id)) return call->reply(detailResponse(404, "Process not found"));
   auto& req = std::get<CancelRequest>(parsed);
   cancel::CancelInput input{std::move(req.reason), std::move(req.requested_by), req.strategy, req.force_after_seconds};
-  s_.cancels.cancelProcess(std::move(process_id), std::move(input), [this, call](Result<cancel::CancelOutcome> r) {
-    onIo([call, r = std::move(r)] {
-      if (!r) return call->reply(errorResponse(r.error()));
-      call->reply(jsonResponse(200, cancelResponseJson(*r)));
-    });
-  });
+  const CancelStrategy strategy = req.strategy;
+  s_.cancels.cancelProcess(std::move(process_id), std::move(input),
+                           [this, call, strategy](Result<cancel::CancelOutcome> r) {
+                             onIo([this, call, strategy, r = std::move(r)] {
+                               countCancel(metrics_, strategy, r);
+                               if (!r) return call->reply(errorResponse(r.error()));
+                               call->reply(jsonResponse(200, cancelResponseJson(*r)));
+                             });
+                           });
 }
 
 void ApiHandler::cancelQueueItem(const CallPtr& call) {
@@ -76,7 +94,8 @@ void ApiHandler::cancelQueueItem(const CallPtr& call) {
   std::string item_id = req.queue_item_id;
   s_.cancels.cancelQueueItem(std::move(req.queue_item_id), std::move(input),
                              [this, call, item_id](Result<cancel::CancelOutcome> r) {
-                               onIo([call, item_id, r = std::move(r)] {
+                               onIo([this, call, item_id, r = std::move(r)] {
+                                 countCancel(metrics_, CancelStrategy::kSoftThenForce, r);
                                  if (!r) return call->reply(errorResponse(r.error()));
                                  json::value item = nullptr;
                                  for (const auto& it : r->plan.after.items) {

@@ -23,14 +23,7 @@ struct PhoneFacts {
 json::object phoneJson(const phone::PhoneSnapshot& s, const PhoneFacts& facts,
                        const std::optional<std::pair<std::string, std::string>>& current) {
   const std::string& id = s.config.id;
-  std::string health = phone::kHealthReady;
-  if (s.needs_attention) {
-    health = phone::kHealthNeedsAttention;
-  } else if (s.resetting) {
-    health = phone::kHealthResetting;
-  } else if (current) {
-    health = phone::kHealthBusy;
-  }
+  const std::string health = phone::healthOf(s, current.has_value());
   json::object o{{"phone_id", id},
                  {"serial", s.config.serial},
                  {"usb_port", s.config.usb_port ? json::value(*s.config.usb_port) : json::value(nullptr)},

@@ -24,9 +24,74 @@
 #include "agent/phone/reset_service.hpp"
 #include "agent/phone/usb_backend.hpp"
 #include "common/config/tokens.hpp"
+#include "common/metrics/metrics.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm {
+namespace {
+
+// The metrics GET /metrics pulls at scrape time, on the I/O thread (where the
+// executor's state lives).
+void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const store::Store& store,
+                    const phone::Inventory& inventory, const phone::ResetService& resets,
+                    const http::HttpServer& server) {
+  auto counter = [&r](const char* name, const char* help, std::uint64_t v) {
+    r.counter(name, help).set(static_cast<double>(v));
+  };
+  auto gauge = [&r](const char* name, const char* help, double v, const metrics::Labels& labels = {}) {
+    r.gauge(name, help, labels).set(v);
+  };
+  const exec::ExecutorStats& es = executor.stats();
+  counter("phonefarm_executor_started_total", "Queue items the executor started.", es.started);
+  counter("phonefarm_executor_finished_total", "Queue items that finished (any terminal state).", es.finished);
+  counter("phonefarm_executor_kills_total", "Container kills issued (hard cancels, escalations, timeouts).", es.kills);
+  counter("phonefarm_executor_timeouts_total", "Queue items stopped by their timeout_seconds.", es.timeouts);
+  counter("phonefarm_executor_escalations_fired_total", "soft_then_force escalations that fired.",
+          es.escalations_fired);
+  counter("phonefarm_executor_stuck_total", "Executions with processes still alive after a kill.", es.stuck);
+  counter("phonefarm_executor_adopted_total", "Executions adopted from a previous agent run at start-up.", es.adopted);
+  counter("phonefarm_executor_lost_total", "Executions that ended without an exit status from the exec shim.", es.lost);
+  counter("phonefarm_executor_start_failures_total", "Queue items that failed to start.", es.start_failures);
+  gauge("phonefarm_executor_executing_items", "Queue items executing now.",
+        static_cast<double>(executor.executingProcessIds().size()));
+
+  const store::StoreStats ss = store.stats();
+  counter("phonefarm_store_jobs_total", "Store jobs completed (ok or error).", ss.jobs);
+  counter("phonefarm_store_commits_total", "Store transactions committed (one per batch).", ss.commits);
+  gauge("phonefarm_store_max_batch", "Largest number of jobs committed in one batch.",
+        static_cast<double>(ss.max_batch));
+  counter("phonefarm_store_checkpoints_total", "SQLite WAL checkpoints.", ss.checkpoints);
+
+  // Phones by adb_state (the states seen) and by health (every health value).
+  std::map<std::string, int> by_state;
+  std::map<std::string, int> by_health{{phone::kHealthReady, 0},
+                                       {phone::kHealthBusy, 0},
+                                       {phone::kHealthResetting, 0},
+                                       {phone::kHealthNeedsAttention, 0}};
+  for (const auto& p : inventory.phones()) {
+    ++by_state[p.adb_state];
+    ++by_health[phone::healthOf(p, executor.currentOf(p.config.id).has_value())];
+  }
+  for (const auto& [state, n] : by_state)
+    gauge("phonefarm_phones_by_adb_state", "Configured phones by adb_state.", n, {{"adb_state", state}});
+  for (const auto& [health, n] : by_health)
+    gauge("phonefarm_phones_by_health", "Configured phones by health.", n, {{"health", health}});
+  gauge("phonefarm_adb_server_up", "Whether the adb server answers (1) or not (0).", inventory.serverUp() ? 1 : 0);
+
+  const phone::ResetStats rs = resets.stats();
+  counter("phonefarm_resets_started_total", "Phone resets started.", rs.started);
+  counter("phonefarm_resets_joined_total", "Reset requests that joined a running reset.", rs.joined);
+  counter("phonefarm_resets_succeeded_total", "Phone resets that succeeded.", rs.succeeded);
+  counter("phonefarm_resets_failed_total", "Phone resets that failed.", rs.failed);
+
+  const http::HttpServerStats hs = server.stats();
+  counter("phonefarm_http_connections_accepted_total", "HTTP connections accepted.", hs.accepted);
+  counter("phonefarm_http_connections_rejected_total", "HTTP connections closed at once (max_connections).",
+          hs.rejected_over_cap);
+  gauge("phonefarm_http_active_connections", "Open HTTP connections.", static_cast<double>(hs.active_connections));
+}
+
+}  // namespace
 
 int Daemon::run() {
   std::signal(SIGPIPE, SIG_IGN);
@@ -94,6 +159,9 @@ int Daemon::run() {
                             &inventory,
                             &resets,
                             [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
+  services.collect = [&executor, &store, &inventory, &resets, &server](metrics::Registry& r) {
+    collectMetrics(r, executor, store, inventory, resets, server);
+  };
   api = std::make_unique<api::ApiHandler>(std::move(services));
 
   bool stopping = false;

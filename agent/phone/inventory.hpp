@@ -40,6 +40,13 @@ struct PhoneSnapshot {
   std::uint64_t generation = 0;  // bumps whenever the server's reported state of this phone changes
 };
 
+// API.md `health` of a phone; `busy` = an item of it is executing.
+inline const char* healthOf(const PhoneSnapshot& s, bool busy) {
+  if (s.needs_attention) return kHealthNeedsAttention;
+  if (s.resetting) return kHealthResetting;
+  return busy ? kHealthBusy : kHealthReady;
+}
+
 class Inventory {
  public:
   explicit Inventory(std::vector<PhoneConfig> phones);

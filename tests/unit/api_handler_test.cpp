@@ -238,5 +238,54 @@ TEST_F(ApiHandlerTest, AccessLogPrincipalIsTheTokenName) {
   EXPECT_EQ(call("GET", "/healthz", "", "").log_principal, "");
 }
 
+TEST_F(ApiHandlerTest, MetricsCountRequestsByRouteTemplateAndCancels) {
+  // The daemon's pulled metrics arrive through `collect`, at scrape time.
+  int collected = 0;
+  ApiServices services{config_, *store_, *cancels_,
+                       clock_,  tokens_, [this](std::function<void()> fn) { posts_.post(std::move(fn)); },
+                       nullptr};
+  services.collect = [&collected](metrics::Registry& r) {
+    r.gauge("phonefarm_test_pulled", "Pulled at scrape time.").set(++collected);
+  };
+  handler_ = std::make_unique<ApiHandler>(std::move(services));
+
+  ASSERT_EQ(call("POST", "/processes", submit_).status, 201);
+  ASSERT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token").status, 200);
+  ASSERT_EQ(call("GET", "/processes/nope", "", "read-token").status, 404);
+  EXPECT_EQ(call("GET", "/metrics", "", "").status, 401);
+  EXPECT_EQ(call("POST", "/metrics", "{}", "read-token").status, 405);
+  EXPECT_EQ(collected, 0);
+
+  const auto r = call("GET", "/metrics", "", "read-token");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.content_type.starts_with("text/plain; version=0.0.4")) << r.content_type;
+  EXPECT_EQ(collected, 1);
+  auto has = [&r](const std::string& line) { return r.body.find(line + "\n") != std::string::npos; };
+  EXPECT_TRUE(has(R"(phonefarm_http_requests_total{route="/processes",method="POST",status="201"} 1)")) << r.body;
+  // Route templates, not raw paths: no process id in any label.
+  EXPECT_TRUE(
+      has(R"(phonefarm_http_requests_total{route="/processes/{process_id}/cancel",method="POST",status="200"} 1)"))
+      << r.body;
+  EXPECT_TRUE(has(R"(phonefarm_http_requests_total{route="/processes/{process_id}",method="GET",status="404"} 1)"))
+      << r.body;
+  EXPECT_TRUE(has(R"(phonefarm_http_requests_total{route="/metrics",method="GET",status="401"} 1)")) << r.body;
+  EXPECT_EQ(r.body.find("p1"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("nope"), std::string::npos) << r.body;
+  EXPECT_TRUE(has(R"(phonefarm_cancels_total{strategy="hard",outcome="cancel_requested"} 1)")) << r.body;
+  EXPECT_TRUE(has(R"(phonefarm_http_request_duration_seconds_count{route="/processes",method="POST"} 1)")) << r.body;
+  EXPECT_TRUE(has("# TYPE phonefarm_http_request_duration_seconds histogram")) << r.body;
+  EXPECT_TRUE(has("phonefarm_test_pulled 1")) << r.body;
+
+  // A second cancel of the now-terminal process is ignored, and counted so.
+  ASSERT_EQ(call("POST", "/processes/p1/cancel", kCancel, "operate-token").status, 200);
+  const auto again = call("GET", "/metrics", "", "read-token");
+  EXPECT_NE(again.body.find(R"(phonefarm_cancels_total{strategy="hard",outcome="ignored_terminal"} 1)"),
+            std::string::npos)
+      << again.body;
+  EXPECT_NE(again.body.find(R"(phonefarm_http_requests_total{route="/metrics",method="GET",status="200"} 1)"),
+            std::string::npos)
+      << again.body;
+}
+
 }  // namespace
 }  // namespace phonefarm::api
