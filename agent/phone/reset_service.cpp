@@ -215,6 +215,13 @@ void ResetService::run(store::ResetRecord record) {
     if (!config_.reset.hub_power_cycle) return {"skipped", "disabled ([reset] hub_power_cycle = false)"};
     if (network) return {"skipped", "network phone " + phone.serial + " has no USB port"};
     auto dev = usb_.find(phone.serial, phone.usb_port);
+    if (!dev && phone.usb_port) {
+      // A phone that fell off the bus is what the power cycle is for: its
+      // configured port still names the hub port to switch.
+      UsbDeviceRef by_port;
+      by_port.port_path = *phone.usb_port;
+      dev = by_port;
+    }
     if (!dev) return {"skipped", dev.error().message};
     const auto before = generation();
     if (auto st = usb_.powerCycle(*dev, ms(config_.reset.hub_power_off)); !st) {

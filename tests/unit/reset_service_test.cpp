@@ -173,6 +173,18 @@ TEST_F(ResetServiceTest, NoReEnumerationWithinTheTimeoutFailsAndHubPowerCycleRun
   EXPECT_EQ(usb_.power_cycles, 1);
 }
 
+TEST_F(ResetServiceTest, APhoneGoneFromTheBusIsPowerCycledThroughItsConfiguredPort) {
+  usb_.present = false;
+  config_.reset.hub_power_cycle = true;
+  makeService();
+  service_->requestReset("phone_01", "forced_cancel");
+  auto r = finished();
+  EXPECT_EQ(stepStatuses(r),
+            (std::vector<std::string>{"adb_reconnect:failed", "usb_reset:skipped", "hub_power_cycle:failed"}));
+  EXPECT_EQ(usb_.power_cycles, 1);
+  EXPECT_NE(std::string(r.steps.at(2).at("detail").as_string()).find("1-1.4"), std::string::npos);
+}
+
 TEST_F(ResetServiceTest, ASecondRequestJoinsTheRunningReset) {
   makeService();
   auto first = service_->requestReset("phone_01", "forced_cancel");
