@@ -31,7 +31,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1017,7 +1016,9 @@ class RealAdbServerTest : public ::testing::Test {
   bool started_ = false;
 };
 
-bool isHex4(const std::string& text) { return std::regex_match(text, std::regex("[0-9a-f]{4}")); }
+bool isHex4(const std::string& text) {
+  return text.size() == 4 && text.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
 
 TEST_F(RealAdbServerTest, AnswersVersionDevicesAndFailures) {
   AdbClient client(endpoint_);
