@@ -4,9 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <csignal>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
 
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
@@ -90,6 +94,40 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
           hs.rejected_over_cap);
   gauge("phonefarm_http_active_connections", "Open HTTP connections.", static_cast<double>(hs.active_connections));
 }
+
+// The one-line summary systemd shows in `systemctl status` (STATUS=).
+std::string statusLine(const phone::Inventory& inventory, const exec::Executor& executor) {
+  std::size_t total = 0;
+  std::map<std::string, std::size_t> by_health;
+  for (const auto& p : inventory.phones()) {
+    ++total;
+    ++by_health[phone::healthOf(p, executor.currentOf(p.config.id).has_value())];
+  }
+  return fmt::format("phones ready {}/{}, busy {}, resetting {}, attention {}; executing {}",
+                     by_health[phone::kHealthReady], total, by_health[phone::kHealthBusy],
+                     by_health[phone::kHealthResetting], by_health[phone::kHealthNeedsAttention],
+                     executor.executingProcessIds().size());
+}
+
+// Runs fn on the loop now and then every `period`, each run arming the next
+// one: a wedged loop stops running it (which is the point for WATCHDOG=1).
+// Must be started on the loop thread; pending timers die with the loop.
+class Periodic {
+ public:
+  Periodic(exec::EventLoop& loop, std::chrono::milliseconds period, std::function<void()> fn)
+      : loop_(loop), period_(period), fn_(std::move(fn)) {}
+  void start() { fire(); }
+
+ private:
+  void fire() {
+    fn_();
+    loop_.startTimer(period_, [this] { fire(); });
+  }
+
+  exec::EventLoop& loop_;
+  std::chrono::milliseconds period_;
+  std::function<void()> fn_;
+};
 
 }  // namespace
 
@@ -236,13 +274,34 @@ int Daemon::run() {
       [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
       network_serials);
 
+  // systemd: WATCHDOG=1 every WATCHDOG_USEC/2 from the loop (when the unit
+  // has WatchdogSec=), STATUS= every 5 s, READY=1 once recovery is done.
+  std::optional<Periodic> watchdog;
+  std::uint64_t watchdog_usec = 0;
+  if (::sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    const auto period =
+        std::max(std::chrono::milliseconds(1),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds(watchdog_usec / 2)));
+    watchdog.emplace(server, period, [] { ::sd_notify(0, "WATCHDOG=1"); });
+    spdlog::info("agent.watchdog interval_ms={}", period.count());
+  }
+  Periodic status(server, std::chrono::seconds(5),
+                  [&inventory, &executor] { ::sd_notify(0, ("STATUS=" + statusLine(inventory, executor)).c_str()); });
+
   server.start();
-  server.post([&executor] { executor.start(); });
+  server.post([this, &executor, &watchdog, &status] {
+    if (watchdog) watchdog->start();
+    // READY=1 only after re-adoption: the listener is bound (server.start()
+    // above) and every execution of the previous run is known again.
+    executor.start([this, &status] {
+      status.start();
+      ::sd_notify(0, "READY=1");
+      spdlog::info("agent.ready version={} phones={}", PHONEFARM_VERSION, config_.phones.size());
+      spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
+    });
+  });
   tracker.start();
   reconciler.start();
-  ::sd_notify(0, "READY=1");
-  spdlog::info("agent.ready version={} phones={}", PHONEFARM_VERSION, config_.phones.size());
-  spdlog::default_logger()->flush();  // operators and supervisors wait for these lines
   server.run();
   reconciler.stop();
   tracker.stop();

@@ -63,6 +63,9 @@ class AgentFixture : public ::testing::Test {
            "[[phones]]\nid = \"phone_02\"\nserial = \"R58M123ABC\"\nusb_port = \"1-1.4\"\n";
   }
 
+  // Extra environment for the agent process (e.g. NOTIFY_SOCKET).
+  virtual AgentProcess::Env agentEnv() const { return {}; }
+
   std::filesystem::path jobsDir() const { return dir_.path() / "jobs"; }
   // An allowed command: <jobs>/name, made executable.
   std::string writeJob(const std::string& name, const std::string& script) const {
@@ -85,8 +88,8 @@ class AgentFixture : public ::testing::Test {
   std::filesystem::path configPath() const { return dir_.path() / "agent.toml"; }
 
   void startAgent() {
-    agent_ = std::make_unique<AgentProcess>(PHONEFARM_AGENT_BINARY,
-                                            std::vector<std::string>{"--config", configPath().string()}, dir_.path());
+    agent_ = std::make_unique<AgentProcess>(
+        PHONEFARM_AGENT_BINARY, std::vector<std::string>{"--config", configPath().string()}, dir_.path(), agentEnv());
     port_ = agent_->waitForListening(std::chrono::seconds(20));
     ASSERT_NE(port_, 0);
     client_ = std::make_unique<HttpClient>("127.0.0.1", port_);
