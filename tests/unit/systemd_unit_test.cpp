@@ -1,0 +1,189 @@
+// systemd/phonefarm-agent.service as systemd reads it: `systemd-analyze
+// verify` accepts it without a warning, `systemd-analyze security --offline`
+// rates its exposure at 3.5 or lower, and the settings the agent depends on
+// (notify + watchdog, delegated cgroup, work outliving restarts, USB devices,
+// the service user from the sysusers file, the tokens file mode from the
+// tmpfiles file) are there.
+//
+// The unit is checked through a copy whose ExecStart=/ExecStartPre= name
+// /bin/true: verify refuses a unit whose binaries are not installed. PID 1 is
+// not systemd in CI containers; both verbs work offline (systemd >= 250;
+// Debian 12 has 252), so every check below runs on Debian 12.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef PHONEFARM_SOURCE_DIR
+#error "PHONEFARM_SOURCE_DIR must name the source tree (tests/CMakeLists.txt)"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kSourceDir = PHONEFARM_SOURCE_DIR;
+const fs::path kServiceFile = kSourceDir / "systemd" / "phonefarm-agent.service";
+const fs::path kSysusersFile = kSourceDir / "systemd" / "phonefarm-agent.sysusers.conf";
+const fs::path kTmpfilesFile = kSourceDir / "systemd" / "phonefarm-agent.tmpfiles.conf";
+constexpr const char* kAnalyze = "/usr/bin/systemd-analyze";
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Every `Key=value` of the unit, in order (a key may repeat).
+std::multimap<std::string, std::string> settings(const std::string& unit) {
+  std::multimap<std::string, std::string> out;
+  std::istringstream in(unit);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#' || line[0] == ';' || line[0] == '[') continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    out.emplace(line.substr(0, eq), line.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string setting(const std::multimap<std::string, std::string>& s, const std::string& key) {
+  auto it = s.find(key);
+  return it == s.end() ? "<unset>" : it->second;
+}
+
+class SystemdUnit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/phonefarm-unit-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    unit_text_ = readFile(kServiceFile);
+    ASSERT_FALSE(unit_text_.empty()) << kServiceFile;
+    ASSERT_TRUE(fs::exists(kAnalyze)) << kAnalyze << " is missing (scripts/setup installs the systemd package)";
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  // A copy of the unit (possibly edited) under the real unit name, its
+  // binaries replaced by /bin/true.
+  fs::path copyUnit(const std::string& text) const {
+    const std::string binary = "/usr/bin/phonefarm-agent";
+    std::string copy = text;
+    for (auto pos = copy.find(binary); pos != std::string::npos; pos = copy.find(binary, pos)) {
+      copy.replace(pos, binary.size(), "/bin/true");
+    }
+    const fs::path path = dir_ / "phonefarm-agent.service";
+    std::ofstream(path) << copy;
+    return path;
+  }
+
+  CommandResult verify(const fs::path& unit) const {
+    return run(std::string(kAnalyze) + " verify --man=no " + unit.string());
+  }
+
+  fs::path dir_;
+  std::string unit_text_;
+};
+
+TEST_F(SystemdUnit, VerifyAcceptsItWithoutWarnings) {
+  const auto r = verify(copyUnit(unit_text_));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // Unknown keys and bad values are warnings with exit code 0: the output
+  // must be empty too.
+  EXPECT_EQ(r.output, "");
+}
+
+// The check above can fail: a misspelt key is reported.
+TEST_F(SystemdUnit, VerifyReportsAMisspeltKey) {
+  std::string bad = unit_text_;
+  const auto pos = bad.find("\nWatchdogSec=");
+  ASSERT_NE(pos, std::string::npos);
+  bad.insert(pos + std::string("\nWatchdogSec").size(), "s");
+  const auto r = verify(copyUnit(bad));
+  EXPECT_THAT(r.output, ::testing::HasSubstr("WatchdogSecs")) << r.output;
+}
+
+TEST_F(SystemdUnit, SecurityExposureIsAtMost3_5) {
+  const auto r = run(std::string(kAnalyze) + " security --offline=true --no-pager " + copyUnit(unit_text_).string());
+  // The exit code is 0 whatever the figure (no --threshold given).
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::smatch m;
+  const std::regex overall(R"(Overall exposure level for phonefarm-agent\.service: ([0-9]+\.[0-9]))");
+  ASSERT_TRUE(std::regex_search(r.output, m, overall)) << r.output;
+  const double exposure = std::stod(m[1].str());
+  EXPECT_LE(exposure, 3.5) << r.output;
+  std::printf("exposure: %.1f\n", exposure);
+}
+
+TEST_F(SystemdUnit, HasTheSettingsTheAgentDependsOn) {
+  const auto s = settings(unit_text_);
+  EXPECT_EQ(setting(s, "Type"), "notify");  // READY=1 after recovery
+  EXPECT_EQ(setting(s, "WatchdogSec"), "30");
+  EXPECT_EQ(setting(s, "NotifyAccess"), "main");
+  EXPECT_EQ(setting(s, "Delegate"), "yes");        // executions' cgroup leaves
+  EXPECT_EQ(setting(s, "KillMode"), "process");    // work outlives the agent
+  EXPECT_EQ(setting(s, "Restart"), "on-failure");  // watchdog timeouts included
+  EXPECT_EQ(setting(s, "User"), "<unset>");        // root, bounded: see the unit's header comment
+  EXPECT_EQ(setting(s, "Group"), "phonefarm");
+  EXPECT_EQ(setting(s, "NoNewPrivileges"), "yes");
+  EXPECT_EQ(setting(s, "ProtectSystem"), "strict");
+  EXPECT_EQ(setting(s, "StateDirectory"), "phonefarm-agent");
+  EXPECT_EQ(setting(s, "UMask"), "0027");
+  // The delegated subtree stays writable, /dev/bus/usb stays visible.
+  EXPECT_NE(setting(s, "ProtectControlGroups"), "yes");
+  EXPECT_NE(setting(s, "PrivateDevices"), "yes");
+  EXPECT_EQ(setting(s, "DevicePolicy"), "closed");
+  EXPECT_EQ(setting(s, "DeviceAllow"), "char-usb_device rw");
+  // Exactly the capabilities documented in the unit (root, bounded).
+  const std::string caps = "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL CAP_SYS_PTRACE CAP_DAC_OVERRIDE";
+  EXPECT_EQ(setting(s, "CapabilityBoundingSet"), caps);
+  EXPECT_EQ(setting(s, "AmbientCapabilities"), "<unset>");
+  EXPECT_EQ(setting(s, "SystemCallFilter"), "@system-service");
+  EXPECT_EQ(setting(s, "RestrictAddressFamilies"), "AF_UNIX AF_INET AF_INET6 AF_NETLINK");
+}
+
+TEST_F(SystemdUnit, SysusersCreatesTheServiceAndWorkUsers) {
+  const std::string text = readFile(kSysusersFile);
+  EXPECT_THAT(text, ::testing::ContainsRegex("\nu phonefarm -:phonefarm "));
+  EXPECT_THAT(text, ::testing::ContainsRegex("\nu phonefarm-work "));
+  EXPECT_THAT(text, ::testing::ContainsRegex("\ng phonefarm "));
+}
+
+TEST_F(SystemdUnit, TmpfilesSetsConfigDirAndTokensModes) {
+  const std::string text = readFile(kTmpfilesFile);
+  EXPECT_THAT(text, ::testing::HasSubstr("\nd /etc/phonefarm-agent 0750 root phonefarm -\n"));
+  // The agent refuses a tokens file that group or others can access.
+  EXPECT_THAT(text, ::testing::HasSubstr("\nz /etc/phonefarm-agent/tokens 0600 phonefarm phonefarm -\n"));
+}
+
+}  // namespace
