@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "agent/exec/cgroup_tree.hpp"
 #include "agent/exec/process_group_killer.hpp"
@@ -311,21 +310,6 @@ std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root) {
   // Orphans of the fallback runtime must re-parent to the agent to be swept.
   (void)becomeChildSubreaper();
   return std::make_unique<ProcessGroupContainment>(root.error().message);
-}
-
-std::optional<long long> processStartTime(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!std::getline(in, text)) return std::nullopt;
-  const auto close = text.rfind(')');  // comm may hold spaces and parentheses
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(text.substr(close + 1));
-  std::string skip;
-  for (int i = 0; i < 19; ++i) fields >> skip;  // state .. itrealvalue
-  long long start = 0;
-  fields >> start;
-  if (!fields) return std::nullopt;
-  return start;
 }
 
 Result<int> openVerifiedPidfd(pid_t pid, long long start_time) {

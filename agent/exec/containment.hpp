@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/exec/process_group_killer.hpp"  // processStartTime
 #include "agent/exec/process_spawner.hpp"
 #include "common/result.hpp"
 
@@ -98,9 +99,6 @@ class Containment {
 // when cgroup v2 is not usable there, the process-group runtime is returned
 // with the reason in describe().
 std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root);
-
-// /proc/<pid>/stat starttime; nullopt when the process is gone.
-std::optional<long long> processStartTime(pid_t pid);
 
 // A pidfd for `pid` only if it is still the process that started at
 // `start_time` (checked after opening, so the fd cannot name a recycled pid).

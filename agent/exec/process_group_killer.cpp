@@ -135,6 +135,12 @@ Status becomeChildSubreaper() {
   return okStatus();
 }
 
+std::optional<long long> processStartTime(pid_t pid) {
+  auto stat = readStat(pid);
+  if (!stat) return std::nullopt;
+  return static_cast<long long>(stat->start_time);
+}
+
 Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker) {
   if (pgid <= 1 || pgid == ::getpgrp()) {
     return makeError(ErrorKind::kInvalid, "refusing to kill process group " + std::to_string(pgid));

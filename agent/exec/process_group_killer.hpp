@@ -38,6 +38,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,10 @@
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
+
+// /proc/<pid>/stat starttime (clock ticks since boot): with the pid it names
+// one process. nullopt when the process is gone.
+std::optional<long long> processStartTime(pid_t pid);
 
 // prctl(PR_SET_CHILD_SUBREAPER): orphans in our tree re-parent to us, not to init.
 Status becomeChildSubreaper();
