@@ -1,6 +1,9 @@
 // GET /metrics on the real agent: the daemon's scrape-time metrics (executor,
 // store, phones, resets, connections) next to the request and cancel counters.
+#include <unistd.h>
+
 #include "tests/integration/agent_fixture.hpp"
+#include "tests/support/run_command.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -34,6 +37,38 @@ TEST_F(MetricsApi, ExposesRequestsCancelsAndTheDaemonsState) {
   EXPECT_NE(r.body.find("# TYPE phonefarm_store_commits_total counter\nphonefarm_store_commits_total "),
             std::string::npos);
   EXPECT_EQ(r.body.find("p-1"), std::string::npos) << "no ids in labels";
+}
+
+// The promtool that scripts/setup provides (Debian's, or the one it extracted
+// from Debian's prometheus package into build/tools).
+std::string promtool() {
+  for (const std::string candidate : {"/usr/bin/promtool", PHONEFARM_SOURCE_DIR "/build/tools/promtool"}) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+TEST_F(MetricsApi, PromtoolAcceptsTheExposition) {
+  const std::string tool = promtool();
+  ASSERT_FALSE(tool.empty()) << "promtool not found: run scripts/setup";
+  // Some traffic first, so that labelled families and histograms have samples.
+  submit("p-1", 2);
+  ASSERT_EQ(call("POST", "/processes/p-1/cancel", cancelBody("soft", 0), kOperateToken).status, 200);
+  ASSERT_EQ(call("GET", "/processes/nope", "", kReadToken).status, 404);
+
+  auto r = call("GET", "/metrics", "", kReadToken);
+  ASSERT_EQ(r.status, 200);
+  ASSERT_NE(r.body.find("phonefarm_http_request_duration_seconds_bucket"), std::string::npos) << r.body;
+  const auto check = runCommand({tool, "check", "metrics"}, r.body);
+  EXPECT_FALSE(check.timed_out);
+  // promtool exits 3 for lint findings (e.g. a counter not ending in _total)
+  // and 1 for a parse error; it prints nothing when all is well.
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_EQ(check.output, "");
+
+  // The test can fail: promtool rejects a broken exposition.
+  const auto broken = runCommand({tool, "check", "metrics"}, "# TYPE phonefarm_x counter\nphonefarm_x{a=\"b} 1\n");
+  EXPECT_NE(broken.exit_code, 0) << broken.output;
 }
 
 }  // namespace

@@ -105,11 +105,11 @@ TEST(MetricsTest, ConcurrentUpdatesSumCorrectly) {
   EXPECT_TRUE(contains(out, "phonefarm_h_count " + all)) << out;
 }
 
-// promtool is not installed on the project's machines (no Debian package of
-// Prometheus is in use here), so `promtool check metrics` cannot run. This is
-// its substitute: every line of the exposition is matched against a strict
-// grammar, and every family has HELP then TYPE before its samples, with
-// sample names that belong to the family (histograms: _bucket, _sum, _count).
+// A strict check of the exposition without promtool (which the integration
+// test MetricsApi.PromtoolAcceptsTheExposition runs on the real agent's
+// output): every line is matched against the text format's grammar, and every
+// family has HELP then TYPE before its samples, with sample names that belong
+// to the family (histograms: _bucket, _sum, _count).
 void checkExposition(const std::string& text) {
   ASSERT_FALSE(text.empty());
   ASSERT_EQ(text.back(), '\n');
