@@ -163,6 +163,29 @@ Result<fs::path> ownCgroupDir() {
                    "no cgroup2 mount containing our cgroup " + *own + " in /proc/self/mountinfo");
 }
 
+// Starting a process in a leaf (clone3 CLONE_INTO_CGROUP, like a write to
+// cgroup.procs) also needs write access to cgroup.procs of the nearest cgroup
+// holding both the agent and the leaf. As root that is a given; as the
+// unprivileged service user it holds when systemd's Delegate=yes chowned the
+// agent's own cgroup (and its cgroup.procs) to User=, and the leaves are
+// below it. A mkdir alone does not prove it: a directory chowned without its
+// cgroup.procs would fail every start.
+Status probeCanStartIn(const fs::path& dir) {
+  auto own = ownCgroupDir();
+  if (!own) return okStatus();  // not told where we are: the spawn reports it
+  fs::path common;
+  for (auto a = own->begin(), b = dir.begin(); a != own->end() && b != dir.end() && *a == *b; ++a, ++b) common /= *a;
+  if (!checkCgroup2Dir(common)) return okStatus();  // e.g. two mounts of the hierarchy: cannot tell
+  const auto procs = common / "cgroup.procs";
+  if (::faccessat(AT_FDCWD, procs.c_str(), W_OK, AT_EACCESS) != 0) {
+    return sysError("cgroup " + dir.string() + " cannot take work: " + procs.string() +
+                        " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
+                        "hands it to User=",
+                    errno);
+  }
+  return okStatus();
+}
+
 Status validateLeafName(std::string_view name) {
   constexpr std::string_view kAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   // A leading alphanumeric also keeps out ".", hidden names and "-x".
@@ -254,6 +277,7 @@ Result<fs::path> detectCgroupRoot(const std::string& configured) {
   if (!dir) return dir.error();
   if (auto cgroup2 = checkCgroup2Dir(*dir); !cgroup2) return cgroup2.error();
   if (auto writable = probeWritable(*dir); !writable) return writable.error();
+  if (auto movable = probeCanStartIn(*dir); !movable) return movable.error();
   return dir;
 }
 

@@ -1,10 +1,10 @@
-// The exec shim (see the header). Order of work: become the run_as user,
-// chdir to the exec dir, point fds 0-2 at /dev/null and the two logs, block
-// the forwarded signals and read them from a signalfd, fork+execve the
-// command, forward signals to it through its pidfd until it exits, then write
-// status.json atomically. Everything between fork and execve in the child is
-// async-signal-safe, as the shim may run in a fork of a larger process (the
-// unit tests run it that way).
+// The exec shim (see the header). Order of work: become the run_as user
+// with no capability left, chdir to the exec dir, point fds 0-2 at /dev/null
+// and the two logs, block the forwarded signals and read them from a
+// signalfd, fork+execve the command, forward signals to it through its pidfd
+// until it exits, then write status.json atomically. Everything between fork
+// and execve in the child is async-signal-safe, as the shim may run in a fork
+// of a larger process (the unit tests run it that way).
 #include "agent/exec/exec_shim.hpp"
 
 #include <fcntl.h>
@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
 #include "agent/exec/sys_error.hpp"
@@ -56,8 +57,15 @@ void report(const std::string& message) {
 
 bool hasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
-// Refuses root and unknown users; as root, drops to the user for good. A
-// non-root shim (tests, manual runs) may only run work as itself.
+std::string uidText(uid_t uid) { return std::to_string(uid); }
+
+// Becomes the run_as user for good, whoever started the shim: root (an agent
+// run as root), an unprivileged agent holding CAP_SETUID and CAP_SETGID
+// (systemd User=phonefarm with ambient capabilities), or run_as itself (tests,
+// manual runs). Refuses root and unknown users. setuid() clears capabilities
+// only when it leaves uid 0, so the shim clears them itself; then it proves
+// the drop (ids, groups, /proc/self/status, no way back) before any of the
+// work runs.
 Status becomeRunAsUser(const std::string& user) {
   long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
   std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 16384);
@@ -71,21 +79,51 @@ Status becomeRunAsUser(const std::string& user) {
   if (rc != 0) return sysError("looking up run_as user '" + user + "'", rc);
   if (found == nullptr) return invalid("run_as user '" + user + "' does not exist");
   if (pw.pw_uid == 0) return invalid("refusing to run work as root (run_as user '" + user + "' has uid 0)");
-  if (::geteuid() != 0) {
-    if (::getuid() == pw.pw_uid && ::geteuid() == pw.pw_uid) return okStatus();
-    return invalid("running as uid " + std::to_string(::geteuid()) + ", cannot switch to run_as user '" + user +
-                   "' (uid " + std::to_string(pw.pw_uid) + ")");
+
+  uid_t caller_ruid = 0, caller_euid = 0, caller_suid = 0;
+  ::getresuid(&caller_ruid, &caller_euid, &caller_suid);
+  const bool already_run_as = caller_ruid == pw.pw_uid && caller_euid == pw.pw_uid && caller_suid == pw.pw_uid;
+  if (!already_run_as) {
+    auto cannot = [&](const std::string& call) {
+      const int err = errno;
+      return sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user + "' (uid " +
+                          uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
+                      err);
+    };
+    // Groups before uid: once setuid has run there is no privilege left to
+    // change them, and the caller's supplementary groups must not leak into
+    // the work.
+    if (::initgroups(user.c_str(), pw.pw_gid) != 0) return cannot("initgroups");
+    if (::setgid(pw.pw_gid) != 0) return cannot("setgid " + std::to_string(pw.pw_gid));
+    if (::setuid(pw.pw_uid) != 0) return cannot("setuid " + uidText(pw.pw_uid));
   }
-  // Groups before uid: once setuid has run there is no privilege left to
-  // change them, and root's supplementary groups must not leak into the work.
-  if (::initgroups(user.c_str(), pw.pw_gid) != 0) return sysError("initgroups " + user);
-  if (::setgid(pw.pw_gid) != 0) return sysError("setgid " + std::to_string(pw.pw_gid));
-  if (::setuid(pw.pw_uid) != 0) return sysError("setuid " + std::to_string(pw.pw_uid));
+  if (auto dropped = dropAllCapabilities(); !dropped) return dropped.error();
+
   // Verify instead of trusting the calls: a partial drop must stop the work.
-  if (::getuid() == 0 || ::geteuid() == 0 || ::getgid() == 0 || ::getegid() == 0) {
-    return invalid("privileges still include root after dropping to '" + user + "'");
+  uid_t ruid = 0, euid = 0, suid = 0;
+  gid_t rgid = 0, egid = 0, sgid = 0;
+  ::getresuid(&ruid, &euid, &suid);
+  ::getresgid(&rgid, &egid, &sgid);
+  if (ruid != pw.pw_uid || euid != pw.pw_uid || suid != pw.pw_uid) {
+    return invalid("uids are " + uidText(ruid) + "/" + uidText(euid) + "/" + uidText(suid) + " after dropping to '" +
+                   user + "' (uid " + uidText(pw.pw_uid) + ")");
   }
+  if (rgid == 0 || egid == 0 || sgid == 0) {
+    return invalid("privileges still include root after dropping to '" + user + "' (gid 0)");
+  }
+  const int ngroups = ::getgroups(0, nullptr);
+  std::vector<gid_t> groups(ngroups > 0 ? static_cast<std::size_t>(ngroups) : 0);
+  if (ngroups > 0 && ::getgroups(ngroups, groups.data()) != ngroups) return sysError("getgroups");
+  for (const gid_t gid : groups) {
+    if (gid == 0) return invalid("privileges still include root after dropping to '" + user + "' (group 0)");
+  }
+  if (auto none = checkNoCapabilities(); !none) return none.error();
   if (::setuid(0) == 0) return invalid("could regain root after dropping to '" + user + "'");
+  for (const uid_t caller : {caller_ruid, caller_euid, caller_suid}) {
+    if (caller != pw.pw_uid && ::setuid(caller) == 0) {
+      return invalid("could switch back to uid " + uidText(caller) + " after dropping to '" + user + "'");
+    }
+  }
   return okStatus();
 }
 
@@ -100,7 +138,8 @@ Status moveFd(int fd, int target) {
   return okStatus();
 }
 
-// Opens in the cwd (the exec dir), as the run_as user so the files are theirs.
+// Opens in the cwd (the exec dir), as the run_as user so the files are theirs;
+// 0640 with run_as's group, which the agent is a member of, so it can read them.
 Status redirectStdio() {
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) return sysError("open /dev/null");

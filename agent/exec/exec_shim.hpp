@@ -3,7 +3,9 @@
 // inside the execution's cgroup. It drops to the work user, starts the
 // command with its output in DIR/stdout.log and DIR/stderr.log, forwards the
 // cooperative stop signals to it, waits for it and writes DIR/status.json
-// (exec_status.hpp). It holds nothing of the agent's (no fds, no parent-death
+// (exec_status.hpp). Whether started by root or by an unprivileged agent
+// holding CAP_SETUID/CAP_SETGID, it runs the command as run_as with every
+// capability set empty, or not at all (exit 125). It holds nothing of the agent's (no fds, no parent-death
 // signal), so work and its exit status outlive an agent restart. It does not
 // wait for grandchildren: the agent watches the cgroup for that.
 #pragma once
@@ -20,12 +22,14 @@ inline constexpr const char* kExecShimSubcommand = "exec-shim";
 
 // Exit codes of the shim process. Anything but kShimExitOk means status.json
 // was not written by this run.
-inline constexpr int kShimExitOk = 0;         // the command ran (or failed to exec); status.json written
-inline constexpr int kShimExitFailed = 1;     // a system failure in the shim; the cause is in stderr.log
-inline constexpr int kShimExitRefused = 125;  // bad arguments or a refused identity (root, unknown user)
+inline constexpr int kShimExitOk = 0;      // the command ran (or failed to exec); status.json written
+inline constexpr int kShimExitFailed = 1;  // a system failure in the shim; the cause is in stderr.log
+// Bad arguments, a refused identity (root, unknown user), or privileges it
+// could not drop (a capability left, a way back to the caller's uid).
+inline constexpr int kShimExitRefused = 125;
 
 struct ShimOptions {
-  std::filesystem::path exec_dir;  // absolute; created by the agent, owned by run_as, 0750
+  std::filesystem::path exec_dir;  // absolute; the agent's, group run_as's primary group, 0770
   std::string run_as;              // user name; never resolves to root
   std::vector<std::string> env;    // "K=V": the whole environment of the command
   std::vector<std::string> argv;   // argv[0] absolute; no PATH search

@@ -1,6 +1,8 @@
 // The executor; see executor.hpp.
 #include "agent/exec/executor.hpp"
 
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -11,9 +13,11 @@
 #include <cstring>
 
 #include "agent/cancel/escalation_deadline.hpp"
+#include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "agent/exec/sys_error.hpp"
 #include "common/ids.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
@@ -81,6 +85,48 @@ std::chrono::milliseconds untilWall(const Clock& clock, WallMs at) {
   return std::chrono::milliseconds(std::max<WallMs>(0, at - clock.wallNowMs()));
 }
 
+// The agent owns the directory and gives it run_as's primary group, mode 0770:
+// the shim (as run_as) writes its logs and status.json there, 0640 with that
+// group, and the agent, a member of the group, reads them and writes
+// cancel.json, without CAP_DAC_OVERRIDE or CAP_CHOWN (changing a file's group
+// to one of our own groups needs no capability). No setgid bit: the unit's
+// RestrictSUIDSGID=yes refuses to set one.
+Status makeExecDir(const std::filesystem::path& dir, gid_t gid) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return sysError("creating " + dir.string());
+  FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return sysError("open " + dir.string());
+  if (::fchown(fd.get(), static_cast<uid_t>(-1), gid) != 0) {
+    return sysError("chgrp " + dir.string() + " to gid " + std::to_string(gid));
+  }
+  // After the chown: the umask must not narrow the mode the shim relies on.
+  if (::fchmod(fd.get(), 0770) != 0) return sysError("chmod " + dir.string());
+  return okStatus();
+}
+
+// What an unprivileged agent lacks to run work as run_as (nothing as root, or
+// when run_as is the agent's own user): CAP_SETUID and CAP_SETGID for the exec
+// shim to switch users, CAP_KILL to signal the work, and membership in
+// run_as's primary group to read the status and logs the shim writes.
+std::optional<std::string> missingPrivileges(const std::string& run_as, uid_t uid, gid_t gid) {
+  const uid_t self = ::geteuid();
+  if (self == 0 || self == uid) return std::nullopt;
+  std::vector<std::string> missing;
+  for (const int cap : {CAP_SETUID, CAP_SETGID, CAP_KILL}) {
+    if (!hasEffectiveCapability(cap)) missing.push_back(capabilityName(cap));
+  }
+  const int count = ::getgroups(0, nullptr);
+  std::vector<gid_t> groups(static_cast<std::size_t>(std::max(0, count)));
+  if (count > 0 && ::getgroups(count, groups.data()) != count) groups.clear();
+  if (::getegid() != gid && std::find(groups.begin(), groups.end(), gid) == groups.end()) {
+    missing.push_back("membership in run_as's group (gid " + std::to_string(gid) + ")");
+  }
+  if (missing.empty()) return std::nullopt;
+  std::string list;
+  for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+  return "the agent runs as uid " + std::to_string(self) + " without " + list + ", needed to run work as '" + run_as +
+         "' (see systemd/phonefarm-agent.service)";
+}
+
 }  // namespace
 
 Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& clock, EventLoop& loop,
@@ -104,6 +150,7 @@ Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& cl
     uid_ = pw.pw_uid;
     gid_ = pw.pw_gid;
     home_ = pw.pw_dir != nullptr ? pw.pw_dir : "/";
+    unavailable_ = missingPrivileges(options_.run_as, uid_, gid_);
   }
   if (unavailable_) spdlog::error("exec.unavailable reason=\"{}\" processes stay queued", *unavailable_);
 }
@@ -230,16 +277,13 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
     storeEnd(item_id);
   };
 
-  // The execution directory: the shim (as run_as) writes its logs and status
-  // here; the parent is traversable so the work can reach its cancel file.
+  // The execution directory; the parent is traversable so the work can reach
+  // its cancel file.
   std::error_code ec;
   std::filesystem::create_directories(e->dir.parent_path(), ec);
   if (ec) return fail("creating " + e->dir.parent_path().string() + ": " + ec.message());
   ::chmod(e->dir.parent_path().c_str(), 0711);
-  if (::mkdir(e->dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    return fail("creating " + e->dir.string() + ": " + std::strerror(errno));
-  }
-  if (::chown(e->dir.c_str(), uid_, gid_) != 0) return fail("chown " + e->dir.string() + ": " + std::strerror(errno));
+  if (auto made = makeExecDir(e->dir, gid_); !made) return fail(made.error().message);
 
   LaunchRequest request;
   request.execution_id = execution_id;
@@ -656,6 +700,12 @@ std::vector<std::string> Executor::executingProcessIds() const {
   std::vector<std::string> ids;
   for (const auto& [item_id, e] : executions_) ids.push_back(e->process_id);
   return ids;
+}
+
+std::size_t Executor::pendingEscalations() const {
+  std::size_t n = 0;
+  for (const auto& [item_id, e] : executions_) n += e->escalation_timer != 0 ? 1 : 0;
+  return n;
 }
 
 std::optional<std::pair<std::string, std::string>> Executor::currentOf(const std::string& phone_id) const {

@@ -114,6 +114,8 @@ class Executor final : public cancel::WorkTerminator {
   void stopStarting() { stopping_ = true; }
   // The processes with an item executing now.
   std::vector<std::string> executingProcessIds() const;
+  // soft_then_force escalations armed and not fired yet.
+  std::size_t pendingEscalations() const;
   // The phone's executing (process_id, queue_item_id), if any.
   std::optional<std::pair<std::string, std::string>> currentOf(const std::string& phone_id) const;
   // `done` runs when no execution is left (now, if none) or after `timeout`.

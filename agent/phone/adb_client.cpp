@@ -6,10 +6,11 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -558,22 +559,38 @@ std::string exitText(int status) {
   return "ended with status " + std::to_string(status);
 }
 
-class SpawnAttributes {
- public:
-  SpawnAttributes() {
-    ::posix_spawn_file_actions_init(&actions);
-    ::posix_spawnattr_init(&attributes);
+// The adb child between fork and exec: only async-signal-safe system calls
+// (the agent has other threads; nothing here may allocate). It clears the
+// capabilities the agent holds for the exec shim (the unit's
+// AmbientCapabilities=) so the adb server runs with none, resets the signal
+// mask and dispositions, starts a session of its own, and keeps no
+// descriptor of the agent's (the server it forks outlives the call: it must
+// not hold the listening sockets, pidfds or store files).
+[[noreturn]] void execAdbChild(const char* path, char* const argv[], char* const envp[], int out_fd) {
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct no_caps[2] = {};
+  ::syscall(SYS_capset, &header, no_caps);  // and the inheritable, permitted, effective sets
+  sigset_t none;
+  sigemptyset(&none);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
   }
-  ~SpawnAttributes() {
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attributes);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::setsid();
+  const int null_fd = ::open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || ::dup2(null_fd, STDIN_FILENO) < 0 || ::dup2(out_fd, STDOUT_FILENO) < 0 ||
+      ::dup2(out_fd, STDERR_FILENO) < 0) {
+    ::_exit(127);
   }
-  SpawnAttributes(const SpawnAttributes&) = delete;
-  SpawnAttributes& operator=(const SpawnAttributes&) = delete;
-
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attributes;
-};
+  ::syscall(SYS_close_range, STDERR_FILENO + 1, ~0U, 0);
+  ::execve(path, argv, envp);
+  static constexpr char kMessage[] = "exec of the adb binary failed\n";
+  (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  ::_exit(127);
+}
 
 }  // namespace
 
@@ -611,28 +628,21 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return unavailable(what + ": pipe: " + errnoText(errno));
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);  // only our end: adb's writes may block
-  SpawnAttributes spawn;
-  ::posix_spawn_file_actions_addopen(&spawn.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  ::posix_spawn_file_actions_adddup2(&spawn.actions, out[1], STDOUT_FILENO);
-  ::posix_spawn_file_actions_adddup2(&spawn.actions, out[1], STDERR_FILENO);
-  // The server adb forks outlives this call: it must not hold the agent's
-  // listening sockets, pidfds or store files open.
-  ::posix_spawn_file_actions_addclosefrom_np(&spawn.actions, STDERR_FILENO + 1);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  ::posix_spawnattr_setsigmask(&spawn.attributes, &none);
-  ::posix_spawnattr_setsigdefault(&spawn.attributes, &all);
-  ::posix_spawnattr_setflags(&spawn.attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  pid_t pid = -1;
-  const int spawned = ::posix_spawn(&pid, adb_path.c_str(), &spawn.actions, &spawn.attributes, argv, envp.data());
-  ::close(out[1]);
-  if (spawned != 0) {
+  // Checked here because the child can only report an exec failure as exit 127.
+  if (::access(adb_path.c_str(), X_OK) != 0) {
+    const int err = errno;
     ::close(out[0]);
-    return makeError(spawned == ENOENT ? ErrorKind::kNotFound : ErrorKind::kUnavailable,
-                     what + ": cannot run " + adb_path + ": " + errnoText(spawned));
+    ::close(out[1]);
+    return makeError(err == ENOENT ? ErrorKind::kNotFound : ErrorKind::kUnavailable,
+                     what + ": cannot run " + adb_path + ": " + errnoText(err));
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) execAdbChild(adb_path.c_str(), argv, envp.data(), out[1]);
+  const int fork_errno = errno;
+  ::close(out[1]);
+  if (pid < 0) {
+    ::close(out[0]);
+    return unavailable(what + ": fork: " + errnoText(fork_errno));
   }
 
   // Wait for the exit, not for EOF: the forked server holds the pipe until it

@@ -23,14 +23,6 @@ class Executor : public WorkFixture {
                     "while [ ! -e \"$1.go\" ]; do sleep 0.05; done\n"
                     "exit \"$2\"\n");
   }
-  // A job that handles SIGTERM (records it and the cancel file) and keeps running.
-  std::string stubbornJob() const {
-    return writeJob("stubborn.sh",
-                    "#!/bin/sh\n"
-                    "trap 'echo TERM >> \"$1.signals\"; cat \"$PHONEFARM_CANCEL_FILE\" > \"$1.notice\"' TERM\n"
-                    "echo $$ > \"$1.pid\"\n"
-                    "while :; do sleep 1 & wait $!; done\n");
-  }
   // A tree of 100 processes: 33 children, 33 setsid escapees, 33 double-forked
   // setsid orphans, plus the script; every pid lands in $1.pids.
   std::string treeJob() const {
@@ -131,7 +123,7 @@ TEST_F(Executor, HardCancelKillsAHundredProcessTreeWithEscapees) {
 
 TEST_F(Executor, SoftDeliversTheNoticeAndNeverKills) {
   submitWork("soft", {{stubbornJob(), out("soft")}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "soft.pid")).at(0);
+  const pid_t pid = waitForPid("soft");
   auto r = cancel("soft", "soft");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json().at("termination").at("status"), "requested");
@@ -162,7 +154,7 @@ TEST_F(Executor, SoftDeliversTheNoticeAndNeverKills) {
 
 TEST_F(Executor, SoftThenForceKillsAtForceAtNotBefore) {
   submitWork("stf", {{stubbornJob(), out("stf")}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "stf.pid")).at(0);
+  const pid_t pid = waitForPid("stf");
   auto r = cancel("stf", "soft_then_force", 2);
   ASSERT_EQ(r.status, 200) << r.body;
   const auto t = r.json().at("termination").as_object();
@@ -180,7 +172,7 @@ TEST_F(Executor, SoftThenForceKillsAtForceAtNotBefore) {
 
 TEST_F(Executor, AgentKilledMidEscalationStillKillsAtTheOriginalDeadline) {
   submitWork("crash", {{stubbornJob(), out("crash")}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "crash.pid")).at(0);
+  const pid_t pid = waitForPid("crash");
   auto r = cancel("crash", "soft_then_force", 3);
   ASSERT_EQ(r.status, 200) << r.body;
   const std::int64_t force_at = parseTimeMs(r.json().at("termination").at("force_at"));
@@ -196,7 +188,7 @@ TEST_F(Executor, AgentKilledMidEscalationStillKillsAtTheOriginalDeadline) {
 
 TEST_F(Executor, ItemThatExitsWhileTheAgentIsDownGetsItsTrueExitCode) {
   submitWork("down", {{waitingJob(), out("down"), "42"}});
-  waitForFile(outDir() / "down.pid");
+  waitForPid("down");
   agent_->stop(SIGKILL);
   writeFile(outDir() / "down.go", "");
   // The shim outlives the agent and records the exit.
@@ -217,7 +209,7 @@ TEST_F(Executor, ItemThatExitsWhileTheAgentIsDownGetsItsTrueExitCode) {
 
 TEST_F(Executor, WorkKeepsRunningAcrossAGracefulRestartAndIsReadopted) {
   submitWork("keep", {{waitingJob(), out("keep"), "0"}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "keep.pid")).at(0);
+  const pid_t pid = waitForPid("keep");
   restartAgent(SIGTERM);  // on_shutdown = "keep"
   ASSERT_TRUE(alive(pid));
   EXPECT_EQ(getProcess("keep").at("status"), "running");
@@ -228,7 +220,7 @@ TEST_F(Executor, WorkKeepsRunningAcrossAGracefulRestartAndIsReadopted) {
 
 TEST_F(Executor, SoftCancelAfterARestartReachesTheReadoptedWork) {
   submitWork("adopted", {{stubbornJob(), out("adopted")}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "adopted.pid")).at(0);
+  const pid_t pid = waitForPid("adopted");
   restartAgent(SIGKILL);
   // The leader is signalled only once verified (pid, start time, cgroup).
   auto r = cancel("adopted", "soft");
@@ -271,7 +263,7 @@ class ExecutorCancelOnShutdown : public Executor {
 
 TEST_F(ExecutorCancelOnShutdown, SigtermCancelsRunningWork) {
   submitWork("stop", {{stubbornJob(), out("stop")}});
-  const pid_t pid = parsePids(waitForFile(outDir() / "stop.pid")).at(0);
+  const pid_t pid = waitForPid("stop");
   restartAgent(SIGTERM);
   EXPECT_FALSE(alive(pid));
   auto p = getProcess("stop");

@@ -71,6 +71,16 @@ class WorkFixture : public AgentFixture {
            "\"\n" + "wait_for_device = " + (waitForDevice() ? "true" : "false") + "\n" + resetConfig();
   }
 
+  // A job that handles SIGTERM (records it and the cancel file in $1.signals
+  // and $1.notice), writes its pid to $1.pid and keeps running.
+  std::string stubbornJob() const {
+    return writeJob("stubborn.sh",
+                    "#!/bin/sh\n"
+                    "trap 'echo TERM >> \"$1.signals\"; cat \"$PHONEFARM_CANCEL_FILE\" > \"$1.notice\"' TERM\n"
+                    "echo $$ > \"$1.pid\"\n"
+                    "while :; do sleep 1 & wait $!; done\n");
+  }
+
   // Where jobs write what the test checks (mode 0777: they run as nobody).
   std::filesystem::path outDir() const { return dir_.path() / "out"; }
 
@@ -151,6 +161,14 @@ class WorkFixture : public AgentFixture {
     }
     ADD_FAILURE() << "timed out waiting for " << path << " (content: " << content << ")";
     return content;
+  }
+  // The pid a job wrote to out/<name>.pid, once the line is complete (a
+  // reader racing the job's `echo` could see an empty file).
+  pid_t waitForPid(const std::string& name) {
+    const auto text =
+        waitForFile(outDir() / (name + ".pid"), [](const std::string& t) { return !t.empty() && t.back() == '\n'; });
+    const auto pids = parsePids(text);
+    return pids.empty() ? 0 : pids.front();
   }
 
   static std::vector<pid_t> parsePids(const std::string& text) {

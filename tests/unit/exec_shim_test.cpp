@@ -4,16 +4,25 @@
 // run forks the test process and calls runExecShim in the child, exactly as
 // `phonefarm-agent exec-shim` does after parsing. As root (CI) the work runs
 // as "nobody"; as non-root it runs as the current user (the shim allows only
-// that). Waits are on events (pidfd, inotify) with deadlines; the only polled
+// that). The ExecShimUnprivileged tests (root only: they make the caller) start
+// the shim as an unused uid holding ambient CAP_SETUID/CAP_SETGID, as the
+// agent runs under systemd, and check that the command runs as run_as with
+// every capability set empty, or not at all. Waits are on events (pidfd, inotify) with deadlines; the only polled
 // state is another process's stopped state, which has no event to wait on.
 #include "agent/exec/exec_shim.hpp"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,8 +30,11 @@
 
 #include <boost/json/parse.hpp>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -37,6 +49,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kEventDeadline = 5s;
 constexpr auto kShimDeadline = 15s;  // watchdog: a hung shim fails the test instead of hanging it
@@ -120,8 +133,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- fixtures -----------------------------------------------------------------
 
-// A fresh exec dir as the agent makes it: owned by the work user, 0750. It is
-// directly under /tmp so the work user can reach it.
+// A fresh exec dir as the agent makes it: the agent's, with run_as's primary
+// group, 0770. It is directly under /tmp so the work user can reach it.
 class ExecDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -132,10 +145,11 @@ class ExecDirTest : public ::testing::Test {
     ASSERT_NE(pw, nullptr);
     run_as_ = pw->pw_name;
     run_as_uid_ = pw->pw_uid;
+    run_as_gid_ = pw->pw_gid;
     if (::geteuid() == 0) {
-      ASSERT_EQ(::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid), 0);
+      ASSERT_EQ(::chown(dir_.c_str(), 0, pw->pw_gid), 0);
     }
-    ASSERT_EQ(::chmod(dir_.c_str(), 0750), 0);
+    ASSERT_EQ(::chmod(dir_.c_str(), 0770), 0);
   }
   void TearDown() override {
     std::error_code ec;
@@ -145,6 +159,7 @@ class ExecDirTest : public ::testing::Test {
   fs::path dir_;
   std::string run_as_;
   uid_t run_as_uid_ = 0;
+  gid_t run_as_gid_ = 0;
 };
 
 using ExecStatusFile = ExecDirTest;
@@ -213,10 +228,18 @@ class ExecShimRun : public ExecDirTest {
     ExecDirTest::TearDown();
   }
 
-  Shim& startShim(std::vector<std::string> argv, std::string run_as = {}) {
+  // `before_shim` runs in the child first (e.g. to become another caller); a
+  // non-zero result is the child's exit code, and the shim does not run.
+  Shim& startShim(std::vector<std::string> argv, std::string run_as = {},
+                  const std::function<int()>& before_shim = {}) {
     ShimOptions options{dir_, run_as.empty() ? run_as_ : run_as, {"PATH=/usr/bin:/bin", "A=1"}, std::move(argv)};
     const pid_t pid = ::fork();
-    if (pid == 0) ::_exit(runExecShim(options));
+    if (pid == 0) {
+      if (before_shim) {
+        if (const int code = before_shim(); code != 0) ::_exit(code);
+      }
+      ::_exit(runExecShim(options));
+    }
     shims_.push_back(Shim{pid, pidfdOpen(pid)});
     return shims_.back();
   }
@@ -299,6 +322,10 @@ TEST_F(ExecShimRun, RecordsExitCodeAndLogs) {
   ASSERT_EQ(::stat((dir_ / kStdoutLogName).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0640u);
   EXPECT_EQ(st.st_uid, run_as_uid_);
+  EXPECT_EQ(st.st_gid, run_as_gid_);  // the agent reads it as a member of this group
+  ASSERT_EQ(::stat((dir_ / kStatusFileName).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_EQ(st.st_gid, run_as_gid_);
 }
 
 TEST_F(ExecShimRun, RunsAsTheWorkUserWithoutRootGroups) {
@@ -408,6 +435,169 @@ TEST_F(ExecShimRun, ForwardedSigcontLetsAStoppedCommandHandleTheNotice) {
   expectShimExit(shim, kShimExitOk);
   EXPECT_EQ(readStatus().exit_code, 0);
   EXPECT_TRUE(fs::exists(dir_ / "got"));
+}
+
+// ---- an unprivileged caller holding capabilities (the agent under systemd) ----
+
+// A uid and gid that no user or group has, so nothing on the machine is theirs.
+uid_t unusedId() {
+  for (uid_t id = 61000; id < 62000; ++id) {
+    if (::getpwuid(id) == nullptr && ::getgrgid(id) == nullptr) return id;
+  }
+  return 0;
+}
+
+std::uint64_t capMask(const std::vector<int>& caps) {
+  std::uint64_t mask = 0;
+  for (const int cap : caps) mask |= std::uint64_t{1} << cap;
+  return mask;
+}
+
+// In the forked child: become `uid`:`gid` with supplementary `groups`, holding
+// exactly `caps` as inheritable, permitted, effective and ambient capabilities,
+// the way systemd starts User=phonefarm with AmbientCapabilities=. Returns 0,
+// or a distinct exit code naming the step that failed.
+int becomeCallerWithCaps(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::vector<int>& caps) {
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return 201;
+  if (::setgroups(groups.size(), groups.data()) != 0) return 202;
+  if (::setresgid(gid, gid, gid) != 0) return 203;
+  if (::setresuid(uid, uid, uid) != 0) return 204;  // keeps the permitted set, empties the effective one
+  const std::uint64_t mask = capMask(caps);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    const auto word = static_cast<std::uint32_t>(mask >> (32 * i));
+    data[i].effective = data[i].permitted = data[i].inheritable = word;
+  }
+  if (::syscall(SYS_capset, &header, data) != 0) return 205;
+  for (const int cap : caps) {
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) return 206;
+  }
+  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return 207;
+  return 0;
+}
+
+// A seccomp filter under which capset() "succeeds" without changing anything:
+// a shim that trusted the call would run the work with the caller's
+// capabilities. (No arch check: the test process makes native calls only.)
+int fakeCapsetSuccess() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_capset, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 211;
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) != 0) return 212;
+  return 0;
+}
+
+// The agent's side of the exec dir: its uid, run_as's group, 0770 (executor.cpp).
+class ExecShimUnprivileged : public ExecShimRun {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "needs root to make an unprivileged caller (CI runs unit tests as root)";
+    ExecShimRun::SetUp();
+    agent_id_ = unusedId();
+    ASSERT_NE(agent_id_, 0u) << "no unused uid in 61000-61999";
+    ASSERT_EQ(::chown(dir_.c_str(), agent_id_, run_as_gid_), 0);
+  }
+
+  // The shim's fd 2 before it redirects stdio: where its refusals go.
+  std::function<int()> asAgent(const std::vector<int>& caps, bool fake_capset = false) {
+    const fs::path errors = dir_ / "shim-errors.txt";
+    return [this, caps, fake_capset, errors] {
+      const int fd = ::open(errors.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0 || ::dup2(fd, STDERR_FILENO) < 0) return 200;
+      // The agent's groups: its own and run_as's (sysusers `m phonefarm phonefarm-work`).
+      if (const int code = becomeCallerWithCaps(agent_id_, agent_id_, {run_as_gid_}, caps); code != 0) return code;
+      return fake_capset ? fakeCapsetSuccess() : 0;
+    };
+  }
+
+  std::string shimErrors() { return readFile(dir_ / "shim-errors.txt"); }
+
+  uid_t agent_id_ = 0;
+};
+
+constexpr const char* kZeroCaps = "0000000000000000";
+
+TEST_F(ExecShimUnprivileged, RunsTheCommandAsRunAsWithEveryCapabilitySetEmpty) {
+  auto& shim = startShim({"/bin/grep", "-E", "^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Amb)):", "/proc/self/status"}, {},
+                         asAgent({CAP_SETUID, CAP_SETGID, CAP_KILL}));
+  expectShimExit(shim, kShimExitOk);
+  EXPECT_EQ(shimErrors(), "");
+  EXPECT_EQ(readStatus().exit_code, 0);
+  const std::string status = readFile(dir_ / kStdoutLogName);
+  const std::string uid = std::to_string(run_as_uid_), gid = std::to_string(run_as_gid_);
+  EXPECT_THAT(status, HasSubstr("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid + "\n"));
+  EXPECT_THAT(status, HasSubstr("Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid + "\n"));
+  EXPECT_THAT(status, Not(HasSubstr(std::to_string(agent_id_))));  // not in any id, not in Groups
+  // Without the shim's own drop the ambient set would survive both setuid()
+  // and execve(), and show up in all four.
+  for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapAmb"}) {
+    EXPECT_THAT(status, HasSubstr(std::string(set) + ":\t" + kZeroCaps + "\n")) << set;
+  }
+  // Its files are run_as's, with the group the agent reads them through.
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / kStatusFileName).c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, run_as_uid_);
+  EXPECT_EQ(st.st_gid, run_as_gid_);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+}
+
+TEST_F(ExecShimUnprivileged, TheWorkCannotSignalTheAgentsUid) {
+  // A process of the agent's uid, with no capability: the work must not be
+  // able to signal it (it could, were the uid or CAP_KILL left over).
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  const pid_t target = ::fork();
+  if (target == 0) {
+    if (becomeCallerWithCaps(agent_id_, agent_id_, {}, {}) != 0) ::_exit(1);
+    if (::write(ready[1], "r", 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  const int target_fd = pidfdOpen(target);
+  ASSERT_GE(target_fd, 0);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the target did not become uid " << agent_id_;
+  ::close(ready[0]);
+  auto& shim = startShim({"/bin/sh", "-c", "kill -0 " + std::to_string(target) + " && echo signalled || echo refused"},
+                         {}, asAgent({CAP_SETUID, CAP_SETGID, CAP_KILL}));
+  expectShimExit(shim, kShimExitOk);
+  pidfdSignal(target_fd, SIGKILL);
+  ::waitpid(target, nullptr, 0);
+  ::close(target_fd);
+  EXPECT_THAT(readFile(dir_ / kStdoutLogName), HasSubstr("refused\n"));
+}
+
+TEST_F(ExecShimUnprivileged, RefusesWhenCapabilitiesSurviveTheDrop) {
+  auto& shim =
+      startShim({"/bin/sh", "-c", "echo ran > ran.txt"}, {}, asAgent({CAP_SETUID, CAP_SETGID}, /*fake_capset=*/true));
+  expectShimExit(shim, kShimExitRefused);
+  EXPECT_THAT(shimErrors(), HasSubstr("capabilities left after dropping them: CapInh=c0, CapPrm=c0, CapEff=c0\n"));
+  EXPECT_FALSE(fs::exists(dir_ / "ran.txt")) << "the command ran";
+  EXPECT_FALSE(fs::exists(dir_ / kStatusFileName));
+}
+
+TEST_F(ExecShimUnprivileged, RefusesWithoutCapSetuid) {
+  auto& shim = startShim({"/bin/sh", "-c", "echo ran > ran.txt"}, {}, asAgent({CAP_SETGID}));
+  expectShimExit(shim, kShimExitRefused);
+  EXPECT_THAT(shimErrors(), HasSubstr("running as uid " + std::to_string(agent_id_) +
+                                      ", cannot switch to run_as user '" + run_as_ + "'"));
+  EXPECT_THAT(shimErrors(), HasSubstr("setuid " + std::to_string(run_as_uid_) + ": Operation not permitted"));
+  EXPECT_FALSE(fs::exists(dir_ / "ran.txt")) << "the command ran";
+  EXPECT_FALSE(fs::exists(dir_ / kStatusFileName));
+}
+
+TEST_F(ExecShimUnprivileged, StillRefusesRoot) {
+  auto& shim = startShim({"/bin/true"}, "root", asAgent({CAP_SETUID, CAP_SETGID}));
+  expectShimExit(shim, kShimExitRefused);
+  EXPECT_THAT(shimErrors(), HasSubstr("refusing to run work as root"));
+  EXPECT_FALSE(fs::exists(dir_ / kStatusFileName));
 }
 
 }  // namespace

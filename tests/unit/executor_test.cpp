@@ -571,12 +571,15 @@ TEST_F(ExecutorTest, OnePhoneRunsItsProcessesFifoAndItemsInOrder) {
   EXPECT_EQ(envValue(r, "PHONEFARM_PHONE_ID"), "phone_01");
   EXPECT_EQ(envValue(r, "PHONEFARM_ACCOUNT_ID"), "acc_p1");
   EXPECT_EQ(envValue(r, "PHONEFARM_CANCEL_FILE"), (exec_dir / "cancel.json").string());
-  // The exec dir exists, belongs to run_as (the shim writes there as that user).
+  // The exec dir exists: the agent's, with run_as's group, 0770 (the shim
+  // writes there as run_as; the agent reads through the group).
   struct stat st {};
   ASSERT_EQ(::stat(exec_dir.c_str(), &st), 0) << exec_dir;
   const passwd* nobody = ::getpwnam("nobody");
   ASSERT_NE(nobody, nullptr);
-  EXPECT_EQ(st.st_uid, nobody->pw_uid) << "needs root (CI runs unit tests as root)";
+  EXPECT_EQ(st.st_uid, ::geteuid());
+  EXPECT_EQ(st.st_gid, nobody->pw_gid) << "needs root (CI runs unit tests as root)";
+  EXPECT_EQ(st.st_mode & 07777, 0770u);
   EXPECT_TRUE(loop_.watching(tree(0).fd));
   // The execution row was opened before the launch, with the container's leader.
   settle();

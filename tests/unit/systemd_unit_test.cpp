@@ -2,8 +2,9 @@
 // verify` accepts it without a warning, `systemd-analyze security --offline`
 // rates its exposure at 3.5 or lower, and the settings the agent depends on
 // (notify + watchdog, delegated cgroup, work outliving restarts, USB devices,
-// the service user from the sysusers file, the tokens file mode from the
-// tmpfiles file) are there.
+// the unprivileged service user and its ambient capabilities, the users and
+// group membership from the sysusers file, the tokens file mode and the state
+// dir from the tmpfiles file) are there.
 //
 // The unit is checked through a copy whose ExecStart=/ExecStartPre= name
 // /bin/true: verify refuses a unit whose binaries are not installed. PID 1 is
@@ -153,21 +154,33 @@ TEST_F(SystemdUnit, HasTheSettingsTheAgentDependsOn) {
   EXPECT_EQ(setting(s, "Delegate"), "yes");        // executions' cgroup leaves
   EXPECT_EQ(setting(s, "KillMode"), "process");    // work outlives the agent
   EXPECT_EQ(setting(s, "Restart"), "on-failure");  // watchdog timeouts included
-  EXPECT_EQ(setting(s, "User"), "<unset>");        // root, bounded: see the unit's header comment
+  EXPECT_EQ(setting(s, "User"), "phonefarm");      // not root: see the unit's header comment
   EXPECT_EQ(setting(s, "Group"), "phonefarm");
+  EXPECT_EQ(setting(s, "Environment"), "HOME=/var/lib/phonefarm-agent");  // adb's ~/.android under ProtectHome
   EXPECT_EQ(setting(s, "NoNewPrivileges"), "yes");
   EXPECT_EQ(setting(s, "ProtectSystem"), "strict");
   EXPECT_EQ(setting(s, "StateDirectory"), "phonefarm-agent");
+  // The work user traverses the state dir to its execution dir and home.
+  EXPECT_EQ(setting(s, "StateDirectoryMode"), "0711");
   EXPECT_EQ(setting(s, "UMask"), "0027");
   // The delegated subtree stays writable, /dev/bus/usb stays visible.
   EXPECT_NE(setting(s, "ProtectControlGroups"), "yes");
   EXPECT_NE(setting(s, "PrivateDevices"), "yes");
   EXPECT_EQ(setting(s, "DevicePolicy"), "closed");
   EXPECT_EQ(setting(s, "DeviceAllow"), "char-usb_device rw");
-  // Exactly the capabilities documented in the unit (root, bounded).
-  const std::string caps = "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL CAP_SYS_PTRACE CAP_DAC_OVERRIDE";
+  // Exactly the capabilities documented in the unit, held as ambient
+  // capabilities by the phonefarm user and nothing else in the bounding set.
+  // Not CAP_DAC_OVERRIDE nor CAP_CHOWN: execution dirs are the agent's, with
+  // the work user's group (executor.cpp). Not CAP_SYS_PTRACE: see the unit.
+  const std::string caps = "CAP_SETUID CAP_SETGID CAP_KILL";
   EXPECT_EQ(setting(s, "CapabilityBoundingSet"), caps);
-  EXPECT_EQ(setting(s, "AmbientCapabilities"), "<unset>");
+  EXPECT_EQ(setting(s, "AmbientCapabilities"), caps);
+  for (const std::string cap : {"CAP_SETUID", "CAP_SETGID", "CAP_KILL"}) {
+    EXPECT_THAT(unit_text_, ::testing::ContainsRegex("\n#   [A-Z_ ]*" + cap + "[A-Z_ ]* +[a-z]"))
+        << cap << " has no why";
+  }
+  // Execution dirs carry no setgid bit, so this can stay on.
+  EXPECT_EQ(setting(s, "RestrictSUIDSGID"), "yes");
   EXPECT_EQ(setting(s, "SystemCallFilter"), "@system-service");
   EXPECT_EQ(setting(s, "RestrictAddressFamilies"), "AF_UNIX AF_INET AF_INET6 AF_NETLINK");
 }
@@ -177,6 +190,8 @@ TEST_F(SystemdUnit, SysusersCreatesTheServiceAndWorkUsers) {
   EXPECT_THAT(text, ::testing::ContainsRegex("\nu phonefarm -:phonefarm "));
   EXPECT_THAT(text, ::testing::ContainsRegex("\nu phonefarm-work "));
   EXPECT_THAT(text, ::testing::ContainsRegex("\ng phonefarm "));
+  // The agent reads what the shim writes as phonefarm-work through its group.
+  EXPECT_THAT(text, ::testing::HasSubstr("\nm phonefarm phonefarm-work\n"));
 }
 
 TEST_F(SystemdUnit, TmpfilesSetsConfigDirAndTokensModes) {
@@ -184,6 +199,10 @@ TEST_F(SystemdUnit, TmpfilesSetsConfigDirAndTokensModes) {
   EXPECT_THAT(text, ::testing::HasSubstr("\nd /etc/phonefarm-agent 0750 root phonefarm -\n"));
   // The agent refuses a tokens file that group or others can access.
   EXPECT_THAT(text, ::testing::HasSubstr("\nz /etc/phonefarm-agent/tokens 0600 phonefarm phonefarm -\n"));
+  // The state dir is User='s before the first start (else systemd chowns the
+  // whole tree, execution dirs included), and the work user's home exists.
+  EXPECT_THAT(text, ::testing::HasSubstr("\nd /var/lib/phonefarm-agent 0711 phonefarm phonefarm -\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nd /var/lib/phonefarm-agent/work 0750 phonefarm-work phonefarm-work -\n"));
 }
 
 }  // namespace
