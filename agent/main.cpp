@@ -7,6 +7,7 @@
 
 #include "agent/daemon/daemon.hpp"
 #include "agent/exec/exec_shim.hpp"
+#include "agent/http/tls_context.hpp"
 #include "common/config/config.hpp"
 #include "common/config/dev_tokens.hpp"
 #include "common/config/tokens.hpp"
@@ -19,8 +20,10 @@ constexpr const char* kDefaultConfig = "/etc/phonefarm-agent/agent.toml";
 int checkConfig(const std::string& path) {
   const phonefarm::AgentConfig config = phonefarm::loadConfigFile(path);
   const phonefarm::TokenSet tokens = phonefarm::TokenSet::loadFile(config.tokens_file);
+  std::string tls = "plain HTTP";
+  if (config.http.tls) tls = "TLS certificate " + phonefarm::http::loadTlsServerContext(*config.http.tls).subject;
   std::cout << path << ": OK (" << config.phones.size() << " phones; " << tokens.size() << " tokens in "
-            << config.tokens_file.string() << ")\n";
+            << config.tokens_file.string() << "; " << tls << ")\n";
   return 0;
 }
 

@@ -1,9 +1,15 @@
 #include "agent/ctl/http_client.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +17,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 namespace phonefarm::ctl {
@@ -132,7 +139,7 @@ int connectTo(const Url& url, Clock::time_point deadline) {
   throw TransportError(last_error);
 }
 
-void sendAll(int fd, std::string_view data, Clock::time_point deadline) {
+void sendAllPlain(int fd, std::string_view data, Clock::time_point deadline) {
   while (!data.empty()) {
     ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -149,7 +156,7 @@ void sendAll(int fd, std::string_view data, Clock::time_point deadline) {
 }
 
 // Appends up to `max` bytes; returns 0 on orderly close. Throws on timeout.
-std::size_t recvSome(int fd, std::string& out, std::size_t max, Clock::time_point deadline) {
+std::size_t recvSomePlain(int fd, std::string& out, std::size_t max, Clock::time_point deadline) {
   char buf[16384];
   for (;;) {
     ssize_t n = ::recv(fd, buf, std::min(sizeof buf, max), 0);
@@ -166,6 +173,191 @@ std::size_t recvSome(int fd, std::string& out, std::size_t max, Clock::time_poin
   }
 }
 
+struct SslCtxFree {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+
+// OpenSSL writes to the socket with write(2), which raises SIGPIPE when the
+// agent has gone; send(MSG_NOSIGNAL) is not available through it. Block the
+// signal for the duration of a TLS exchange and swallow one it raised.
+class SigpipeBlock {
+ public:
+  SigpipeBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+  ~SigpipeBlock() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{};
+        while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+};
+
+// The most specific reason OpenSSL queued; empties the queue.
+std::string sslReason() {
+  const unsigned long code = ERR_peek_last_error();
+  ERR_clear_error();
+  if (code == 0) return "";
+  const char* reason = ERR_reason_error_string(code);
+  return reason != nullptr ? reason : "error " + std::to_string(code);
+}
+
+bool isIpLiteral(const std::string& host) {
+  in6_addr a6{};
+  in_addr a4{};
+  return ::inet_pton(AF_INET, host.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+// Why an SSL call failed, in words, for `ret` and its SSL_get_error code.
+std::string sslFailure(SSL* ssl, int ret, int err) {
+  const long verify = SSL_get_verify_result(ssl);
+  std::string reason = sslReason();
+  if (verify != X509_V_OK && (reason.empty() || reason == "certificate verify failed")) {
+    return std::string("certificate verify failed (") + X509_verify_cert_error_string(verify) + ")";
+  }
+  if (!reason.empty()) return reason;
+  if (err == SSL_ERROR_SYSCALL) {
+    if (ret == 0 || errno == 0) return "the agent closed the connection";
+    return errnoText(errno);
+  }
+  if (err == SSL_ERROR_ZERO_RETURN) return "the agent closed the connection";
+  return "error " + std::to_string(err);
+}
+
+// One connected socket, plain or TLS; all I/O bounded by the caller's deadline.
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() {
+    // close_notify, best effort and without waiting: the body is
+    // Content-Length framed, so the agent does not need it.
+    if (ssl_) SSL_shutdown(ssl_.get());
+  }
+
+  void startTls(const Url& url, const TlsClientOptions& options, Clock::time_point deadline) {
+    ERR_clear_error();
+    const std::string where = "TLS handshake with " + url.hostPort() + " failed: ";
+    SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+    if (!ctx) throw TransportError(where + "cannot create an OpenSSL context (" + sslReason() + ")");
+    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+    // The body is Content-Length framed: a missing close_notify is not truncation.
+    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    const int loaded = options.ca_file.empty()
+                           ? SSL_CTX_set_default_verify_paths(ctx.get())
+                           : SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr);
+    if (loaded != 1) {
+      throw TransportError("cannot load CA certificates from " +
+                           (options.ca_file.empty() ? std::string("the system store") : options.ca_file) + ": " +
+                           sslReason());
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    ssl_.reset(SSL_new(ctx.get()));  // holds its own reference to ctx
+    if (!ssl_) throw TransportError(where + "cannot create an OpenSSL session (" + sslReason() + ")");
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_.get());
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (isIpLiteral(url.host)) {
+      if (X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str()) != 1) {
+        throw TransportError(where + "bad IP address " + url.host);
+      }
+    } else {
+      if (X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), url.host.size()) != 1 ||
+          SSL_set_tlsext_host_name(ssl_.get(), url.host.c_str()) != 1) {
+        throw TransportError(where + "bad host name " + url.host);
+      }
+    }
+    SSL_set_fd(ssl_.get(), fd_.get());
+    for (;;) {
+      const int r = SSL_connect(ssl_.get());
+      if (r == 1) return;
+      const int err = SSL_get_error(ssl_.get(), r);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (!waitFor(fd_.get(), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+          ERR_clear_error();
+          throw TransportError("TLS handshake with " + url.hostPort() + " timed out");
+        }
+        continue;
+      }
+      std::string why = sslFailure(ssl_.get(), r, err);
+      // What OpenSSL says when the agent answered in plain HTTP.
+      if (why == "wrong version number") why += " (the agent does not speak TLS on this port; try http://)";
+      throw TransportError(where + why);
+    }
+  }
+
+  void sendAll(std::string_view data, Clock::time_point deadline) {
+    if (!ssl_) return sendAllPlain(fd_.get(), data, deadline);
+    while (!data.empty()) {
+      const int chunk = static_cast<int>(std::min<std::size_t>(data.size(), 1 << 20));
+      errno = 0;
+      const int n = SSL_write(ssl_.get(), data.data(), chunk);
+      if (n > 0) {
+        data.remove_prefix(static_cast<std::size_t>(n));
+        continue;
+      }
+      const int err = SSL_get_error(ssl_.get(), n);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (!waitFor(fd_.get(), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+          throw TransportError("timed out sending the request");
+        }
+        continue;  // same buffer, same length, as OpenSSL requires
+      }
+      throw TransportError("sending the request: " + sslFailure(ssl_.get(), n, err));
+    }
+  }
+
+  // Appends up to `max` bytes; returns 0 on orderly close. Throws on timeout.
+  std::size_t recvSome(std::string& out, std::size_t max, Clock::time_point deadline) {
+    if (!ssl_) return recvSomePlain(fd_.get(), out, max, deadline);
+    char buf[16384];
+    for (;;) {
+      errno = 0;
+      const int n = SSL_read(ssl_.get(), buf, static_cast<int>(std::min(sizeof buf, max)));
+      if (n > 0) {
+        out.append(buf, static_cast<std::size_t>(n));
+        return static_cast<std::size_t>(n);
+      }
+      const int err = SSL_get_error(ssl_.get(), n);
+      if (err == SSL_ERROR_ZERO_RETURN) return 0;
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (!waitFor(fd_.get(), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+          throw TransportError("timed out waiting for the response");
+        }
+        continue;
+      }
+      throw TransportError("reading the response: " + sslFailure(ssl_.get(), n, err));
+    }
+  }
+
+ private:
+  Fd fd_;
+  SslPtr ssl_;  // declared after fd_: freed before the socket is closed
+};
+
 bool parseDecimal(std::string_view s, std::uint64_t& out) {
   if (s.empty() || s.size() > 19) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -175,18 +367,25 @@ bool parseDecimal(std::string_view s, std::uint64_t& out) {
 }  // namespace
 
 Url Url::parse(std::string_view text) {
-  constexpr std::string_view kScheme = "http://";
-  if (text.size() < kScheme.size() || lower(text.substr(0, kScheme.size())) != kScheme) {
-    throw UrlError("the URL must start with http:// (got '" + std::string(text) + "')");
+  constexpr std::string_view kHttp = "http://";
+  constexpr std::string_view kHttps = "https://";
+  Url url;
+  std::string_view rest;
+  if (text.size() >= kHttp.size() && lower(text.substr(0, kHttp.size())) == kHttp) {
+    rest = text.substr(kHttp.size());
+  } else if (text.size() >= kHttps.size() && lower(text.substr(0, kHttps.size())) == kHttps) {
+    rest = text.substr(kHttps.size());
+    url.https = true;
+    url.port = 443;
+  } else {
+    throw UrlError("the URL must start with http:// or https:// (got '" + std::string(text) + "')");
   }
-  std::string_view rest = text.substr(kScheme.size());
   std::size_t slash = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (!path.empty() && path.front() != '/') throw UrlError("the URL must not carry a query or fragment");
   if (path.find_first_of("?#") != std::string_view::npos) throw UrlError("the URL must not carry a query or fragment");
   if (authority.find('@') != std::string_view::npos) throw UrlError("the URL must not carry user information");
-  Url url;
   std::string_view port_text;
   if (!authority.empty() && authority.front() == '[') {
     std::size_t close = authority.find(']');
@@ -227,8 +426,12 @@ Url Url::parse(std::string_view text) {
 
 std::string Url::hostHeader() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != 80) h += ":" + std::to_string(port);
+  if (port != (https ? 443 : 80)) h += ":" + std::to_string(port);
   return h;
+}
+
+std::string Url::hostPort() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
 std::string HttpResponse::header(std::string_view lowercase_name) const {
@@ -289,7 +492,8 @@ HttpResponse parseResponseHead(std::string_view head, const HttpLimits& limits) 
 }
 
 HttpResponse httpRequest(const Url& url, std::string_view method, std::string_view target, std::string_view body,
-                         const HeaderList& headers, std::chrono::milliseconds timeout, const HttpLimits& limits) {
+                         const HeaderList& headers, std::chrono::milliseconds timeout, const HttpLimits& limits,
+                         const TlsClientOptions& tls) {
   if (hasCtl(method) || hasCtl(target) || method.find(' ') != std::string_view::npos ||
       target.find(' ') != std::string_view::npos) {
     throw std::invalid_argument("bad method or target");
@@ -313,8 +517,11 @@ HttpResponse httpRequest(const Url& url, std::string_view method, std::string_vi
   req.append("\r\n").append(body);
 
   const auto deadline = Clock::now() + timeout;
-  Fd fd(connectTo(url, deadline));
-  sendAll(fd.get(), req, deadline);
+  std::optional<SigpipeBlock> no_sigpipe;
+  if (url.https) no_sigpipe.emplace();
+  Connection conn(connectTo(url, deadline));
+  if (url.https) conn.startTls(url, tls, deadline);
+  conn.sendAll(req, deadline);
 
   std::string buf;
   for (;;) {
@@ -322,8 +529,8 @@ HttpResponse httpRequest(const Url& url, std::string_view method, std::string_vi
     std::size_t head_end;
     while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
       if (buf.size() > limits.max_header_bytes) throw TransportError("the agent's response head is too large");
-      if (recvSome(fd.get(), buf, limits.max_header_bytes + 4 - std::min(buf.size(), limits.max_header_bytes),
-                   deadline) == 0) {
+      if (conn.recvSome(buf, limits.max_header_bytes + 4 - std::min(buf.size(), limits.max_header_bytes), deadline) ==
+          0) {
         throw TransportError(buf.empty() ? "the agent closed the connection without answering"
                                          : "the agent closed the connection in the middle of its response");
       }
@@ -351,7 +558,7 @@ HttpResponse httpRequest(const Url& url, std::string_view method, std::string_vi
       if (buf.size() > *length) buf.resize(*length);  // ignore anything past the body
       r.body = std::move(buf);
       while (r.body.size() < *length) {
-        if (recvSome(fd.get(), r.body, *length - r.body.size(), deadline) == 0) {
+        if (conn.recvSome(r.body, *length - r.body.size(), deadline) == 0) {
           throw TransportError("the agent closed the connection in the middle of its response");
         }
       }
@@ -361,7 +568,7 @@ HttpResponse httpRequest(const Url& url, std::string_view method, std::string_vi
     r.body = std::move(buf);
     for (;;) {
       if (r.body.size() > limits.max_body_bytes) throw TransportError("the agent's response body is too large");
-      if (recvSome(fd.get(), r.body, limits.max_body_bytes + 1 - r.body.size(), deadline) == 0) return r;
+      if (conn.recvSome(r.body, limits.max_body_bytes + 1 - r.body.size(), deadline) == 0) return r;
     }
   }
 }

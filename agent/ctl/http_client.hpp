@@ -2,7 +2,10 @@
 // request per connection (Connection: close), every step bounded by one
 // overall deadline (poll), and limits on what the peer may send. It reads
 // Content-Length bodies (the agent always sends one) or, without one, up to
-// the close; chunked transfer coding is refused.
+// the close; chunked transfer coding is refused. https:// URLs run the same
+// code over OpenSSL on the non-blocking socket: TLS 1.2 or newer, the
+// certificate verified against --cacert or the system store, and the URL's
+// host name or IP address checked against it.
 #pragma once
 
 #include <chrono>
@@ -28,15 +31,22 @@ class TransportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// http://host[:port][/base]. Only plain http; host is a name, an IPv4
-// literal or a bracketed IPv6 literal.
+// http[s]://host[:port][/base]; host is a name, an IPv4 literal or a
+// bracketed IPv6 literal. The port defaults to 80 (http) or 443 (https).
 struct Url {
+  bool https = false;
   std::string host;  // without brackets
   std::uint16_t port = 80;
   std::string base_path;  // "" or "/prefix" without the trailing slash
 
   static Url parse(std::string_view text);  // throws UrlError
-  std::string hostHeader() const;           // host[:port], IPv6 bracketed
+  std::string hostHeader() const;           // host[:port] (port only when not the default), IPv6 bracketed
+  std::string hostPort() const;             // host:port, IPv6 bracketed (for messages)
+};
+
+struct TlsClientOptions {
+  // PEM file of the CA certificate(s) to trust; "" = the system store.
+  std::string ca_file;
 };
 
 struct HttpLimits {
@@ -58,10 +68,13 @@ struct HttpResponse {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 // Sends one request and reads the whole response before `timeout` from the
-// call. `target` is the path and query (it is appended to url.base_path).
-// Throws TransportError; std::invalid_argument for a header with CR/LF.
+// call (TLS handshake included). `target` is the path and query (it is
+// appended to url.base_path). Throws TransportError (a failed TLS handshake
+// too: "TLS handshake with HOST:PORT failed: certificate verify failed
+// (...)"); std::invalid_argument for a header with CR/LF.
 HttpResponse httpRequest(const Url& url, std::string_view method, std::string_view target, std::string_view body,
-                         const HeaderList& headers, std::chrono::milliseconds timeout, const HttpLimits& limits = {});
+                         const HeaderList& headers, std::chrono::milliseconds timeout, const HttpLimits& limits = {},
+                         const TlsClientOptions& tls = {});
 
 // Parses a complete response head (status line + headers, without the final
 // empty line). Exposed for tests; throws TransportError.

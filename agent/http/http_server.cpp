@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <functional>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "agent/http/http_session.hpp"
+#include "agent/http/tls_context.hpp"
 
 namespace phonefarm::http {
 namespace {
@@ -97,6 +99,7 @@ HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpC
   options.request_timeout = http.request_timeout;
   options.max_body_bytes = http.max_body_bytes;
   options.max_connections = http.max_connections;
+  options.tls = http.tls;
   return options;
 }
 
@@ -121,6 +124,7 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
   std::uint16_t start() {
+    if (options_.tls) tls_ = loadTls(*options_.tls, "http.tls.loaded");
     const tcp::endpoint endpoint(parseHost(options_.host), options_.port);
     const auto where = "http: listen on " + formatEndpoint(endpoint);
     const int fd = ::socket(endpoint.address().is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -138,12 +142,23 @@ class HttpServer::Impl final : public detail::SessionHost {
     acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::system_error(ec, where + ": listen");
     const auto bound = acceptor_.local_endpoint();
-    spdlog::info("http.listening addr={}", formatEndpoint(bound));
+    spdlog::info("http.listening addr={} tls={}", formatEndpoint(bound), tls_ ? "on" : "off");
     doAccept();
     return bound.port();
   }
 
   void run() { ioc_.run(); }
+
+  bool reloadTls() {
+    if (!options_.tls) return true;
+    try {
+      tls_ = loadTls(*options_.tls, "http.tls.reloaded");
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::error("http.tls.reload_failed keeping the certificate in force: {}", e.what());
+      return false;
+    }
+  }
 
   void post(std::function<void()> fn) {
     gate_->post([fn = std::move(fn)] { runGuarded("post", fn); });
@@ -202,7 +217,8 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
   HttpServerStats stats() const {
-    return HttpServerStats{accepted_.load(), rejected_over_cap_.load(), requests_.load(), active_.load()};
+    return HttpServerStats{accepted_.load(), rejected_over_cap_.load(), requests_.load(), active_.load(),
+                           tls_handshake_failures_.load()};
   }
 
   // SessionHost
@@ -211,6 +227,7 @@ class HttpServer::Impl final : public detail::SessionHost {
   const std::shared_ptr<detail::PostGate>& gate() const override { return gate_; }
   bool shuttingDown() const override { return shutting_down_; }
   void countRequest() override { ++requests_; }
+  void countTlsHandshakeFailure() override { ++tls_handshake_failures_; }
 
   void sessionEnded(detail::HttpSession& session) override {
     sessions_.erase(&session);
@@ -219,6 +236,14 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
  private:
+  static std::shared_ptr<asio::ssl::context> loadTls(const TlsFiles& files, const char* event) {
+    TlsServerContext loaded = loadTlsServerContext(files);
+    auto context = std::make_shared<asio::ssl::context>(loaded.ctx.release());
+    spdlog::info("{} cert={} subject=\"{}\" not_after=\"{}\" chain={}", event, files.cert.string(), loaded.subject,
+                 loaded.not_after, loaded.chain_certificates);
+    return context;
+  }
+
   static asio::ip::address parseHost(const std::string& host) {
     if (host == "localhost") return asio::ip::address_v4::loopback();
     error_code ec;
@@ -248,7 +273,7 @@ class HttpServer::Impl final : public detail::SessionHost {
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     const auto remote = socket.remote_endpoint(ignored);
-    auto session = detail::makeHttpSession(std::move(socket), *this, ignored ? "-" : formatEndpoint(remote));
+    auto session = detail::makeHttpSession(std::move(socket), *this, ignored ? "-" : formatEndpoint(remote), tls_);
     sessions_.emplace(session.get(), session);
     ++accepted_;
     active_ = sessions_.size();
@@ -375,6 +400,9 @@ class HttpServer::Impl final : public detail::SessionHost {
   std::atomic<std::uint64_t> rejected_over_cap_{0};
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> active_{0};
+  std::atomic<std::uint64_t> tls_handshake_failures_{0};
+  // Null for plain HTTP. Replaced whole on reload; sessions hold their own reference.
+  std::shared_ptr<asio::ssl::context> tls_;
 };
 
 HttpServer::HttpServer(HttpServerOptions options, RequestHandler handler)
@@ -383,6 +411,7 @@ HttpServer::HttpServer(HttpServerOptions options, RequestHandler handler)
 HttpServer::~HttpServer() = default;
 
 std::uint16_t HttpServer::start() { return impl_->start(); }
+bool HttpServer::reloadTls() { return impl_->reloadTls(); }
 void HttpServer::run() { impl_->run(); }
 void HttpServer::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
 void HttpServer::addSignalHandler(int signo, std::function<void()> fn) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agent/exec/event_loop.hpp"
@@ -39,6 +40,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds shutdown_grace{5'000};
   std::size_t max_body_bytes = 65'536;
   std::size_t max_connections = 512;
+  // Serve HTTPS with this certificate and key (read by start() and
+  // reloadTls()); nullopt = plain HTTP.
+  std::optional<TlsFiles> tls;
 };
 
 HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpConfig& http);
@@ -48,6 +52,7 @@ struct HttpServerStats {
   std::uint64_t rejected_over_cap = 0;  // closed at once because of max_connections
   std::uint64_t requests = 0;           // complete requests handed to the handler
   std::uint64_t active_connections = 0;
+  std::uint64_t tls_handshake_failures = 0;  // failed or timed out (plain HTTP to a TLS port, old TLS, scanners)
 };
 
 class HttpServer final : public exec::EventLoop {
@@ -60,10 +65,18 @@ class HttpServer final : public exec::EventLoop {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds (SO_REUSEADDR), listens and starts accepting; logs
-  // `http.listening addr=HOST:PORT`. Returns the bound port (the ephemeral one
-  // when options.port is 0). Throws std::system_error naming the address.
+  // Loads the TLS certificate and key if configured (ConfigError naming the
+  // file when they are unusable), binds (SO_REUSEADDR), listens and starts
+  // accepting; logs `http.listening addr=HOST:PORT tls=on|off`. Returns the
+  // bound port (the ephemeral one when options.port is 0). Throws
+  // std::system_error naming the address.
   std::uint16_t start();
+
+  // Re-reads the TLS certificate and key (SIGHUP). New connections use the new
+  // pair, established ones keep theirs. A pair that does not load is logged
+  // and the one in force stays; returns false then. Without TLS: no-op, true.
+  // Call on the io_context thread (e.g. from addSignalHandler's callback).
+  bool reloadTls();
 
   // Runs the io_context on the calling thread until a beginShutdown() has
   // completed (or the server is otherwise stopped).

@@ -4,7 +4,13 @@
 // request at a time per connection; bytes of a pipelined request that arrive
 // with the previous one stay in the buffer and are parsed next.
 //
+// The same code serves plain HTTP and HTTPS: the session is a template over
+// the stream (beast::tcp_stream, or beast::ssl_stream over one). HTTPS adds a
+// handshake before the first request and a TLS close_notify before a normal
+// close; everything else (limits, deadlines, keep-alive, logging) is shared.
+//
 // Deadlines, all through beast::tcp_stream (a timeout closes the socket):
+//   TLS handshake                      -> header_timeout
 //   idle (between keep-alive requests) -> idle_timeout (header_timeout before the first)
 //   first byte .. end of header        -> header_timeout (defeats slow-header clients)
 //   body, and writing the response     -> request_timeout
@@ -14,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -22,15 +29,18 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
 namespace phonefarm::http::detail {
 namespace {
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -71,14 +81,24 @@ bool isHttpProtocolError(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();
 }
 
-class BeastSession;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// What a Responder delivers to: the session, whatever its stream type.
+class ResponseTarget {
+ public:
+  // Runs on the io_context thread.
+  virtual void onResponse(HttpResponse response) = 0;
+
+ protected:
+  ~ResponseTarget() = default;
+};
 
 // Shared by every copy of one request's Responder. Answers exactly once; if
 // the handler loses the Responder without answering, the client gets a 500
 // instead of a connection that hangs until shutdown.
 class ResponderState {
  public:
-  ResponderState(std::weak_ptr<BeastSession> session, std::shared_ptr<PostGate> gate)
+  ResponderState(std::weak_ptr<ResponseTarget> session, std::shared_ptr<PostGate> gate)
       : session_(std::move(session)), gate_(std::move(gate)) {}
   ResponderState(const ResponderState&) = delete;
   ResponderState& operator=(const ResponderState&) = delete;
@@ -104,43 +124,81 @@ class ResponderState {
  private:
   bool deliver(HttpResponse response);
 
-  std::weak_ptr<BeastSession> session_;
+  std::weak_ptr<ResponseTarget> session_;
   std::shared_ptr<PostGate> gate_;
   std::atomic<bool> answered_{false};
 };
 
-class BeastSession final : public HttpSession, public std::enable_shared_from_this<BeastSession> {
+template <class Stream>
+class BeastSession final : public HttpSession,
+                           public ResponseTarget,
+                           public std::enable_shared_from_this<BeastSession<Stream>> {
  public:
-  BeastSession(tcp::socket socket, SessionHost& host, std::string peer)
-      : host_(host), stream_(std::move(socket)), peer_(std::move(peer)) {}
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  void start() override { doIdleRead(); }
+  BeastSession(tcp::socket socket, SessionHost& host, std::string peer, std::shared_ptr<ssl::context> tls)
+      : host_(host), tls_(std::move(tls)), stream_(makeStream(std::move(socket), tls_.get())), peer_(std::move(peer)) {}
+
+  void start() override {
+    if constexpr (kTls) {
+      doHandshake();
+    } else {
+      doIdleRead();
+    }
+  }
 
   void onServerShutdown() override {
-    if (state_ == State::kIdle) closeNow();
+    if (state_ == State::kIdle || state_ == State::kHandshaking) closeNow();
   }
 
   void forceClose() override { closeNow(); }
 
   // Runs on the io_context thread (posted by ResponderState).
-  void onResponse(HttpResponse response) {
+  void onResponse(HttpResponse response) override {
     if (state_ != State::kHandling) return;  // force-closed meanwhile
     writeResponse(std::move(response), request_keep_alive_ && !host_.shuttingDown());
   }
 
  private:
-  enum class State { kIdle, kReadingHeader, kReadingBody, kHandling, kWriting, kLingering, kClosed };
+  enum class State { kHandshaking, kIdle, kReadingHeader, kReadingBody, kHandling, kWriting, kLingering, kClosed };
 
+  static Stream makeStream(tcp::socket socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  // Deadlines and the socket live on the TCP layer under TLS.
+  beast::tcp_stream& tcpLayer() { return beast::get_lowest_layer(stream_); }
   const HttpServerOptions& opts() const { return host_.options(); }
+
+  // Bounded like a request header: a client that connects and never finishes
+  // the handshake (or speaks plain HTTP to us) must not hold a slot.
+  void doHandshake() {
+    state_ = State::kHandshaking;
+    tcpLayer().expires_after(opts().header_timeout);
+    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+      if (self->state_ == State::kClosed) return;
+      if (ec) {
+        // Scanners, plain-HTTP clients, old TLS versions: routine, not errors.
+        self->host_.countTlsHandshakeFailure();
+        spdlog::debug("http.tls.handshake_failed peer={} error=\"{}\"", self->peer_, ec.message());
+        return self->closeNow();
+      }
+      self->doIdleRead();
+    });
+  }
 
   void doIdleRead() {
     state_ = State::kIdle;
     if (buffer_.size() > 0) return doReadHeader();  // a pipelined request is already here
     // A fresh connection gets only header_timeout to start talking: a client
     // that connects and stays silent should not hold a slot for idle_timeout.
-    stream_.expires_after(first_request_ ? opts().header_timeout : opts().idle_timeout);
+    tcpLayer().expires_after(first_request_ ? opts().header_timeout : opts().idle_timeout);
     stream_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (self->state_ == State::kClosed) return;
                               self->buffer_.commit(n);
                               if (ec) return self->closeNow();  // eof, idle timeout, reset: nobody to answer
@@ -155,9 +213,10 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
     parser_->header_limit(kHeaderLimit);
     // Also rejects a Content-Length above the limit as soon as the header is parsed.
     parser_->body_limit(opts().max_body_bytes);
-    stream_.expires_after(opts().header_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onHeader(ec); });
+    tcpLayer().expires_after(opts().header_timeout);
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onHeader(ec); });
   }
 
   void onHeader(beast::error_code ec) {
@@ -166,7 +225,7 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
     first_request_ = false;
     if (parser_->is_done()) return dispatch();
     state_ = State::kReadingBody;
-    stream_.expires_after(opts().request_timeout);
+    tcpLayer().expires_after(opts().request_timeout);
     const auto expect = parser_->get()[bhttp::field::expect];
     if (iequals(expect, "100-continue")) return writeContinue();
     doReadBody();
@@ -175,7 +234,7 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
   // The client waits for this before sending the body (curl does for large ones).
   void writeContinue() {
     continue_.emplace(bhttp::status::continue_, parser_->get().version());
-    bhttp::async_write(stream_, *continue_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    bhttp::async_write(stream_, *continue_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->continue_.reset();
       if (self->state_ == State::kClosed) return;
       if (ec) return self->closeNow();
@@ -184,7 +243,7 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
   }
 
   void doReadBody() {
-    bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    bhttp::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (self->state_ == State::kClosed) return;
       if (ec) return self->onReadError(ec);
       self->dispatch();
@@ -214,7 +273,7 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
 
   void dispatch() {
     state_ = State::kHandling;
-    stream_.expires_never();
+    tcpLayer().expires_never();
     host_.countRequest();
     const bool chunked = parser_->chunked();
     const auto content_length = parser_->content_length();
@@ -236,7 +295,8 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
     log_method_ = request.method;
     log_path_ = request.target.substr(0, request.target.find('?'));
 
-    auto state = std::make_shared<ResponderState>(weak_from_this(), host_.gate());
+    auto state =
+        std::make_shared<ResponderState>(std::weak_ptr<ResponseTarget>(this->shared_from_this()), host_.gate());
     Responder responder = [state](HttpResponse response) { state->answer(std::move(response)); };
     try {
       host_.handler()(std::move(request), std::move(responder));
@@ -274,9 +334,9 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
     if (is_head_) res.body().clear();  // HEAD: the Content-Length of the GET, no body
     response_.emplace(std::move(res));
 
-    stream_.expires_after(opts().request_timeout);
+    tcpLayer().expires_after(opts().request_timeout);
     bhttp::async_write(stream_, *response_,
-                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onWritten(ec); });
+                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onWritten(ec); });
   }
 
   void onWritten(beast::error_code ec) {
@@ -296,39 +356,60 @@ class BeastSession final : public HttpSession, public std::enable_shared_from_th
 
   void closeAfterResponse() {
     beast::error_code ec;
-    const auto unread = stream_.socket().available(ec);
-    if (ec || (request_consumed_ && buffer_.size() == 0 && unread == 0)) return closeNow();
+    const auto unread = tcpLayer().socket().available(ec);
+    const bool clean = !ec && request_consumed_ && buffer_.size() == 0 && unread == 0;
+    if constexpr (kTls) {
+      if (clean) return doTlsShutdown();
+    }
+    if (ec || clean) return closeNow();
+    // Unread input: FIN (without close_notify under TLS; the response is
+    // Content-Length framed) and drain the raw bytes, as for plain HTTP.
     state_ = State::kLingering;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcpLayer().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return closeNow();
-    buffer_.clear();                        // unanswered pipelined bytes are dropped with the connection
-    stream_.expires_after(kLingerTimeout);  // bounds the whole drain, not each read
+    buffer_.clear();                           // unanswered pipelined bytes are dropped with the connection
+    tcpLayer().expires_after(kLingerTimeout);  // bounds the whole drain, not each read
     doDrain();
   }
 
+  // close_notify, then the peer's, within the linger time. Clients that just
+  // close the TCP connection (most do) make this fail: normal, not logged.
+  void doTlsShutdown() {
+    state_ = State::kLingering;
+    tcpLayer().expires_after(kLingerTimeout);
+    if constexpr (kTls) {
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code ec) {
+        if (self->state_ == State::kClosed) return;
+        if (ec) spdlog::trace("http.tls.shutdown peer={} error=\"{}\"", self->peer_, ec.message());
+        self->closeNow();
+      });
+    }
+  }
+
   void doDrain() {
-    stream_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              if (self->state_ == State::kClosed) return;
-                              self->buffer_.commit(n);
-                              self->buffer_.clear();
-                              if (ec) return self->closeNow();  // eof: the client has closed too
-                              self->doDrain();
-                            });
+    tcpLayer().async_read_some(buffer_.prepare(kReadChunk),
+                               [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                                 if (self->state_ == State::kClosed) return;
+                                 self->buffer_.commit(n);
+                                 self->buffer_.clear();
+                                 if (ec) return self->closeNow();  // eof: the client has closed too
+                                 self->doDrain();
+                               });
   }
 
   void closeNow() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
-    auto self = shared_from_this();  // sessionEnded() drops the host's reference
+    auto keep = this->shared_from_this();  // sessionEnded() drops the host's reference
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();  // also cancels pending operations and the deadline
+    tcpLayer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcpLayer().close();  // also cancels pending operations and the deadline
     host_.sessionEnded(*this);
   }
 
   SessionHost& host_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> tls_;  // null for plain HTTP; outlives stream_
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::string peer_;
   State state_ = State::kIdle;
@@ -356,8 +437,10 @@ bool ResponderState::deliver(HttpResponse response) {
 
 }  // namespace
 
-std::shared_ptr<HttpSession> makeHttpSession(tcp::socket socket, SessionHost& host, std::string peer) {
-  return std::make_shared<BeastSession>(std::move(socket), host, std::move(peer));
+std::shared_ptr<HttpSession> makeHttpSession(tcp::socket socket, SessionHost& host, std::string peer,
+                                             std::shared_ptr<ssl::context> tls) {
+  if (tls) return std::make_shared<BeastSession<TlsStream>>(std::move(socket), host, std::move(peer), std::move(tls));
+  return std::make_shared<BeastSession<beast::tcp_stream>>(std::move(socket), host, std::move(peer), nullptr);
 }
 
 }  // namespace phonefarm::http::detail

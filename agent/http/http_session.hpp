@@ -1,7 +1,8 @@
 // Internal to the HTTP server: the contract between the listener
 // (HttpServer::Impl in http_server.cpp) and one connection (http_session.cpp).
 // Only those two files include this header; it names Asio but not Beast, so
-// the Beast parser/serializer templates are compiled in http_session.cpp only.
+// the Beast parser/serializer templates are compiled in http_session.cpp only
+// (and the SSL context only by name).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -14,6 +15,10 @@
 
 #include "agent/http/http_message.hpp"
 #include "agent/http/http_server.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace phonefarm::http::detail {
 
@@ -56,6 +61,8 @@ class SessionHost {
   virtual bool shuttingDown() const = 0;
   // A complete request is about to be handed to the handler (for stats).
   virtual void countRequest() = 0;
+  // A TLS handshake failed or timed out (for stats).
+  virtual void countTlsHandshakeFailure() = 0;
   // The session has closed its socket; the host drops its reference.
   virtual void sessionEnded(HttpSession& session) = 0;
 
@@ -76,7 +83,10 @@ class HttpSession {
   virtual void forceClose() = 0;
 };
 
-// `peer` is "ip:port" for logs and HttpRequest::peer.
-std::shared_ptr<HttpSession> makeHttpSession(boost::asio::ip::tcp::socket socket, SessionHost& host, std::string peer);
+// `peer` is "ip:port" for logs and HttpRequest::peer. With a `tls` context the
+// session speaks HTTPS (handshake first); without, plain HTTP. The session
+// keeps the context alive, so a reload may replace the server's at any time.
+std::shared_ptr<HttpSession> makeHttpSession(boost::asio::ip::tcp::socket socket, SessionHost& host, std::string peer,
+                                             std::shared_ptr<boost::asio::ssl::context> tls);
 
 }  // namespace phonefarm::http::detail

@@ -213,6 +213,18 @@ void readHttp(Section s, HttpConfig& http) {
   s.seconds("request_timeout_seconds", kMaxHttpSeconds, http.request_timeout);
   if (auto v = s.integer("max_body_bytes", 1, kMaxBodyBytes)) http.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("max_connections", 1, kMaxConnections)) http.max_connections = static_cast<std::size_t>(*v);
+  s.boolean("metrics_require_token", http.metrics_require_token);
+  // Relative paths are allowed as for tokens_file (tests run from a work tree).
+  auto cert = s.path("tls_cert", /*absolute=*/false, /*allow_empty=*/false);
+  auto key = s.path("tls_key", /*absolute=*/false, /*allow_empty=*/false);
+  if (cert && key) {
+    http.tls = TlsFiles{std::move(*cert), std::move(*key)};
+  } else if (cert || key) {
+    // A listener with half a TLS setup must not fall back to plain HTTP.
+    const std::string_view set = cert ? "tls_cert" : "tls_key";
+    const std::string_view missing = cert ? "tls_key" : "tls_cert";
+    s.fail(*s.find(set), set, "is set but '" + s.name(missing) + "' is not (set both or neither)");
+  }
   s.rejectUnknown();
 }
 

@@ -24,12 +24,25 @@ struct ListenAddress {
   std::uint16_t port = 8787;       // 0 = pick a free port (tests)
 };
 
+// [http] tls_cert / tls_key: the listener speaks TLS when both are set. Only
+// the paths live here; agent/http/tls_context reads and checks the files (at
+// start-up, by check-config and on SIGHUP), so parsing stays free of I/O and
+// phonefarmctl can read the config without access to the key.
+struct TlsFiles {
+  std::filesystem::path cert;  // PEM certificate chain, leaf first
+  std::filesystem::path key;   // PEM private key; must not be readable by others
+};
+
 struct HttpConfig {
   std::chrono::seconds header_timeout{10};
   std::chrono::seconds idle_timeout{60};
   std::chrono::seconds request_timeout{30};
   std::size_t max_body_bytes = 65536;
   std::size_t max_connections = 512;
+  std::optional<TlsFiles> tls;  // nullopt = plain HTTP (the default)
+  // GET /metrics needs a read token unless this is false (API.md: "read, or
+  // none if configured"): for a Prometheus that scrapes without credentials.
+  bool metrics_require_token = true;
 };
 
 enum class ShutdownPolicy { kKeep, kCancel };

@@ -40,6 +40,8 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.http.request_timeout, 30s);
   EXPECT_EQ(c.http.max_body_bytes, 65536u);
   EXPECT_EQ(c.http.max_connections, 512u);
+  EXPECT_FALSE(c.http.tls.has_value());  // plain HTTP unless configured
+  EXPECT_TRUE(c.http.metrics_require_token);
   EXPECT_EQ(c.work.run_as, "phonefarm-work");
   EXPECT_EQ(c.work.allowed_command_prefixes, std::vector<std::string>{"/opt/phonefarm/jobs/"});
   EXPECT_EQ(c.work.cgroup_root, "");
@@ -67,6 +69,7 @@ idle_timeout_seconds = 120
 request_timeout_seconds = 45
 max_body_bytes = 1048576
 max_connections = 64
+metrics_require_token = false
 [work]
 run_as = "worker"
 allowed_command_prefixes = ["/opt/a/", "/usr/local/bin/job-"]
@@ -103,6 +106,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.http.request_timeout, 45s);
   EXPECT_EQ(c.http.max_body_bytes, 1048576u);
   EXPECT_EQ(c.http.max_connections, 64u);
+  EXPECT_FALSE(c.http.metrics_require_token);
   EXPECT_EQ(c.work.run_as, "worker");
   EXPECT_EQ(c.work.allowed_command_prefixes, (std::vector<std::string>{"/opt/a/", "/usr/local/bin/job-"}));
   EXPECT_EQ(c.work.cgroup_root, "/sys/fs/cgroup/pf.slice");
@@ -221,6 +225,8 @@ const BadConfig kWrongTypes[] = {
      "agent.toml:2: 'work.allowed_command_prefixes' must be an array of absolute paths"},
     {"PrefixElement", "[work]\nallowed_command_prefixes = [\"/opt\", 3]\n",
      "agent.toml:2: 'work.allowed_command_prefixes[1]' must be a string"},
+    {"MetricsRequireTokenString", "[http]\nmetrics_require_token = \"no\"\n",
+     "agent.toml:2: 'http.metrics_require_token' must be a boolean (true or false)"},
     {"WaitForDeviceString", "[work]\nwait_for_device = \"yes\"\n",
      "agent.toml:2: 'work.wait_for_device' must be a boolean (true or false)"},
     {"OnShutdownBool", "[work]\non_shutdown = true\n", "agent.toml:2: 'work.on_shutdown' must be a string"},
@@ -298,6 +304,26 @@ const BadConfig kBadPhones[] = {
 };
 INSTANTIATE_TEST_SUITE_P(BadPhone, RejectedConfigTest, ::testing::ValuesIn(kBadPhones),
                          [](const auto& info) { return std::string(info.param.label); });
+
+const BadConfig kBadTls[] = {
+    {"CertWithoutKey", "[http]\nmax_connections = 8\ntls_cert = \"/etc/pf/cert.pem\"\n",
+     "agent.toml:3: 'http.tls_cert' is set but 'http.tls_key' is not (set both or neither)"},
+    {"KeyWithoutCert", "[http]\n\ntls_key = \"/etc/pf/key.pem\"\n",
+     "agent.toml:3: 'http.tls_key' is set but 'http.tls_cert' is not (set both or neither)"},
+    {"CertEmpty", "[http]\ntls_cert = \"\"\ntls_key = \"/k\"\n", "agent.toml:2: 'http.tls_cert' must not be empty"},
+    {"KeyNotString", "[http]\ntls_cert = \"/c\"\ntls_key = 1\n", "agent.toml:3: 'http.tls_key' must be a string"},
+    {"TopLevelTlsCert", "tls_cert = \"/c\"\n", "agent.toml:1: unknown key 'tls_cert'"},
+};
+INSTANTIATE_TEST_SUITE_P(BadTls, RejectedConfigTest, ::testing::ValuesIn(kBadTls),
+                         [](const auto& info) { return std::string(info.param.label); });
+
+TEST(ConfigTest, TlsCertAndKeyTogetherEnableTls) {
+  const AgentConfig c =
+      parseConfig("[http]\ntls_cert = \"/etc/pf/cert.pem\"\ntls_key = \"/etc/pf/key.pem\"\n", "agent.toml");
+  ASSERT_TRUE(c.http.tls.has_value());
+  EXPECT_EQ(c.http.tls->cert, "/etc/pf/cert.pem");
+  EXPECT_EQ(c.http.tls->key, "/etc/pf/key.pem");
+}
 
 TEST(ConfigTest, LongestPhoneIdIsAcceptedOneMoreIsNot) {
   const std::string ok = "[[phones]]\nid = \"" + std::string(128, 'a') + "\"\nserial = \"s\"\n";

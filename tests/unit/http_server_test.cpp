@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "tests/unit/raw_http_socket.hpp"
+#include "tests/unit/running_server.hpp"
 
 namespace phonefarm::http {
 namespace {
@@ -39,6 +40,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using test::RawResponse;
+using test::RunningServer;
 using test::TestSocket;
 
 std::string get(const std::string& target, const std::string& extra = "") {
@@ -77,59 +79,6 @@ HttpServerOptions testOptions() {
   return o;
 }
 
-// The server on its own thread. The destructor shuts it down and aborts the
-// test binary (rather than hanging CI) if run() does not return.
-class RunningServer {
- public:
-  explicit RunningServer(HttpServerOptions options, RequestHandler handler = echoHandler())
-      : server_(std::move(options), std::move(handler)), stopped_(stopped_promise_.get_future()) {
-    port_ = server_.start();
-    thread_ = std::thread([this] {
-      server_.run();
-      stopped_promise_.set_value();
-    });
-  }
-  ~RunningServer() {
-    server_.beginShutdown();
-    if (stopped_.wait_for(10s) != std::future_status::ready) {
-      std::fprintf(stderr, "watchdog: HttpServer::run() did not return 10 s after beginShutdown()\n");
-      std::abort();
-    }
-    thread_.join();
-  }
-
-  HttpServer& server() { return server_; }
-  std::uint16_t port() const { return port_; }
-  bool waitStopped(std::chrono::milliseconds timeout) {
-    return stopped_.wait_for(timeout) == std::future_status::ready;
-  }
-  // Returns once everything posted before this call has run on the io thread.
-  void sync() {
-    std::promise<void> done;
-    server_.post([&done] { done.set_value(); });
-    ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
-  }
-
-  // A closed socket's session may finish its last handlers a few loop turns
-  // after the peer sees the close (slower still under TSan): wait for the
-  // count, turn by turn, under a deadline.
-  std::uint64_t activeConnectionsSettled(std::uint64_t expected, std::chrono::milliseconds deadline = 3s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    for (;;) {
-      sync();
-      const auto active = server_.stats().active_connections;
-      if (active == expected || std::chrono::steady_clock::now() > until) return active;
-    }
-  }
-
- private:
-  HttpServer server_;
-  std::promise<void> stopped_promise_;
-  std::shared_future<void> stopped_;
-  std::thread thread_;
-  std::uint16_t port_ = 0;
-};
-
 // Holds Responders the handler did not answer yet, so a test decides when.
 struct ParkedRequests {
   std::mutex mutex;
@@ -145,7 +94,7 @@ struct ParkedRequests {
 };
 
 TEST(HttpServerTest, GetRoundtrip) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip(get("/hello?x=1"));
   ASSERT_TRUE(res);
@@ -156,7 +105,7 @@ TEST(HttpServerTest, GetRoundtrip) {
 }
 
 TEST(HttpServerTest, PostRoundtripPassesBody) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip(post("/processes", R"({"a":1})"));
   ASSERT_TRUE(res);
@@ -165,7 +114,7 @@ TEST(HttpServerTest, PostRoundtripPassesBody) {
 }
 
 TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   for (int i = 0; i < 2; ++i) {
     auto res = client.roundtrip(get("/n" + std::to_string(i)));
@@ -178,7 +127,7 @@ TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
 }
 
 TEST(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(client.sendAll(get("/first") + post("/second", "xy") + get("/third")));
   for (const char* target : {"/first", "/second", "/third"}) {
@@ -189,7 +138,7 @@ TEST(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
 }
 
 TEST(HttpServerTest, ConnectionCloseClosesAfterResponse) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip(get("/", "Connection: close\r\n"));
   ASSERT_TRUE(res);
@@ -199,7 +148,7 @@ TEST(HttpServerTest, ConnectionCloseClosesAfterResponse) {
 }
 
 TEST(HttpServerTest, Http10WithoutKeepAliveCloses) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip("GET /old HTTP/1.0\r\n\r\n");
   ASSERT_TRUE(res);
@@ -208,7 +157,7 @@ TEST(HttpServerTest, Http10WithoutKeepAliveCloses) {
 }
 
 TEST(HttpServerTest, ChunkedBodyOverLimitGets413) {
-  RunningServer srv(testOptions());  // max_body_bytes = 1024
+  RunningServer srv(testOptions(), echoHandler());  // max_body_bytes = 1024
   auto client = TestSocket::connectTo(srv.port());
   const std::string chunk(2048, 'a');
   auto res = client.roundtrip("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + chunk +
@@ -221,7 +170,7 @@ TEST(HttpServerTest, ChunkedBodyOverLimitGets413) {
 }
 
 TEST(HttpServerTest, ContentLengthOverLimitGets413WithoutSendingBody) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
   ASSERT_TRUE(res);
@@ -236,7 +185,7 @@ TEST(HttpServerTest, OversizedBodySentInFullStillReceives413) {
   // uploading; the client must still get the 413 (the server drains instead of
   // resetting; on Linux loopback a reset would not lose it either, so this pins
   // the behaviour rather than the drain itself).
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   client.sendAll(post("/p", std::string(256 * 1024, 'b')));  // may fail once the server closes
   auto res = client.readResponse();
@@ -245,7 +194,7 @@ TEST(HttpServerTest, OversizedBodySentInFullStillReceives413) {
 }
 
 TEST(HttpServerTest, ExpectContinueGets100BeforeTheBodyIsSent) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(client.sendAll("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"));
   auto interim = client.readResponse();
@@ -258,7 +207,7 @@ TEST(HttpServerTest, ExpectContinueGets100BeforeTheBodyIsSent) {
 }
 
 TEST(HttpServerTest, MalformedRequestLineGets400) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip("this is not http\r\n\r\n");
   ASSERT_TRUE(res);
@@ -268,7 +217,7 @@ TEST(HttpServerTest, MalformedRequestLineGets400) {
 }
 
 TEST(HttpServerTest, OversizedHeaderGets431) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   auto res = client.roundtrip(get("/", "X-Big: " + std::string(20000, 'h') + "\r\n"));
   ASSERT_TRUE(res);
@@ -279,7 +228,7 @@ TEST(HttpServerTest, SlowHeaderClientIsDisconnectedAtHeaderTimeout) {
   auto options = testOptions();
   options.header_timeout = 300ms;
   options.idle_timeout = 10s;
-  RunningServer srv(options);
+  RunningServer srv(options, echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   const auto started = Clock::now();
   ASSERT_TRUE(client.sendAll("GET / HTTP/1.1\r\nHost: x\r\n"));
@@ -300,7 +249,7 @@ TEST(HttpServerTest, SlowHeaderClientIsDisconnectedAtHeaderTimeout) {
 TEST(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
   auto options = testOptions();
   options.idle_timeout = 300ms;
-  RunningServer srv(options);
+  RunningServer srv(options, echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(client.roundtrip(get("/")));
   EXPECT_FALSE(client.waitClosed(100ms));
@@ -311,7 +260,7 @@ TEST(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
 TEST(HttpServerTest, ConnectionCapClosesExtraConnections) {
   auto options = testOptions();
   options.max_connections = 2;
-  RunningServer srv(options);
+  RunningServer srv(options, echoHandler());
   auto first = TestSocket::connectTo(srv.port());
   auto second = TestSocket::connectTo(srv.port());
   // A roundtrip on each proves both are sessions before the third arrives.
@@ -328,7 +277,7 @@ TEST(HttpServerTest, ConnectionCapClosesExtraConnections) {
 }
 
 TEST(HttpServerTest, AcceptorSurvivesRunningOutOfDescriptors) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto client = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(client.roundtrip(get("/warm")));
   rlimit saved{};
@@ -486,7 +435,7 @@ TEST(HttpServerTest, AccessLogLineHasPathWithoutQueryAndPrincipal) {
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
   {
-    RunningServer srv(testOptions());
+    RunningServer srv(testOptions(), echoHandler());
     auto client = TestSocket::connectTo(srv.port());
     ASSERT_TRUE(client.roundtrip(post("/processes?token=secret", "{}")));
   }  // joins the io thread, so the log line has been written
@@ -498,7 +447,7 @@ TEST(HttpServerTest, AccessLogLineHasPathWithoutQueryAndPrincipal) {
 }
 
 TEST(HttpServerTest, StartThrowsWhenPortIsTaken) {
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   auto options = testOptions();
   options.port = srv.port();
   HttpServer second(options, echoHandler());
@@ -556,7 +505,7 @@ bool isOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
 TEST(HttpServerTest, EventLoopIdsStartAtOneAndAreSharedByTimersAndWatches) {
   Pipe pipe;
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   const auto ids = onIoThread(srv.server(), [&] {
     std::vector<exec::EventLoop::Id> out;
@@ -575,7 +524,7 @@ TEST(HttpServerTest, EventLoopIdsStartAtOneAndAreSharedByTimersAndWatches) {
 TEST(HttpServerTest, EventLoopTimerFiresOnceAfterItsDelay) {
   std::promise<Clock::duration> fired;
   std::atomic<int> calls{0};
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   const auto armed = Clock::now();
   const auto id = onIoThread(srv.server(), [&] {
@@ -594,7 +543,7 @@ TEST(HttpServerTest, EventLoopTimerFiresOnceAfterItsDelay) {
 TEST(HttpServerTest, EventLoopCancelledTimerNeverFires) {
   std::atomic<bool> cancelled_fired{false};
   std::promise<void> sentinel;
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   onIoThread(srv.server(), [&] {
     const auto id = loop.startTimer(50ms, [&] { cancelled_fired = true; });
@@ -613,7 +562,7 @@ TEST(HttpServerTest, EventLoopTimerCancelledAfterItExpiredDoesNotRun) {
   // the other's completion (with success, not operation_aborted) is pending.
   std::atomic<bool> late_fired{false};
   std::promise<void> cancelled;
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   onIoThread(srv.server(), [&] {
     const auto late = loop.startTimer(30ms, [&] { late_fired = true; });
@@ -634,7 +583,7 @@ TEST(HttpServerTest, EventLoopWatchOnAPipeIsLevelTriggered) {
   std::atomic<int> empty_calls{0};
   std::promise<void> three_read;
   std::promise<void> four_read;
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   // One byte per call: the rest must bring the callback back.
   const auto id = onIoThread(srv.server(), [&] {
@@ -675,7 +624,7 @@ TEST(HttpServerTest, EventLoopUnwatchFromInsideTheCallbackStopsCallsAndLeavesThe
   exec::EventLoop::Id ids[2] = {0, 0};  // io thread only
   ASSERT_TRUE(a.write("x"));
   ASSERT_TRUE(b.write("y"));
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   const auto callback = [&] {
     if (calls++ == 0) first_call.set_value();
@@ -728,7 +677,7 @@ TEST(HttpServerTest, EventLoopWatchOnAPidfdFiresWhenTheChildExits) {
 
   std::atomic<int> calls{0};
   std::promise<void> exited;
-  RunningServer srv(testOptions());
+  RunningServer srv(testOptions(), echoHandler());
   exec::EventLoop& loop = srv.server();
   exec::EventLoop::Id id = 0;  // io thread only
   onIoThread(srv.server(), [&] {
@@ -757,7 +706,7 @@ TEST(HttpServerTest, EventLoopDestructionDropsPendingTimersAndReleasesWatchedFds
   Pipe pipe;
   auto token = std::make_shared<int>(0);  // held by the pending callbacks
   {
-    RunningServer srv(testOptions());
+    RunningServer srv(testOptions(), echoHandler());
     exec::EventLoop& loop = srv.server();
     onIoThread(srv.server(), [&] {
       loop.startTimer(1h, [token] {});
