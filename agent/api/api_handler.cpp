@@ -21,12 +21,16 @@ enum class Route {
   kLegacyCancel,
   kPhones,
   kPhone,
-  kPhoneReset
+  kPhoneReset,
+  kItemLogs,
+  kDebug
 };
 
 struct RouteMatch {
+  RouteMatch(Route r, std::string i, std::string item = {}) : route(r), id(std::move(i)), item_id(std::move(item)) {}
   Route route;
-  std::string id;  // the {process_id} segment, if any
+  std::string id;       // the {process_id} or {phone_id} segment, if any
+  std::string item_id;  // the {queue_item_id} segment of kItemLogs
 };
 
 // Matches the path against the API's routes; nullopt = unknown path (404).
@@ -34,6 +38,7 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/healthz") return RouteMatch{Route::kHealthz, {}};
   if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
   if (path == "/metrics") return RouteMatch{Route::kMetrics, {}};
+  if (path == "/debug") return RouteMatch{Route::kDebug, {}};
   if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
   if (path == "/phones") return RouteMatch{Route::kPhones, {}};
@@ -53,7 +58,16 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   std::string_view id = rest.substr(0, slash);
   if (id.empty()) return std::nullopt;
   if (slash == std::string_view::npos) return RouteMatch{Route::kProcess, std::string(id)};
-  if (rest.substr(slash) == "/cancel") return RouteMatch{Route::kProcessCancel, std::string(id)};
+  std::string_view tail = rest.substr(slash);
+  if (tail == "/cancel") return RouteMatch{Route::kProcessCancel, std::string(id)};
+  // /items/{queue_item_id}/logs
+  constexpr std::string_view kItems = "/items/";
+  constexpr std::string_view kLogs = "/logs";
+  if (tail.starts_with(kItems) && tail.ends_with(kLogs) && tail.size() > kItems.size() + kLogs.size()) {
+    std::string_view item = tail.substr(kItems.size(), tail.size() - kItems.size() - kLogs.size());
+    if (item.find('/') == std::string_view::npos)
+      return RouteMatch{Route::kItemLogs, std::string(id), std::string(item)};
+  }
   return std::nullopt;
 }
 
@@ -81,7 +95,10 @@ RouteRule ruleFor(Route r) {
       return {"POST", true, Scope::kOperate, Scope::kOperate};
     case Route::kPhones:
     case Route::kPhone:
+    case Route::kItemLogs:
       return {"GET", true, Scope::kRead, Scope::kRead};
+    case Route::kDebug:
+      return {"GET", true, Scope::kOperate, Scope::kOperate};
   }
   return {"", true, Scope::kSchedule, Scope::kSchedule};
 }
@@ -109,6 +126,10 @@ std::string_view routeTemplate(Route r) {
       return "/phones/{phone_id}";
     case Route::kPhoneReset:
       return "/phones/{phone_id}/reset";
+    case Route::kItemLogs:
+      return "/processes/{process_id}/items/{queue_item_id}/logs";
+    case Route::kDebug:
+      return "/debug";
   }
   return "unmatched";
 }
@@ -174,7 +195,9 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
     auto match = matchRoute(call->path);
     if (!match) return call->reply(detailResponse(404, "Not found"));
     call->route = routeTemplate(match->route);
-    const RouteRule rule = ruleFor(match->route);
+    RouteRule rule = ruleFor(match->route);
+    // A Prometheus that scrapes without a token ([http] metrics_require_token = false).
+    if (match->route == Route::kMetrics && !s_.config.http.metrics_require_token) rule.needs_auth = false;
     const std::string& method = call->request.method;
     if (!methodAllowed(rule.allow, method)) return call->reply(methodNotAllowedResponse(rule.allow));
     if (rule.needs_auth) {
@@ -210,6 +233,10 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return resetPhone(call, std::move(match->id));
       case Route::kLegacyCancel:
         return cancelQueueItem(call);
+      case Route::kItemLogs:
+        return getItemLogs(call, std::move(match->id), std::move(match->item_id));
+      case Route::kDebug:
+        return getDebug(call);
     }
     call->reply(detailResponse(404, "Not found"));
   } catch (const std::exception& e) {

@@ -2,8 +2,8 @@
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
-// cancel_api, phones_api, metrics_api). Store completions are marshalled back to the I/O thread with
-// `post` before the response is built.
+// cancel_api, phones_api, metrics_api, logs_api, debug_api). Store completions are marshalled back to the I/O thread
+// with `post` before the response is built.
 #pragma once
 
 #include <chrono>
@@ -49,11 +49,18 @@ struct ApiServices {
   // GET /metrics: adds the metrics pulled at scrape time (executor, store,
   // phones, resets, connections) to a fresh registry; called on the I/O thread.
   std::function<void(metrics::Registry&)> collect = {};
+  // GET /debug: the adb server's state (AdbProbe: version, devices -l), asked
+  // off the I/O thread with a short deadline; `done` may run on any thread.
+  std::function<void(std::function<void(boost::json::object)> done)> adb_probe = {};
+  // Where the handler records its own metrics (requests, cancels), shared
+  // with the components that push theirs (store, resets); null = a registry
+  // of the handler's own. Must outlive the handler.
+  metrics::Registry* registry = nullptr;
 };
 
 class ApiHandler {
  public:
-  explicit ApiHandler(ApiServices services) : s_(std::move(services)) {}
+  explicit ApiHandler(ApiServices services) : s_(std::move(services)), started_at_(s_.clock.wallNowMs()) {}
 
   void handle(http::HttpRequest request, http::Responder respond);
 
@@ -85,12 +92,18 @@ class ApiHandler {
   void getPhones(const CallPtr& call, std::optional<std::string> phone_id);
   void resetPhone(const CallPtr& call, std::string phone_id);
   void getMetrics(const CallPtr& call);
+  void getItemLogs(const CallPtr& call, std::string process_id, std::string queue_item_id);
+  void getDebug(const CallPtr& call);
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
 
   ApiServices s_;
-  metrics::Registry metrics_;  // pushed metrics: requests, cancels
+  WallMs started_at_;  // GET /debug's uptime
+  // Pushed metrics (requests, cancels): into s_.registry, else our own.
+  std::unique_ptr<metrics::Registry> own_metrics_ =
+      s_.registry == nullptr ? std::make_unique<metrics::Registry>() : nullptr;
+  metrics::Registry& metrics_ = s_.registry != nullptr ? *s_.registry : *own_metrics_;
 };
 
 }  // namespace phonefarm::api

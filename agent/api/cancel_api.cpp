@@ -76,13 +76,12 @@ void ApiHandler::cancelProcess(const CallPtr& call, std::string process_id) {
   auto& req = std::get<CancelRequest>(parsed);
   cancel::CancelInput input{std::move(req.reason), std::move(req.requested_by), req.strategy, req.force_after_seconds};
   const CancelStrategy strategy = req.strategy;
+  // CancelService calls back on the I/O thread (its `post`), after the terminator acted.
   s_.cancels.cancelProcess(std::move(process_id), std::move(input),
                            [this, call, strategy](Result<cancel::CancelOutcome> r) {
-                             onIo([this, call, strategy, r = std::move(r)] {
-                               countCancel(metrics_, strategy, r);
-                               if (!r) return call->reply(errorResponse(r.error()));
-                               call->reply(jsonResponse(200, cancelResponseJson(*r)));
-                             });
+                             countCancel(metrics_, strategy, r);
+                             if (!r) return call->reply(errorResponse(r.error()));
+                             call->reply(jsonResponse(200, cancelResponseJson(*r)));
                            });
 }
 
@@ -94,19 +93,17 @@ void ApiHandler::cancelQueueItem(const CallPtr& call) {
   std::string item_id = req.queue_item_id;
   s_.cancels.cancelQueueItem(std::move(req.queue_item_id), std::move(input),
                              [this, call, item_id](Result<cancel::CancelOutcome> r) {
-                               onIo([this, call, item_id, r = std::move(r)] {
-                                 countCancel(metrics_, CancelStrategy::kSoftThenForce, r);
-                                 if (!r) return call->reply(errorResponse(r.error()));
-                                 json::value item = nullptr;
-                                 for (const auto& it : r->plan.after.items) {
-                                   if (it.queue_item_id == item_id) item = toJson(it);
-                                 }
-                                 json::object body{{"status", r->plan.audit.outcome},
-                                                   {"queue_item", std::move(item)},
-                                                   {"process_id", r->plan.after.process_id},
-                                                   {"termination", terminationJson(*r)}};
-                                 call->reply(jsonResponse(200, body));
-                               });
+                               countCancel(metrics_, CancelStrategy::kSoftThenForce, r);
+                               if (!r) return call->reply(errorResponse(r.error()));
+                               json::value item = nullptr;
+                               for (const auto& it : r->plan.after.items) {
+                                 if (it.queue_item_id == item_id) item = toJson(it);
+                               }
+                               json::object body{{"status", r->plan.audit.outcome},
+                                                 {"queue_item", std::move(item)},
+                                                 {"process_id", r->plan.after.process_id},
+                                                 {"termination", terminationJson(*r)}};
+                               call->reply(jsonResponse(200, body));
                              });
 }
 

@@ -1,6 +1,7 @@
-// GET /processes query string: percent-decoding and validation of the
-// filters (status, phone_id) and paging (limit, cursor). Unknown parameters
-// are ignored, like unknown body fields.
+// Query strings: the walk over percent-decoded parameters and integer
+// values every query parser shares (GET /processes here, GET .../logs in
+// logs_api.cpp), and GET /processes's filters (status, phone_id) and paging
+// (limit, cursor). Unknown parameters are ignored, like unknown body fields.
 #include <charconv>
 
 #include "agent/api/request_validation.hpp"
@@ -39,13 +40,12 @@ std::optional<std::string> percentDecode(std::string_view in) {
 
 }  // namespace
 
-Validated<ListQuery> parseListQuery(std::string_view query) {
-  ListQuery q;
-  FieldErrors errors;
-  auto fail = [&errors](std::string_view key, std::string msg, std::string type) {
-    errors.push_back(
-        FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
-  };
+void addQueryError(FieldErrors& errors, std::string_view key, std::string msg, std::string type) {
+  errors.push_back(FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
+}
+
+void forEachQueryParameter(std::string_view query, FieldErrors& errors,
+                           const std::function<void(const std::string& key, const std::string& value)>& fn) {
   while (!query.empty()) {
     const auto amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
@@ -56,38 +56,56 @@ Validated<ListQuery> parseListQuery(std::string_view query) {
     auto value = percentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
     if (!key) continue;
     if (!value) {
-      fail(*key, "Value error, malformed percent-encoding", "value_error");
+      addQueryError(errors, *key, "Value error, malformed percent-encoding", "value_error");
       continue;
     }
-    if (*key == "status") {
-      q.status = parseProcessStatus(*value);
-      if (!q.status) {
-        fail(*key, "Input should be 'queued', 'running', 'cancelling', 'succeeded', 'failed' or 'cancelled'",
-             "literal_error");
-      }
-    } else if (*key == "phone_id") {
-      if (isValidId(*value)) {
-        q.phone_id = *value;
-      } else {
-        fail(*key, "String should match pattern '" + std::string(kIdPattern) + "'", "string_pattern_mismatch");
-      }
-    } else if (*key == "limit") {
-      std::int64_t n = 0;
-      auto [ptr, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
-      if (value->empty() || ec != std::errc() || ptr != value->data() + value->size()) {
-        fail(*key, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
-      } else if (n < 1) {
-        fail(*key, "Input should be greater than or equal to 1", "greater_than_equal");
-      } else if (n > static_cast<std::int64_t>(kMaxListLimit)) {
-        fail(*key, "Input should be less than or equal to " + std::to_string(kMaxListLimit), "less_than_equal");
-      } else {
-        q.limit = static_cast<std::size_t>(n);
-      }
-    } else if (*key == "cursor") {
-      q.cursor = decodeCursor(*value);
-      if (!q.cursor) fail(*key, "Value error, not a cursor returned by this endpoint", "value_error");
-    }
+    fn(*key, *value);
   }
+}
+
+std::optional<std::int64_t> parseQueryInteger(std::string_view key, std::string_view value, std::int64_t min,
+                                              std::int64_t max, FieldErrors& errors) {
+  std::int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || ec != std::errc() || ptr != value.data() + value.size()) {
+    addQueryError(errors, key, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
+  } else if (n < min) {
+    addQueryError(errors, key, "Input should be greater than or equal to " + std::to_string(min), "greater_than_equal");
+  } else if (n > max) {
+    addQueryError(errors, key, "Input should be less than or equal to " + std::to_string(max), "less_than_equal");
+  } else {
+    return n;
+  }
+  return std::nullopt;
+}
+
+Validated<ListQuery> parseListQuery(std::string_view query) {
+  ListQuery q;
+  FieldErrors errors;
+  forEachQueryParameter(query, errors, [&](const std::string& key, const std::string& value) {
+    if (key == "status") {
+      q.status = parseProcessStatus(value);
+      if (!q.status) {
+        addQueryError(errors, key,
+                      "Input should be 'queued', 'running', 'cancelling', 'succeeded', 'failed' or 'cancelled'",
+                      "literal_error");
+      }
+    } else if (key == "phone_id") {
+      if (isValidId(value)) {
+        q.phone_id = value;
+      } else {
+        addQueryError(errors, key, "String should match pattern '" + std::string(kIdPattern) + "'",
+                      "string_pattern_mismatch");
+      }
+    } else if (key == "limit") {
+      if (auto n = parseQueryInteger(key, value, 1, static_cast<std::int64_t>(kMaxListLimit), errors)) {
+        q.limit = static_cast<std::size_t>(*n);
+      }
+    } else if (key == "cursor") {
+      q.cursor = decodeCursor(value);
+      if (!q.cursor) addQueryError(errors, key, "Value error, not a cursor returned by this endpoint", "value_error");
+    }
+  });
   if (!errors.empty()) return errors;
   return q;
 }

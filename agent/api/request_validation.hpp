@@ -87,6 +87,18 @@ Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
                                             const CommandCheck& command_allowed = nullptr);
 Validated<ListQuery> parseListQuery(std::string_view query);
 
+// Query strings (GET /processes, GET .../logs): calls `fn` with each
+// percent-decoded key and value, in order; a value with a malformed escape is
+// a value_error at ["query", key] instead. Empty pairs are skipped.
+void forEachQueryParameter(std::string_view query, FieldErrors& errors,
+                           const std::function<void(const std::string& key, const std::string& value)>& fn);
+// A ["query", key] entry of a 422.
+void addQueryError(FieldErrors& errors, std::string_view key, std::string msg, std::string type);
+// An integer query value in [min, max], else nullopt with the 422 entry
+// FastAPI would give (int_parsing, greater_than_equal, less_than_equal).
+std::optional<std::int64_t> parseQueryInteger(std::string_view key, std::string_view value, std::int64_t min,
+                                              std::int64_t max, FieldErrors& errors);
+
 // Cursor tokens are opaque to clients; they encode a row sequence number.
 std::string encodeCursor(std::int64_t seq);
 std::optional<std::int64_t> decodeCursor(std::string_view cursor);

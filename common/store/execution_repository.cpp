@@ -42,6 +42,26 @@ void ExecutionRepository::finishExecution(std::string_view execution_id, WallMs 
   st.run();
 }
 
+namespace {
+
+// Columns 0-8 of the SELECTs below: execution_id, queue_item_id, process_id,
+// runtime, cgroup, leader_pid, leader_start_time, boot_id, started_at.
+ExecutionRow readExecutionRow(Statement& st) {
+  ExecutionRow r;
+  r.execution_id = st.getText(0);
+  r.queue_item_id = st.getText(1);
+  r.process_id = st.getText(2);
+  r.runtime = st.getText(3);
+  r.cgroup = st.getOptionalText(4);
+  r.leader_pid = st.getOptionalInt(5);
+  r.leader_start_time = st.getOptionalInt(6);
+  r.boot_id = st.getOptionalText(7);
+  r.started_at = st.getInt(8);
+  return r;
+}
+
+}  // namespace
+
 std::vector<ExecutionRow> ExecutionRepository::openExecutions() {
   Statement& st = db_.prepare(
       "SELECT e.execution_id, e.queue_item_id, q.process_id, e.runtime, e.cgroup, e.leader_pid, "
@@ -49,20 +69,27 @@ std::vector<ExecutionRow> ExecutionRepository::openExecutions() {
       "JOIN queue_items q ON q.queue_item_id = e.queue_item_id WHERE e.ended_at IS NULL ORDER BY e.started_at");
   std::vector<ExecutionRow> rows;
   while (st.step()) {
-    ExecutionRow r;
-    r.execution_id = st.getText(0);
-    r.queue_item_id = st.getText(1);
-    r.process_id = st.getText(2);
-    r.runtime = st.getText(3);
-    r.cgroup = st.getOptionalText(4);
-    r.leader_pid = st.getOptionalInt(5);
-    r.leader_start_time = st.getOptionalInt(6);
-    r.boot_id = st.getOptionalText(7);
-    r.started_at = st.getInt(8);
-    rows.push_back(std::move(r));
+    rows.push_back(readExecutionRow(st));
   }
   st.reset();
   return rows;
+}
+
+std::optional<ExecutionRow> ExecutionRepository::latestExecutionOf(std::string_view queue_item_id) {
+  Statement& st = db_.prepare(
+      "SELECT e.execution_id, e.queue_item_id, q.process_id, e.runtime, e.cgroup, e.leader_pid, "
+      "e.leader_start_time, e.boot_id, e.started_at, e.ended_at, e.outcome FROM executions e "
+      "JOIN queue_items q ON q.queue_item_id = e.queue_item_id WHERE e.queue_item_id = ? "
+      "ORDER BY e.started_at DESC, e.rowid DESC LIMIT 1");
+  st.bind(1, queue_item_id);
+  std::optional<ExecutionRow> row;
+  if (st.step()) {
+    row = readExecutionRow(st);
+    row->ended_at = st.getOptionalInt(9);
+    row->outcome = st.getOptionalText(10);
+  }
+  st.reset();
+  return row;
 }
 
 void ExecutionRepository::upsertEscalation(const EscalationRow& r) {

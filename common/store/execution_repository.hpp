@@ -53,6 +53,8 @@ class ExecutionRepository {
   void finishExecution(std::string_view execution_id, WallMs ended_at, std::string_view outcome);
   // Executions without an end: what a restarted agent must re-adopt.
   std::vector<ExecutionRow> openExecutions();
+  // The item's most recent run (GET .../logs reads its files), if it ran.
+  std::optional<ExecutionRow> latestExecutionOf(std::string_view queue_item_id);
 
   // Inserts or replaces the item's deadline (a later cancel may move it earlier).
   void upsertEscalation(const EscalationRow& row);

@@ -1,13 +1,18 @@
 // phonefarmctl against the real agent: each subcommand's table or words, the
-// --json passthrough, and the error wording and exit codes of its --help
-// footer (1 API error, 3 agent unreachable).
+// --json passthrough, the error wording and exit codes of its --help footer
+// (1 API error, 3 agent unreachable), colors (only on a terminal, or
+// --color=always), `logs` (by offset, --follow, Ctrl-C, control sequences
+// removed on a terminal) and the `debug-dump` archive.
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
-#include "tests/integration/agent_fixture.hpp"
+#include "tests/integration/work_fixture.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -32,43 +37,103 @@ std::string shellQuote(const std::string& s) {
   return q + "'";
 }
 
-class Phonefarmctl : public AgentFixture {
+// Runs a shell command line; stdout captured, stderr into `err_path`.
+CtlResult runShell(const std::string& cmd, const std::filesystem::path& err_path) {
+  CtlResult r;
+  FILE* p = ::popen((cmd + " 2>" + shellQuote(err_path.string())).c_str(), "r");
+  if (p == nullptr) {
+    ADD_FAILURE() << "popen failed";
+    return r;
+  }
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+// Runs argv on a new pseudo-terminal (stdout and stderr both on it) with
+// `env` set; returns what it printed, without the \r the terminal adds.
+CtlResult runOnTerminal(const std::vector<std::string>& argv,
+                        const std::vector<std::pair<std::string, std::string>>& env,
+                        const std::vector<std::string>& unset = {}) {
+  CtlResult r;
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid < 0) {
+    ADD_FAILURE() << "forkpty failed";
+    return r;
+  }
+  if (pid == 0) {
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    for (const auto& k : unset) ::unsetenv(k.c_str());
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  char buf[4096];
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ADD_FAILURE() << "timed out reading the terminal; so far: " << r.out;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child's side is closed
+    r.out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(master);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::erase(r.out, '\r');
+  return r;
+}
+
+// The helpers over either fixture: the API tests need no work to run, the
+// logs tests do (WorkFixture).
+template <class Base>
+class CtlFixture : public Base {
  protected:
   std::string writeToken(const char* token) {
-    const auto path = dir_.path() / (std::string("ctl-token-") + token);
+    const auto path = this->dir_.path() / (std::string("ctl-token-") + token);
     writeFile(path, std::string(token) + "\n", 0600);
     return path.string();
   }
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(this->port_); }
 
-  // Runs phonefarmctl --url <agent> --token-file <token> args...
+  std::vector<std::string> ctlArgv(const std::vector<std::string>& args, const char* token = kOperateToken,
+                                   const std::string& url_override = "") {
+    std::vector<std::string> argv{PHONEFARMCTL_BINARY, "--url", url_override.empty() ? url() : url_override,
+                                  "--token-file", writeToken(token)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  // Runs phonefarmctl --url <agent> --token-file <token> args... (in `cwd` if given).
   CtlResult ctl(const std::vector<std::string>& args, const char* token = kOperateToken,
-                const std::string& url_override = "") {
-    std::string cmd = shellQuote(PHONEFARMCTL_BINARY);
-    cmd += " --url " + shellQuote(url_override.empty() ? url() : url_override);
-    cmd += " --token-file " + shellQuote(writeToken(token));
-    for (const auto& a : args) cmd += " " + shellQuote(a);
-    const auto err_path = dir_.path() / "ctl-stderr";
-    cmd += " 2>" + shellQuote(err_path.string());
-    CtlResult r;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (p == nullptr) {
-      ADD_FAILURE() << "popen failed";
-      return r;
-    }
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int status = ::pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.err = ss.str();
-    return r;
+                const std::string& url_override = "", const std::filesystem::path& cwd = {}) {
+    std::string cmd = cwd.empty() ? "" : "cd " + shellQuote(cwd.string()) + " && ";
+    for (const auto& a : ctlArgv(args, token, url_override)) cmd += shellQuote(a) + " ";
+    return runShell(cmd, this->dir_.path() / "ctl-stderr");
   }
 };
+
+using Phonefarmctl = CtlFixture<AgentFixture>;
+using PhonefarmctlWork = CtlFixture<WorkFixture>;
 
 // A line of `text` holding every one of `words`, "" when none does.
 std::string lineWith(const std::string& text, const std::vector<std::string>& words) {
@@ -209,6 +274,212 @@ TEST_F(Phonefarmctl, ResetUnknownPhoneIsNotFound) {
   auto r = ctl({"reset", "phone_99", "--reason", "flaky"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("phone phone_99 not found"), std::string::npos) << r.err;
+}
+
+// ---------------------------------------------------------------- colors
+
+bool hasAnsi(const std::string& s) { return s.find("\x1b[") != std::string::npos; }
+
+TEST_F(Phonefarmctl, ColorsOnlyWhenAskedOrOnATerminal) {
+  submit("ctl-color", 1);
+  // Piped (the default --color=auto): plain.
+  auto piped = ctl({"processes"}, kReadToken);
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_FALSE(hasAnsi(piped.out)) << piped.out;
+  // --color=always: the status is yellow, the header bold, columns still aligned.
+  auto always = ctl({"--color=always", "processes"}, kReadToken);
+  ASSERT_EQ(always.exit_code, 0) << always.err;
+  EXPECT_NE(always.out.find("\x1b[33mqueued\x1b[0m"), std::string::npos) << always.out;
+  EXPECT_NE(always.out.find("\x1b[1mID\x1b[0m"), std::string::npos) << always.out;
+  auto phones = ctl({"--color=always", "phones"}, kReadToken);
+  EXPECT_NE(phones.out.find("\x1b[32mready\x1b[0m"), std::string::npos) << phones.out;
+  EXPECT_NE(phones.out.find("\x1b[31mabsent\x1b[0m"), std::string::npos) << phones.out;
+  auto never = ctl({"--color=never", "processes"}, kReadToken);
+  EXPECT_FALSE(hasAnsi(never.out)) << never.out;
+  EXPECT_EQ(ctl({"--color=sometimes", "processes"}, kReadToken).exit_code, 2);
+
+  // On a terminal: colored, unless NO_COLOR is set or TERM is dumb.
+  auto tty = runOnTerminal(ctlArgv({"processes"}, kReadToken), {{"TERM", "xterm"}}, {"NO_COLOR"});
+  EXPECT_EQ(tty.exit_code, 0) << tty.out;
+  EXPECT_NE(tty.out.find("\x1b[33mqueued\x1b[0m"), std::string::npos) << tty.out;
+  auto no_color = runOnTerminal(ctlArgv({"processes"}, kReadToken), {{"TERM", "xterm"}, {"NO_COLOR", "1"}});
+  EXPECT_EQ(no_color.exit_code, 0) << no_color.out;
+  EXPECT_NE(no_color.out.find("queued"), std::string::npos) << no_color.out;
+  EXPECT_FALSE(hasAnsi(no_color.out)) << no_color.out;
+  auto dumb = runOnTerminal(ctlArgv({"processes"}, kReadToken), {{"TERM", "dumb"}}, {"NO_COLOR"});
+  EXPECT_NE(dumb.out.find("queued"), std::string::npos) << dumb.out;
+  EXPECT_FALSE(hasAnsi(dumb.out)) << dumb.out;
+}
+
+// ---------------------------------------------------------------- logs
+
+TEST_F(PhonefarmctlWork, LogsPrintsAnItemsStreamAsWritten) {
+  const std::string one = writeJob("one.sh", "#!/bin/sh\necho hello from one\necho trouble >&2\n");
+  const std::string two = writeJob("two.sh", "#!/bin/sh\nprintf 'two\\000bytes\\n'\n");
+  submitWork("ctl-logs", {{one}, {two}});
+  waitForStatus("ctl-logs", "succeeded");
+
+  auto last = ctl({"logs", "ctl-logs"}, kReadToken);  // default: the last item that started
+  ASSERT_EQ(last.exit_code, 0) << last.err;
+  EXPECT_EQ(last.out, std::string("two\0bytes\n", 10));
+  auto first = ctl({"logs", "ctl-logs", "--item", "1"}, kReadToken);
+  EXPECT_EQ(first.out, "hello from one\n");
+  auto err = ctl({"logs", "ctl-logs", "--item", "1", "--stream", "stderr"}, kReadToken);
+  EXPECT_EQ(err.out, "trouble\n");
+  auto followed = ctl({"logs", "ctl-logs", "--item", "1", "--follow"}, kReadToken);  // ended: returns at once
+  EXPECT_EQ(followed.exit_code, 0) << followed.err;
+  EXPECT_EQ(followed.out, "hello from one\n");
+
+  auto beyond = ctl({"logs", "ctl-logs", "--item", "3"}, kReadToken);
+  EXPECT_EQ(beyond.exit_code, 1);
+  EXPECT_NE(beyond.err.find("process ctl-logs has 2 items, not 3"), std::string::npos) << beyond.err;
+  auto unknown = ctl({"logs", "nope"}, kReadToken);
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("process nope not found"), std::string::npos) << unknown.err;
+  EXPECT_EQ(ctl({"logs", "ctl-logs", "--stream", "stdin"}, kReadToken).exit_code, 2);
+}
+
+TEST_F(PhonefarmctlWork, LogsFollowPrintsUntilTheItemEnds) {
+  const auto go = outDir() / "go";
+  const std::string job = writeJob("slow.sh", "#!/bin/sh\necho first line\nwhile [ ! -e " + go.string() +
+                                                  " ]; do sleep 0.02; done\necho second line\n");
+  submitWork("ctl-follow", {{job}});
+  waitForItem("ctl-follow", 0, "executing");
+  auto argv = ctlArgv({"logs", "ctl-follow", "--follow"}, kReadToken);
+  AgentProcess follow(PHONEFARMCTL_BINARY, std::vector<std::string>(argv.begin() + 1, argv.end()), dir_.path());
+  ASSERT_TRUE(follow.waitForLine("first line", std::chrono::seconds(20))) << follow.output();
+  EXPECT_FALSE(follow.findLine("second line")) << follow.output();
+  writeFile(go, "", 0644);
+  ASSERT_EQ(follow.waitExit(std::chrono::seconds(20)), 0) << follow.output();
+  // The exit can be seen before the reader has taken the last bytes from the pipe.
+  EXPECT_TRUE(follow.waitForLine("second line")) << follow.output();
+  EXPECT_EQ(follow.output(), "first line\nsecond line\n") << follow.output();
+}
+
+TEST_F(PhonefarmctlWork, CtrlCStopsFollowingCleanly) {
+  const std::string job = writeJob("forever.sh", "#!/bin/sh\necho tick\nexec sleep 600\n");
+  submitWork("ctl-int", {{job}});
+  waitForItem("ctl-int", 0, "executing");
+  auto argv = ctlArgv({"logs", "ctl-int", "--follow"}, kReadToken);
+  AgentProcess follow(PHONEFARMCTL_BINARY, std::vector<std::string>(argv.begin() + 1, argv.end()), dir_.path());
+  ASSERT_TRUE(follow.waitForLine("tick", std::chrono::seconds(20))) << follow.output();
+  follow.kill(SIGINT);
+  EXPECT_EQ(follow.waitExit(std::chrono::seconds(10)), 0) << follow.output();
+  EXPECT_FALSE(follow.waitForLine("phonefarmctl:")) << follow.output();  // returns at EOF: no error message
+  EXPECT_EQ(follow.output(), "tick\n") << follow.output();
+  ASSERT_EQ(call("POST", "/processes/ctl-int/cancel", cancelBody("hard"), kOperateToken).status, 200);
+  waitForStatus("ctl-int", "cancelled");
+}
+
+TEST_F(PhonefarmctlWork, LogsOnATerminalDropControlSequences) {
+  const std::string job =
+      writeJob("ansi.sh", "#!/bin/sh\nprintf '\\033]0;pwned\\007hello \\033[31mred\\033[0m\\rback\\n'\n");
+  submitWork("ctl-ansi", {{job}});
+  waitForStatus("ctl-ansi", "succeeded");
+  auto piped = ctl({"logs", "ctl-ansi"}, kReadToken);  // the bytes as written
+  EXPECT_EQ(piped.out, "\x1b]0;pwned\x07hello \x1b[31mred\x1b[0m\rback\n");
+  auto tty = runOnTerminal(ctlArgv({"logs", "ctl-ansi"}, kReadToken), {{"TERM", "xterm"}});
+  EXPECT_EQ(tty.exit_code, 0) << tty.out;
+  EXPECT_EQ(tty.out, "hello redback\n");
+}
+
+// ---------------------------------------------------------------- debug-dump
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+std::string readAll(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST_F(Phonefarmctl, DebugDumpWritesOneArchiveWithEveryPart) {
+  submit("ctl-dump", 1);
+  const auto archive = dir_.path() / "dump.tar.gz";
+  auto r = ctl({"debug-dump", "-o", archive.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, archive.string() + "\n");
+
+  auto listing = runShell("tar -tzf " + shellQuote(archive.string()), dir_.path() / "tar-stderr");
+  ASSERT_EQ(listing.exit_code, 0) << listing.err;
+  auto names = lines(listing.out);
+  ASSERT_FALSE(names.empty());
+  const std::string top = names.front().substr(0, names.front().find('/'));
+  EXPECT_TRUE(top.starts_with("phonefarm-debug-")) << listing.out;
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> expected{top + "/"};
+  for (const char* f :
+       {"ctl-version.txt", "debug.json", "journal.txt", "metrics.txt", "phones.json", "processes.json"}) {
+    expected.push_back(top + "/" + f);
+  }
+  EXPECT_EQ(names, expected) << listing.out;
+
+  const auto out = dir_.path() / "extracted";
+  std::filesystem::create_directories(out);
+  auto x = runShell("tar -xzf " + shellQuote(archive.string()) + " -C " + shellQuote(out.string()),
+                    dir_.path() / "tar-stderr");
+  ASSERT_EQ(x.exit_code, 0) << x.err;
+  const auto debug = json::parse(readAll(out / top / "debug.json"));
+  EXPECT_EQ(debug.at("agent").at("version"), PHONEFARM_VERSION);
+  EXPECT_EQ(debug.at("config").at("tokens_file"), (dir_.path() / "tokens").c_str());
+  const auto processes = json::parse(readAll(out / top / "processes.json"));
+  EXPECT_EQ(processes.at("processes").at(0).at("process_id"), "ctl-dump");
+  EXPECT_NE(readAll(out / top / "metrics.txt").find("phonefarm_http_requests_total"), std::string::npos);
+  EXPECT_FALSE(readAll(out / top / "journal.txt").empty());
+  EXPECT_NE(readAll(out / top / "ctl-version.txt").find(std::string("phonefarmctl ") + PHONEFARM_VERSION),
+            std::string::npos);
+  // No token anywhere in the archive (grep -r exits 1 when nothing matches).
+  for (const char* secret : {kReadToken, kOperateToken, kScheduleToken}) {
+    auto grep =
+        runShell("grep -r -l -F " + shellQuote(secret) + " " + shellQuote(out.string()), dir_.path() / "grep-stderr");
+    EXPECT_EQ(grep.exit_code, 1) << secret << " found in " << grep.out;
+  }
+}
+
+TEST_F(Phonefarmctl, DebugDumpWithAReadTokenKeepsWhatItCouldGet) {
+  const auto cwd = dir_.path() / "cwd";
+  std::filesystem::create_directories(cwd);
+  auto r = ctl({"debug-dump"}, kReadToken, "", cwd);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("the archive lacks 1 part:\n  debug.json (your token lacks the operate scope (403))"),
+            std::string::npos)
+      << r.err;
+  // The default name, in the current directory, printed at the end.
+  std::vector<std::filesystem::path> archives;
+  for (const auto& e : std::filesystem::directory_iterator(cwd)) archives.push_back(e.path());
+  ASSERT_EQ(archives.size(), 1u);
+  const std::string name = archives[0].filename().string();
+  EXPECT_TRUE(name.starts_with("phonefarm-debug-")) << name;
+  EXPECT_TRUE(name.ends_with("Z.tar.gz")) << name;
+  EXPECT_EQ(r.out, archives[0].string() + "\n");
+  auto listing = runShell("tar -tzf " + shellQuote(archives[0].string()), dir_.path() / "tar-stderr");
+  EXPECT_NE(listing.out.find("/debug.json.error.txt\n"), std::string::npos) << listing.out;
+  EXPECT_NE(listing.out.find("/phones.json\n"), std::string::npos) << listing.out;
+  EXPECT_EQ(listing.out.find("/debug.json\n"), std::string::npos) << listing.out;
+  // Nothing is left in the temporary directory.
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path())) {
+    EXPECT_FALSE(e.path().filename().string().starts_with("phonefarmctl-dump.") &&
+                 std::filesystem::exists(e.path() / name.substr(0, name.size() - 7)))
+        << e.path();
+  }
+}
+
+TEST_F(Phonefarmctl, DebugDumpOfAnUnreachableAgentStillWritesTheArchive) {
+  const auto archive = dir_.path() / "down.tar.gz";
+  auto r = ctl({"debug-dump", "-o", archive.string()}, kOperateToken, "http://127.0.0.1:1");
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("the archive lacks 4 parts"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(archive));
+  auto listing = runShell("tar -tzf " + shellQuote(archive.string()), dir_.path() / "tar-stderr");
+  EXPECT_NE(listing.out.find("/journal.txt\n"), std::string::npos) << listing.out;
+  EXPECT_NE(listing.out.find("/metrics.txt.error.txt\n"), std::string::npos) << listing.out;
 }
 
 }  // namespace

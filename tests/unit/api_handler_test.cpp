@@ -5,6 +5,7 @@
 #include "agent/api/api_handler.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -14,6 +15,10 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+
+#include "agent/api/adb_probe.hpp"
+#include "agent/phone/adb_client.hpp"
+#include "common/store/execution_repository.hpp"
 
 namespace phonefarm::api {
 namespace {
@@ -58,6 +63,8 @@ class ApiHandlerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "jobs");
     config_.phones.push_back(PhoneConfig{"phone_01", "serial-1", std::nullopt});
+    config_.state_dir = dir_;        // GET .../logs reads dir_/executions/<execution_id>/
+    config_.work.run_as = "nobody";  // the log files' owner
     // Submitted commands must exist under an allowed prefix.
     config_.work.allowed_command_prefixes = {(dir_ / "jobs/").string()};
     writeScript(dir_ / "jobs" / "x.sh");
@@ -285,6 +292,269 @@ TEST_F(ApiHandlerTest, MetricsCountRequestsByRouteTemplateAndCancels) {
   EXPECT_NE(again.body.find(R"(phonefarm_http_requests_total{route="/metrics",method="GET",status="200"} 1)"),
             std::string::npos)
       << again.body;
+}
+
+// ---------------------------------------------------------------- GET .../logs
+
+class LogsApiTest : public ApiHandlerTest {
+ protected:
+  void SetUp() override {
+    const std::string body = R"({"process_id":"p1","phone_id":"phone_01","account_id":"a","queue_items":[)"
+                             R"({"queue_item_id":"p1-a","command":[")" +
+                             job("x.sh") + R"("]},{"queue_item_id":"p1-b","command":[")" + job("y.sh") + R"("]}]})";
+    ASSERT_EQ(call("POST", "/processes", body).status, 201);
+    // p1-a executing as execution e1, as the executor would have stored it.
+    sql("UPDATE queue_items SET status = 'executing', started_at = 1 WHERE queue_item_id = 'p1-a'");
+    store::ExecutionRow row;
+    row.execution_id = "e1";
+    row.queue_item_id = "p1-a";
+    row.runtime = "cgroup";
+    row.started_at = 1;
+    run([row](store::Db& db) { store::ExecutionRepository(db).insertExecution(row); });
+    std::filesystem::create_directories(execDir());
+    writeLog("stdout.log", "line one\nline two\n");
+  }
+
+  void run(std::function<void(store::Db&)> fn) {
+    std::promise<void> done;
+    store_->submit<int>(
+        [fn](store::Db& db) {
+          fn(db);
+          return 0;
+        },
+        [&done](Result<int> r) {
+          EXPECT_TRUE(r.ok());
+          done.set_value();
+        });
+    ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  }
+  void sql(const std::string& statement) {
+    run([statement](store::Db& db) { db.exec(statement); });
+  }
+
+  std::filesystem::path execDir() const { return dir_ / "executions" / "e1"; }
+  // As the shim writes them: owned by run_as (nobody).
+  void writeLog(const std::string& name, const std::string& content) const {
+    std::ofstream(execDir() / name, std::ios::binary | std::ios::trunc) << content;
+    EXPECT_EQ(::chown((execDir() / name).c_str(), kNobody, kNobody), 0) << "the unit tests run as root";
+  }
+  static constexpr uid_t kNobody = 65534;
+
+  http::HttpResponse logs(const std::string& query = "", const std::string& item = "p1-a",
+                          const std::string& token = "read-token") {
+    return call("GET", "/processes/p1/items/" + item + "/logs" + query, "", token);
+  }
+
+  static std::string header(const http::HttpResponse& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "<absent>";
+  }
+};
+
+TEST_F(LogsApiTest, ReadsFromAnOffsetAndSaysWhereToGoOn) {
+  auto r = logs();
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "text/plain; charset=utf-8");
+  EXPECT_EQ(r.body, "line one\nline two\n");
+  EXPECT_EQ(header(r, "X-Phonefarm-Next-Offset"), "18");
+  EXPECT_EQ(header(r, "X-Phonefarm-Log-Size"), "18");
+  EXPECT_EQ(header(r, "X-Phonefarm-Item-Status"), "executing");
+  EXPECT_EQ(header(r, "X-Phonefarm-More"), "true");  // still executing
+  EXPECT_EQ(header(r, "X-Phonefarm-Execution-Id"), "e1");
+
+  auto tail = logs("?offset=9&stream=stdout");
+  ASSERT_EQ(tail.status, 200) << tail.body;
+  EXPECT_EQ(tail.body, "line two\n");
+  EXPECT_EQ(header(tail, "X-Phonefarm-Next-Offset"), "18");
+
+  auto past = logs("?offset=100");
+  ASSERT_EQ(past.status, 200) << past.body;
+  EXPECT_EQ(past.body, "");
+  EXPECT_EQ(header(past, "X-Phonefarm-Next-Offset"), "100");
+
+  // Not written yet: empty, and more may come.
+  auto err = logs("?stream=stderr");
+  ASSERT_EQ(err.status, 200) << err.body;
+  EXPECT_EQ(err.body, "");
+  EXPECT_EQ(header(err, "X-Phonefarm-Log-Size"), "0");
+  EXPECT_EQ(header(err, "X-Phonefarm-More"), "true");
+  writeLog("stderr.log", "oops\n");
+  EXPECT_EQ(logs("?stream=stderr").body, "oops\n");
+
+  // Once the item has ended, nothing more comes after the last byte.
+  sql("UPDATE queue_items SET status = 'succeeded', ended_at = 2 WHERE queue_item_id = 'p1-a'");
+  auto ended = logs("?offset=9");
+  EXPECT_EQ(ended.body, "line two\n");
+  EXPECT_EQ(header(ended, "X-Phonefarm-Item-Status"), "succeeded");
+  EXPECT_EQ(header(ended, "X-Phonefarm-More"), "false");
+}
+
+TEST_F(LogsApiTest, AnswersAreCappedAtOneMebibyte) {
+  writeLog("stdout.log", std::string(1024 * 1024 + 10, 'x'));
+  sql("UPDATE queue_items SET status = 'failed', ended_at = 2 WHERE queue_item_id = 'p1-a'");
+  auto first = logs();
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.body.size(), 1024u * 1024u);
+  EXPECT_EQ(header(first, "X-Phonefarm-Next-Offset"), "1048576");
+  EXPECT_EQ(header(first, "X-Phonefarm-More"), "true");  // ended, but 10 bytes are left
+  auto second = logs("?offset=1048576");
+  EXPECT_EQ(second.body, std::string(10, 'x'));
+  EXPECT_EQ(header(second, "X-Phonefarm-More"), "false");
+}
+
+TEST_F(LogsApiTest, AnItemThatNeverRanIsEmpty) {
+  auto r = logs("", "p1-b");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(header(r, "X-Phonefarm-Item-Status"), "pending");
+  EXPECT_EQ(header(r, "X-Phonefarm-More"), "true");
+  EXPECT_EQ(header(r, "X-Phonefarm-Execution-Id"), "<absent>");
+  sql("UPDATE queue_items SET status = 'skipped' WHERE queue_item_id = 'p1-b'");
+  EXPECT_EQ(header(logs("", "p1-b"), "X-Phonefarm-More"), "false");
+}
+
+TEST_F(LogsApiTest, UnknownProcessOrItemIs404) {
+  auto no_process = call("GET", "/processes/nope/items/p1-a/logs", "", "read-token");
+  EXPECT_EQ(no_process.status, 404);
+  EXPECT_EQ(json::parse(no_process.body), json::parse(R"({"detail":"Process not found"})"));
+  auto no_item = logs("", "nope");
+  EXPECT_EQ(no_item.status, 404);
+  EXPECT_EQ(json::parse(no_item.body), json::parse(R"({"detail":"Queue item not found"})"));
+  // An item of another process is not this process's item.
+  const std::string other = R"({"process_id":"p2","phone_id":"phone_01","account_id":"a","queue_items":[)"
+                            R"({"queue_item_id":"p2-a","command":[")" +
+                            job("x.sh") + R"("]}]})";
+  ASSERT_EQ(call("POST", "/processes", other).status, 201);
+  EXPECT_EQ(logs("", "p2-a").status, 404);
+  EXPECT_EQ(call("GET", "/processes/p1/items//logs", "", "read-token").status, 404);
+  EXPECT_EQ(call("GET", "/processes/p1/items/p1-a/logs/x", "", "read-token").status, 404);
+  EXPECT_EQ(call("POST", "/processes/p1/items/p1-a/logs", "{}", "schedule-token").status, 405);
+  EXPECT_EQ(logs("", "p1-a", "").status, 401);
+}
+
+TEST_F(LogsApiTest, QueryParametersAreValidated) {
+  auto r = logs("?stream=stdin&offset=-1");
+  ASSERT_EQ(r.status, 422) << r.body;
+  const auto detail = json::parse(r.body).at("detail").as_array();
+  ASSERT_EQ(detail.size(), 2u) << r.body;
+  EXPECT_EQ(detail[0].at("loc"), json::parse(R"(["query","stream"])"));
+  EXPECT_EQ(detail[0].at("type"), "literal_error");
+  EXPECT_EQ(detail[1].at("loc"), json::parse(R"(["query","offset"])"));
+  EXPECT_EQ(detail[1].at("type"), "greater_than_equal");
+  for (const char* bad : {"?offset=", "?offset=1x", "?offset=99999999999999999999", "?offset=%3"}) {
+    auto b = logs(bad);
+    EXPECT_EQ(b.status, 422) << bad << " " << b.body;
+    const char* type = std::string_view(bad) == "?offset=%3" ? "value_error" : "int_parsing";
+    EXPECT_NE(b.body.find(type), std::string::npos) << bad << " " << b.body;
+  }
+  // Values are percent-decoded like GET /processes's ("%31" is "1").
+  EXPECT_EQ(logs("?offset=%31&stream=std%6Fut").status, 200);
+}
+
+TEST_F(LogsApiTest, ASymlinkPlantedByTheJobIsNotFollowed) {
+  const auto secret = dir_ / "secret";
+  std::ofstream(secret) << "TOPSECRET\n";
+  std::filesystem::permissions(secret, std::filesystem::perms(0600), std::filesystem::perm_options::replace);
+  std::filesystem::remove(execDir() / "stdout.log");
+  std::filesystem::create_symlink(secret, execDir() / "stdout.log");
+  auto r = logs();
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(r.body.find("TOPSECRET"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("symbolic link"), std::string::npos) << r.body;
+
+  // The execution directory itself replaced by a symlink to a directory.
+  std::filesystem::remove_all(execDir());
+  std::filesystem::create_directories(dir_ / "elsewhere");
+  std::ofstream(dir_ / "elsewhere" / "stdout.log") << "TOPSECRET\n";
+  std::filesystem::create_directory_symlink(dir_ / "elsewhere", execDir());
+  auto d = logs();
+  EXPECT_EQ(d.status, 409) << d.body;
+  EXPECT_EQ(d.body.find("TOPSECRET"), std::string::npos) << d.body;
+}
+
+TEST_F(LogsApiTest, AFifoOrAForeignFileIsRefusedWithoutBlocking) {
+  std::filesystem::remove(execDir() / "stdout.log");
+  ASSERT_EQ(::mkfifo((execDir() / "stdout.log").c_str(), 0644), 0);
+  auto fifo = logs();  // O_NONBLOCK: a FIFO without a writer would block a plain open
+  EXPECT_EQ(fifo.status, 409) << fifo.body;
+  EXPECT_NE(fifo.body.find("not a regular file"), std::string::npos) << fifo.body;
+
+  // A file owned by someone else than the work user (a hard link to another
+  // user's file looks like this).
+  writeLog("stderr.log", "TOPSECRET\n");
+  ASSERT_EQ(::chown((execDir() / "stderr.log").c_str(), 0, 0), 0);
+  auto foreign = logs("?stream=stderr");
+  EXPECT_EQ(foreign.status, 409) << foreign.body;
+  EXPECT_EQ(foreign.body.find("TOPSECRET"), std::string::npos) << foreign.body;
+}
+
+// ---------------------------------------------------------------- GET /debug
+
+TEST_F(ApiHandlerTest, DebugNeedsOperateAndHoldsNoSecret) {
+  // A cgroup tree as cgroupfs shows it: one leaf with two pids.
+  const auto cg = dir_ / "cg" / "phonefarm-work";
+  std::filesystem::create_directories(cg / "exec-1");
+  std::ofstream(cg / "exec-1" / "cgroup.procs") << "101\n102\n";
+  std::ofstream(cg / "exec-1" / "cgroup.events") << "populated 1\nfrozen 0\n";
+  config_.tokens_file = dir_ / "tokens";
+  std::ofstream(config_.tokens_file) << "o operate operate-token\n";
+  int probes = 0;
+  ApiServices services{config_,
+                       *store_,
+                       *cancels_,
+                       clock_,
+                       tokens_,
+                       [this](std::function<void()> fn) { posts_.post(std::move(fn)); },
+                       [&cg] {
+                         return json::object{{"work", json::object{{"runtime", "cgroup"}, {"cgroup", cg.string()}}}};
+                       }};
+  services.adb_probe = [&probes](std::function<void(json::object)> done) {
+    ++probes;
+    done(json::object{{"server", "127.0.0.1:5037"}, {"up", false}, {"error", "adb server not running"}});
+  };
+  handler_ = std::make_unique<ApiHandler>(std::move(services));
+
+  EXPECT_EQ(call("GET", "/debug", "", "").status, 401);
+  EXPECT_EQ(call("GET", "/debug", "", "read-token").status, 403);
+  EXPECT_EQ(probes, 0);
+  clock_.advanceMs(61'000);
+  auto r = call("GET", "/debug", "", "operate-token");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(probes, 1);
+  for (const char* secret : {"read-token", "operate-token", "schedule-token"}) {
+    EXPECT_EQ(r.body.find(secret), std::string::npos) << secret << " in " << r.body;
+  }
+  const auto body = json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("agent").at("version"), PHONEFARM_VERSION);
+  EXPECT_EQ(body.at("agent").at("pid"), static_cast<std::int64_t>(::getpid()));
+  EXPECT_EQ(body.at("agent").at("uptime_seconds"), 61);
+  EXPECT_EQ(body.at("config").at("tokens_file"), config_.tokens_file.c_str());
+  EXPECT_EQ(body.at("config").at("phones").at(0).at("serial"), "serial-1");
+  EXPECT_EQ(body.at("readiness").at("store"), "ok");
+  EXPECT_EQ(body.at("adb").at("error"), "adb server not running");
+  const auto& leaf = body.at("work").at("tree").at("leaves").at(0);
+  EXPECT_EQ(leaf.at("name"), "exec-1");
+  EXPECT_EQ(leaf.at("pids"), json::parse("[101,102]"));
+  EXPECT_EQ(leaf.at("events").at("populated"), 1);
+  // The request counters, summarized: the 403 above is there.
+  EXPECT_EQ(body.at("metrics").at(R"(phonefarm_http_requests_total{route="/debug",method="GET",status="403"})"), 1.0)
+      << r.body;
+}
+
+TEST(AdbProbeTest, ReportsAServerThatIsNotRunning) {
+  // Port 1 on loopback: nothing listens, the probe answers at once.
+  phone::AdbClient adb(phone::AdbEndpoint{"127.0.0.1", 1});
+  AdbProbe probe(adb, std::chrono::milliseconds(500));
+  std::promise<json::object> got;
+  probe.probe([&got](json::object o) { got.set_value(std::move(o)); });
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto o = f.get();
+  EXPECT_EQ(o.at("server"), "127.0.0.1:1");
+  EXPECT_EQ(o.at("up"), false);
+  EXPECT_NE(std::string(o.at("error").as_string()).find("not running"), std::string::npos) << json::serialize(o);
 }
 
 }  // namespace
