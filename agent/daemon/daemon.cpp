@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/api/adb_probe.hpp"
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
@@ -38,7 +39,7 @@ namespace {
 // executor's state lives).
 void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const store::Store& store,
                     const phone::Inventory& inventory, const phone::ResetService& resets,
-                    const http::HttpServer& server) {
+                    const http::HttpServer& server, const phone::DeviceTracker* tracker) {
   auto counter = [&r](const char* name, const char* help, std::uint64_t v) {
     r.counter(name, help).set(static_cast<double>(v));
   };
@@ -58,6 +59,8 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
   counter("phonefarm_executor_start_failures_total", "Queue items that failed to start.", es.start_failures);
   gauge("phonefarm_executor_executing_items", "Queue items executing now.",
         static_cast<double>(executor.executingProcessIds().size()));
+  gauge("phonefarm_executor_escalations_pending", "soft_then_force escalations armed and not fired yet.",
+        static_cast<double>(executor.pendingEscalations()));
 
   const store::StoreStats ss = store.stats();
   counter("phonefarm_store_jobs_total", "Store jobs completed (ok or error).", ss.jobs);
@@ -81,6 +84,15 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
   for (const auto& [health, n] : by_health)
     gauge("phonefarm_phones_by_health", "Configured phones by health.", n, {{"health", health}});
   gauge("phonefarm_adb_server_up", "Whether the adb server answers (1) or not (0).", inventory.serverUp() ? 1 : 0);
+  if (tracker != nullptr) {
+    const phone::DeviceTrackerStats ts = tracker->stats();
+    counter("phonefarm_adb_server_starts_total", "adb servers the agent started (the server was not running).",
+            ts.server_starts);
+    counter("phonefarm_adb_server_start_failures_total", "Failed attempts to start the adb server.",
+            ts.server_start_failures);
+    counter("phonefarm_adb_server_disconnects_total", "Times the device stream from the adb server broke.",
+            ts.disconnects);
+  }
 
   const phone::ResetStats rs = resets.stats();
   counter("phonefarm_resets_started_total", "Phone resets started.", rs.started);
@@ -139,8 +151,12 @@ int Daemon::run() {
   if (tokens.size() == 0)
     spdlog::warn("auth.no_tokens file={} every authenticated request will get 401", config_.tokens_file.string());
 
+  // Metrics that components push as they happen (requests, cancels, store
+  // commits, reset steps); the rest is pulled at scrape time (collectMetrics).
+  metrics::Registry pushed_metrics;
   store::StoreOptions store_options;
   store_options.path = config_.state_dir / "agent.db";
+  store_options.metrics = &pushed_metrics;
   store::Store store(store_options);
   spdlog::info("store.open path={} schema_version={}", (config_.state_dir / "agent.db").string(),
                store.schemaVersion());
@@ -165,6 +181,7 @@ int Daemon::run() {
   phone::Inventory inventory(config_.phones);
   const phone::AdbEndpoint adb_endpoint{config_.adb.server_host, config_.adb.server_port};
   phone::AdbClient adb(adb_endpoint);
+  api::AdbProbe adb_probe(adb, std::chrono::milliseconds(1000));  // GET /debug; joined before adb and server go
   auto usb = phone::makeLibusbBackend();
   exec::Executor* executor_ptr = nullptr;  // set below; reset workers announce phones through it
   auto announce = [&server, &executor_ptr](const std::string& phone_id) {
@@ -174,6 +191,7 @@ int Daemon::run() {
   };
   phone::ResetService resets(config_, store, clock, inventory, adb, *usb, announce);
   resets.restoreHealth();
+  resets.recordStepsIn(pushed_metrics);
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
     return inventory.canStart(phone_id, config_.work.wait_for_device);
   };
@@ -197,8 +215,13 @@ int Daemon::run() {
                             &inventory,
                             &resets,
                             [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
-  services.collect = [&executor, &store, &inventory, &resets, &server](metrics::Registry& r) {
-    collectMetrics(r, executor, store, inventory, resets, server);
+  const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
+  services.collect = [&executor, &store, &inventory, &resets, &server, &tracker_ptr](metrics::Registry& r) {
+    collectMetrics(r, executor, store, inventory, resets, server, tracker_ptr);
+  };
+  services.registry = &pushed_metrics;
+  services.adb_probe = [&adb_probe](std::function<void(boost::json::object)> done) {
+    adb_probe.probe(std::move(done));
   };
   api = std::make_unique<api::ApiHandler>(std::move(services));
 
@@ -225,13 +248,14 @@ int Daemon::run() {
   };
   server.addSignalHandler(SIGTERM, [stop] { stop("SIGTERM"); });
   server.addSignalHandler(SIGINT, [stop] { stop("SIGINT"); });
-  server.addSignalHandler(SIGHUP, [this, &tokens] {
+  server.addSignalHandler(SIGHUP, [this, &tokens, &server] {
     try {
       tokens.replace(TokenSet::loadFile(config_.tokens_file));
       spdlog::info("auth.tokens_reloaded file={} tokens={}", config_.tokens_file.string(), tokens.size());
     } catch (const std::exception& e) {
       spdlog::error("auth.tokens_reload_failed keeping the previous tokens: {}", e.what());
     }
+    server.reloadTls();  // [http] tls_cert/tls_key; logs and keeps the old pair on failure
     spdlog::default_logger()->flush();
   });
   if (containment->runtime() == exec::kRuntimeProcessGroup) {
@@ -264,6 +288,7 @@ int Daemon::run() {
         spdlog::warn("phone.adb_server_lost reason=\"{}\"", reason);
         logChanges(inventory.serverLost());
       });
+  tracker_ptr = &tracker;
 
   std::vector<std::string> network_serials;  // host:port phones: the agent (re)connects them
   for (const auto& p : config_.phones) {

@@ -162,7 +162,14 @@ void ResetService::run(store::ResetRecord record) {
   auto step = [&](const std::string& name, const std::function<std::pair<std::string, std::string>()>& body) {
     if (ok || stopping_) return;
     boost::json::object s{{"step", name}, {"started_at", formatRfc3339(clock_.wallNowMs())}};
+    const auto started = std::chrono::steady_clock::now();
     auto [status, detail] = body();
+    if (metrics_ != nullptr) {
+      metrics_
+          ->histogram("phonefarm_reset_step_seconds", "Duration of each reset ladder step, by step and outcome.",
+                      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}, {{"step", name}, {"outcome", status}})
+          .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
     s["status"] = status;
     s["ended_at"] = formatRfc3339(clock_.wallNowMs());
     s["detail"] = detail;

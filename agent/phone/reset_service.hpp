@@ -31,6 +31,7 @@
 #include "agent/phone/usb_backend.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
+#include "common/metrics/metrics.hpp"
 #include "common/store/phone_repository.hpp"
 #include "common/store/store.hpp"
 
@@ -66,6 +67,9 @@ class ResetService final : public exec::PhoneResetRequester {
 
   bool resetting(const std::string& phone_id) const;
   ResetStats stats() const;
+  // Records each step's duration by step and outcome in `registry` (which
+  // must outlive the service). Call before the first reset.
+  void recordStepsIn(metrics::Registry& registry) { metrics_ = &registry; }
   // Worker threads not yet joined (finished ones are joined at the next reset).
   std::size_t workerThreads() const;
 
@@ -95,6 +99,7 @@ class ResetService final : public exec::PhoneResetRequester {
   };
   std::vector<Worker> workers_;  // finished ones are joined at the next begin()
   ResetStats stats_;
+  metrics::Registry* metrics_ = nullptr;
   std::atomic<bool> stopping_{false};
 };
 

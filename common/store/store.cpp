@@ -54,6 +54,14 @@ Store::Store(StoreOptions options) : options_(std::move(options)) {
   schema_version_ = migrate(*db_);
   checkpointer_ = std::make_unique<WalCheckpointer>(options_.path, DbOptions{options_.busy_timeout});
   checkpointer_->attach(*db_);
+  if (options_.metrics != nullptr) {
+    batch_jobs_ = &options_.metrics->histogram("phonefarm_store_batch_jobs",
+                                               "Jobs committed together in one store transaction (group commit).",
+                                               {1, 2, 4, 8, 16, 32, 64, 128, 256});
+    commit_seconds_ = &options_.metrics->histogram(
+        "phonefarm_store_commit_seconds", "Duration of COMMIT, the fsync of a batch (seconds).",
+        {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  }
   thread_ = std::thread([this] { threadMain(); });
 }
 
@@ -166,7 +174,12 @@ void Store::runBatch(std::deque<Job>& batch) {
   try {
     db_->prepare("BEGIN IMMEDIATE").run();
     for (std::size_t i = 0; i < batch.size(); ++i) results[i] = runJob(batch[i]);
+    const auto commit_start = std::chrono::steady_clock::now();
     db_->prepare("COMMIT").run();
+    if (commit_seconds_ != nullptr) {
+      commit_seconds_->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_start).count());
+      batch_jobs_->observe(static_cast<double>(batch.size()));
+    }
   } catch (const SqliteError& e) {
     // BEGIN/COMMIT/savepoint failures land here too: a SQLITE_BUSY on BEGIN
     // is the writer lock held elsewhere, a SQLITE_FULL on COMMIT is the disk.

@@ -19,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/metrics/metrics.hpp"
 #include "common/result.hpp"
 #include "common/store/sqlite_db.hpp"
 #include "common/store/wal_checkpointer.hpp"
@@ -38,6 +39,9 @@ struct StoreOptions {
   std::size_t max_batch = 256;
   // Test hook: PRAGMA max_page_count, to make the database "full".
   std::optional<std::int64_t> max_page_count;
+  // Where to record batch sizes and COMMIT (fsync) latency; none when null.
+  // Must outlive the store.
+  metrics::Registry* metrics = nullptr;
 };
 
 struct StoreStats {
@@ -99,7 +103,9 @@ class Store {
   std::deque<Job> queue_;
   bool stopping_ = false;
   StoreStats stats_;
-  std::once_flag joined_;  // stop() may be called from several threads
+  metrics::Histogram* batch_jobs_ = nullptr;      // from options_.metrics
+  metrics::Histogram* commit_seconds_ = nullptr;  // BEGIN..COMMIT of a batch
+  std::once_flag joined_;                         // stop() may be called from several threads
   std::thread thread_;
 };
 

@@ -31,12 +31,34 @@ TEST_F(MetricsApi, ExposesRequestsCancelsAndTheDaemonsState) {
            "phonefarm_adb_server_up 0",
            "phonefarm_resets_started_total 0",
            "phonefarm_http_active_connections 1",
+           "phonefarm_executor_escalations_pending 0",
+           "# TYPE phonefarm_adb_server_starts_total counter",
+           "# TYPE phonefarm_store_batch_jobs histogram",
+           "# TYPE phonefarm_store_commit_seconds histogram",
        }) {
     EXPECT_NE(r.body.find(std::string(line) + "\n"), std::string::npos) << line;
   }
   EXPECT_NE(r.body.find("# TYPE phonefarm_store_commits_total counter\nphonefarm_store_commits_total "),
             std::string::npos);
   EXPECT_EQ(r.body.find("p-1"), std::string::npos) << "no ids in labels";
+  // Every commit so far (the submit, the cancel) is in the batch and COMMIT histograms.
+  EXPECT_NE(r.body.find("phonefarm_store_commit_seconds_count "), std::string::npos);
+  EXPECT_EQ(r.body.find("phonefarm_store_commit_seconds_count 0\n"), std::string::npos);
+}
+
+// [http] metrics_require_token = false: Prometheus scrapes without a token;
+// everything else still needs one.
+class MetricsWithoutToken : public AgentFixture {
+ protected:
+  std::string extraConfig() const override { return "[http]\nmetrics_require_token = false\n"; }
+};
+
+TEST_F(MetricsWithoutToken, MetricsAnswerWithoutATokenAndNothingElseDoes) {
+  const auto r = call("GET", "/metrics", "", nullptr);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("phonefarm_executor_executing_items 0\n"), std::string::npos) << r.body;
+  EXPECT_EQ(call("GET", "/readyz", "", nullptr).status, 401);
+  EXPECT_EQ(call("GET", "/processes", "", nullptr).status, 401);
 }
 
 // The promtool that scripts/setup provides (Debian's, or the one it extracted

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "tests/integration/work_fixture.hpp"
+#include "tests/support/run_command.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -174,6 +175,13 @@ TEST_F(Phones, UnassignedDevicesAreListedWithAll) {
     if (!seen) std::this_thread::sleep_for(milliseconds(20));
   }
   EXPECT_TRUE(seen);
+
+  // The technician's view of the same: phonefarmctl phones --all.
+  const auto ctl = runCommand({"/usr/bin/env", std::string("PHONEFARM_TOKEN=") + kReadToken, PHONEFARMCTL_BINARY,
+                               "--url", "http://127.0.0.1:" + std::to_string(port_), "phones", "--all"});
+  EXPECT_EQ(ctl.exit_code, 0) << ctl.output;
+  EXPECT_NE(ctl.output.find("unassigned devices"), std::string::npos) << ctl.output;
+  EXPECT_NE(ctl.output.find(other_serial), std::string::npos) << ctl.output;
 }
 
 TEST_F(Phones, UnpluggedPhoneIsNoticed) {
@@ -210,6 +218,10 @@ TEST_F(Phones, HardCancelResetsThePhoneAndItComesBackReady) {
   EXPECT_GT(fakeStats().handshakes, before.handshakes);  // the phone saw a new session
   const auto took = parseTimeMs(last.at("ended_at")) - parseTimeMs(last.at("requested_at"));
   std::cout << "reset ladder (adb_reconnect on a network phone) took " << took << " ms\n";
+  const auto metrics = call("GET", "/metrics", "", kReadToken);
+  EXPECT_NE(metrics.body.find(R"(phonefarm_reset_step_seconds_count{step="adb_reconnect",outcome="succeeded"} 1)"),
+            std::string::npos)
+      << metrics.body;
 
   // The phone takes work again.
   submitWork("after", {{"/usr/bin/true"}});
