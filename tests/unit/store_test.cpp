@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -276,6 +277,38 @@ TEST_F(StoreTest, ConcurrentSubmittersAreGroupCommitted) {
   EXPECT_EQ(stats.commits - commitsBefore, 2u);  // the blocker's, then one for all 200
   EXPECT_EQ(stats.max_batch, 200u);
   EXPECT_EQ(countPhones(store, "g_%"), kThreads * kPerThread);
+}
+
+// With a metrics registry, each COMMIT lands in the batch-size and COMMIT
+// latency histograms, while another thread renders the registry (as a scrape
+// does on the I/O thread; this test also runs under TSan).
+TEST_F(StoreTest, CommitsAreRecordedInTheMetricsRegistry) {
+  metrics::Registry registry;
+  StoreOptions o = options();
+  o.metrics = &registry;
+  Store store(o);
+  std::atomic<bool> done{false};
+  std::thread scraper([&] {
+    while (!done.load()) (void)registry.render();
+  });
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < 4; ++t) {
+    submitters.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto f = submitJob<int>(store, inserting("m_" + std::to_string(t) + "_" + std::to_string(i)));
+        EXPECT_TRUE(await(f).ok());
+      }
+    });
+  }
+  for (auto& s : submitters) s.join();
+  done = true;
+  scraper.join();
+  const auto commits = store.stats().commits;
+  const std::string text = registry.render();
+  EXPECT_NE(text.find("phonefarm_store_commit_seconds_count " + std::to_string(commits) + "\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("phonefarm_store_batch_jobs_count " + std::to_string(commits) + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("phonefarm_store_batch_jobs_sum 100\n"), std::string::npos) << text;  // every job once
 }
 
 // Without the blocker: 8 threads each waiting for their own acknowledgement,
