@@ -29,12 +29,14 @@ void run(const Context& ctx, const std::string& id) {
   head.print(std::cout, colors);
 
   std::cout << "\nqueue items:\n";
-  Table items({"POS", "ID", "STATUS", "EXIT", "SIGNAL", "STARTED", "ENDED", "NOTE"});
+  // "#" counts from 1, as `logs --item N` does (the API's position is 0-based).
+  Table items({"#", "ID", "STATUS", "EXIT", "SIGNAL", "STARTED", "ENDED", "NOTE"});
   if (const auto* list = arrayAt(p, "queue_items")) {
+    int n = 0;
     for (const auto& iv : *list) {
       if (!iv.is_object()) continue;
       const auto& i = iv.get_object();
-      items.add({cell(i, "position"), cell(i, "queue_item_id"), stateCell(cell(i, "status")), cell(i, "exit_code"),
+      items.add({std::to_string(++n), cell(i, "queue_item_id"), stateCell(cell(i, "status")), cell(i, "exit_code"),
                  cell(i, "signal"), cell(i, "started_at"), cell(i, "ended_at"), cell(i, "note")});
     }
   }

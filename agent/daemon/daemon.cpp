@@ -172,7 +172,9 @@ int Daemon::run() {
       [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); });
 
   exec::ExecutorOptions exec_options;
-  exec_options.state_dir = config_.state_dir;
+  // Absolute: the exec shim insists on an absolute --exec-dir, and a relative
+  // state_dir (--dev's ./var) must not depend on anyone's working directory.
+  exec_options.state_dir = std::filesystem::absolute(config_.state_dir);
   exec_options.run_as = config_.work.run_as;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
   exec_options.phones = config_.phones;

@@ -425,6 +425,11 @@ AgentConfig devConfig() {
   // Work runs as nobody, from ./var/jobs (scripts/dev-up puts a demo job there).
   config.work.run_as = "nobody";
   config.work.allowed_command_prefixes = {(std::filesystem::absolute(config.state_dir) / "jobs").string() + "/"};
+  // A developer's machine usually has none of the emulators running: work
+  // starts anyway, and a forced kill does not park the absent phone as
+  // needs_attention (which would hold every later demo job).
+  config.work.wait_for_device = false;
+  config.reset.on_forced_cancel = false;
   return config;
 }
 

@@ -77,7 +77,7 @@ class AgentFixture : public ::testing::Test {
     writeFile(configPath(),
               "listen = \"127.0.0.1:0\"\n"
               "state_dir = \"" +
-                  (dir_.path() / "state").string() +
+                  stateDirSetting() +
                   "\"\n"
                   "tokens_file = \"" +
                   (dir_.path() / "tokens").string() + "\"\n" + extraConfig() + workConfig() + adbConfig() +
@@ -86,6 +86,8 @@ class AgentFixture : public ::testing::Test {
   }
 
   std::filesystem::path configPath() const { return dir_.path() / "agent.toml"; }
+  // The config's state_dir (the directory is always dir_/state).
+  virtual std::string stateDirSetting() const { return (dir_.path() / "state").string(); }
 
   void startAgent() {
     agent_ = std::make_unique<AgentProcess>(

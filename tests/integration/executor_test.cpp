@@ -256,6 +256,22 @@ TEST_F(Executor, SubmitRejectsCommandsOutsideTheAllowedPrefixes) {
   EXPECT_EQ(call("GET", "/processes/bad", "", kReadToken).status, 404);
 }
 
+// A state_dir relative to the agent's working directory (as --dev's ./var):
+// work still runs and reports its exit code.
+class ExecutorRelativeStateDir : public Executor {
+ protected:
+  std::string stateDirSetting() const override {
+    return std::filesystem::relative(dir_.path() / "state", std::filesystem::current_path()).string();
+  }
+};
+
+TEST_F(ExecutorRelativeStateDir, RunsWorkAndReadsItsStatus) {
+  ASSERT_TRUE(std::filesystem::path(stateDirSetting()).is_relative());
+  submitWork("rel", {{"/bin/sh", "-c", "echo hello; exit 3"}});
+  auto p = waitForStatus("rel", "failed");
+  EXPECT_EQ(p.at("queue_items").at(0).at("exit_code"), 3) << boost::json::serialize(p);
+}
+
 class ExecutorCancelOnShutdown : public Executor {
  protected:
   std::string onShutdown() const override { return "cancel"; }

@@ -182,8 +182,9 @@ TEST_F(Phonefarmctl, ShowListsItems) {
   auto r = ctl({"show", "ctl-show"}, kReadToken);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(lineWith(r.out, {"status", "queued"}), "") << r.out;
-  EXPECT_NE(lineWith(r.out, {"ctl-show-q0", "pending"}), "") << r.out;
-  EXPECT_NE(lineWith(r.out, {"ctl-show-q1", "pending"}), "") << r.out;
+  // Items are numbered from 1, the numbers `logs --item N` takes.
+  EXPECT_EQ(lineWith(r.out, {"ctl-show-q0", "pending"}).rfind("1 ", 0), 0u) << r.out;
+  EXPECT_EQ(lineWith(r.out, {"ctl-show-q1", "pending"}).rfind("2 ", 0), 0u) << r.out;
   EXPECT_NE(lineWith(r.out, {"cancel:", "none"}), "") << r.out;
 }
 

@@ -398,6 +398,8 @@ TEST(DevConfigTest, ListensLocallyWithThreeEmulators) {
   EXPECT_EQ(c.work.run_as, "nobody");
   ASSERT_EQ(c.work.allowed_command_prefixes.size(), 1u);
   EXPECT_EQ(c.work.allowed_command_prefixes[0], (std::filesystem::absolute("./var") / "jobs").string() + "/");
+  EXPECT_FALSE(c.work.wait_for_device);  // the demo job runs without emulators
+  EXPECT_FALSE(c.reset.on_forced_cancel);
   ASSERT_EQ(c.phones.size(), 3u);
   const char* serials[] = {"emulator-5554", "emulator-5556", "emulator-5558"};
   for (std::size_t i = 0; i < 3; ++i) {
