@@ -447,7 +447,13 @@ TEST_F(Phonefarmctl, DebugDumpWritesOneArchiveWithEveryPart) {
 TEST_F(Phonefarmctl, DebugDumpWithAReadTokenKeepsWhatItCouldGet) {
   const auto cwd = dir_.path() / "cwd";
   std::filesystem::create_directories(cwd);
+  // A TMPDIR of this test's own: other tests' dumps (same host, same second,
+  // same name) may be in /tmp at the same time.
+  const auto tmp = dir_.path() / "tmp";
+  std::filesystem::create_directories(tmp);
+  ::setenv("TMPDIR", tmp.c_str(), 1);
   auto r = ctl({"debug-dump"}, kReadToken, "", cwd);
+  ::unsetenv("TMPDIR");
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("the archive lacks 1 part:\n  debug.json (your token lacks the operate scope (403))"),
             std::string::npos)
@@ -465,11 +471,7 @@ TEST_F(Phonefarmctl, DebugDumpWithAReadTokenKeepsWhatItCouldGet) {
   EXPECT_NE(listing.out.find("/phones.json\n"), std::string::npos) << listing.out;
   EXPECT_EQ(listing.out.find("/debug.json\n"), std::string::npos) << listing.out;
   // Nothing is left in the temporary directory.
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path())) {
-    EXPECT_FALSE(e.path().filename().string().starts_with("phonefarmctl-dump.") &&
-                 std::filesystem::exists(e.path() / name.substr(0, name.size() - 7)))
-        << e.path();
-  }
+  for (const auto& e : std::filesystem::directory_iterator(tmp)) ADD_FAILURE() << "left behind: " << e.path();
 }
 
 TEST_F(Phonefarmctl, DebugDumpOfAnUnreachableAgentStillWritesTheArchive) {
