@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "tests/integration/agent_fixture.hpp"
+#include "tests/support/run_command.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -15,53 +16,35 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-struct CommandResult {
-  int exit_code;
-  std::string output;
-};
-
-CommandResult runCommand(const std::string& command) {
-  CommandResult r{-1, {}};
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 class DaemonLifecycle : public AgentFixture {
  protected:
   std::string extraConfig() const override { return "[http]\nheader_timeout_seconds = 1\n"; }
 };
 
 TEST_F(DaemonLifecycle, CheckConfigAcceptsGoodAndNamesTheBadKey) {
-  auto ok = runCommand(std::string(PHONEFARM_AGENT_BINARY) + " check-config --config " + configPath().string());
+  auto ok = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", configPath().string()});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("OK"), std::string::npos) << ok.output;
 
   writeFile(dir_.path() / "bad.toml", "listen = \"127.0.0.1:0\"\n[http]\nheader_timeout = 3\n", 0600);
-  auto bad =
-      runCommand(std::string(PHONEFARM_AGENT_BINARY) + " check-config --config " + (dir_.path() / "bad.toml").string());
+  auto bad = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", (dir_.path() / "bad.toml").string()});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("http.header_timeout"), std::string::npos) << bad.output;
 
-  auto version = runCommand(std::string(PHONEFARM_AGENT_BINARY) + " --version");
+  auto version = runCommand({PHONEFARM_AGENT_BINARY, "--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_NE(version.output.find("phonefarm-agent "), std::string::npos);
 }
 
 TEST_F(DaemonLifecycle, RefusesOpenTokensFileAndSecondInstance) {
   // A second agent on the same state dir refuses to start.
-  auto second = runCommand(std::string(PHONEFARM_AGENT_BINARY) + " --config " + configPath().string());
+  auto second = runCommand({PHONEFARM_AGENT_BINARY, "--config", configPath().string()});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.output.find("another phonefarm-agent is running"), std::string::npos) << second.output;
 
   ASSERT_EQ(agent_->stop(SIGTERM, 10s), 0);
   ::chmod((dir_.path() / "tokens").c_str(), 0644);
-  auto open_tokens = runCommand(std::string(PHONEFARM_AGENT_BINARY) + " --config " + configPath().string());
+  auto open_tokens = runCommand({PHONEFARM_AGENT_BINARY, "--config", configPath().string()});
   EXPECT_NE(open_tokens.exit_code, 0);
   EXPECT_NE(open_tokens.output.find("chmod 600"), std::string::npos) << open_tokens.output;
   EXPECT_EQ(open_tokens.output.find(kReadToken), std::string::npos);  // never print a token

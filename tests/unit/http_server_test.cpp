@@ -66,18 +66,7 @@ RequestHandler echoHandler() {
   return [](HttpRequest req, Responder respond) { respond(echo(req)); };
 }
 
-HttpServerOptions testOptions() {
-  HttpServerOptions o;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.header_timeout = 2000ms;
-  o.idle_timeout = 5000ms;
-  o.request_timeout = 5000ms;
-  o.shutdown_grace = 2000ms;
-  o.max_body_bytes = 1024;
-  o.max_connections = 16;
-  return o;
-}
+HttpServerOptions testOptions() { return test::testServerOptions(); }
 
 // Holds Responders the handler did not answer yet, so a test decides when.
 struct ParkedRequests {

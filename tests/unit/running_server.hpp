@@ -18,6 +18,22 @@
 
 namespace phonefarm::http::test {
 
+// Loopback on any free port, short timeouts, small limits: what the server
+// tests start from (the TLS tests add their certificate).
+inline HttpServerOptions testServerOptions() {
+  using std::chrono::milliseconds;
+  HttpServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.header_timeout = milliseconds(2000);
+  o.idle_timeout = milliseconds(5000);
+  o.request_timeout = milliseconds(5000);
+  o.shutdown_grace = milliseconds(2000);
+  o.max_body_bytes = 1024;
+  o.max_connections = 16;
+  return o;
+}
+
 class RunningServer {
  public:
   RunningServer(HttpServerOptions options, RequestHandler handler)

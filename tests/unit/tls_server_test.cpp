@@ -55,15 +55,7 @@ class HttpServerTlsTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   HttpServerOptions options() const {
-    HttpServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.header_timeout = 2000ms;
-    o.idle_timeout = 5000ms;
-    o.request_timeout = 5000ms;
-    o.shutdown_grace = 2000ms;
-    o.max_body_bytes = 1024;
-    o.max_connections = 16;
+    HttpServerOptions o = test::testServerOptions();
     o.tls = TlsFiles{pki_.cert, pki_.key};
     return o;
   }
