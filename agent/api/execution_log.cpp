@@ -9,16 +9,13 @@
 #include <cerrno>
 #include <cstring>
 
-#include "agent/exec/sys_error.hpp"
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::api {
 namespace {
 
-using Fd = exec::FileDescriptor;
-
-Error sysError(ErrorKind kind, const std::string& what, int err) {
-  return makeError(kind, what + ": " + std::strerror(err));
-}
+using Fd = os::FileDescriptor;
 
 bool isPlainName(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
@@ -39,7 +36,7 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
   Fd parent(::open(executions.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (parent.get() < 0) {
     if (errno == ENOENT) return chunk;
-    return sysError(ErrorKind::kInternal, "open " + executions.string(), errno);
+    return os::sysError(ErrorKind::kInternal, "open " + executions.string(), errno);
   }
   const std::string exec_name(execution_id);
   Fd dir(::openat(parent.get(), exec_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -49,7 +46,7 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
       return makeError(ErrorKind::kConflict, "the execution directory of " + exec_name +
                                                  " is not a directory; a symbolic link is not followed");
     }
-    return sysError(ErrorKind::kInternal, "open execution directory " + exec_name, errno);
+    return os::sysError(ErrorKind::kInternal, "open execution directory " + exec_name, errno);
   }
 
   Fd file(::openat(dir.get(), file_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
@@ -59,10 +56,10 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
       return makeError(ErrorKind::kConflict,
                        file_name + " of execution " + exec_name + " is a symbolic link; it is not followed");
     }
-    return sysError(ErrorKind::kInternal, "open " + file_name + " of execution " + exec_name, errno);
+    return os::sysError(ErrorKind::kInternal, "open " + file_name + " of execution " + exec_name, errno);
   }
   struct stat st {};
-  if (::fstat(file.get(), &st) != 0) return sysError(ErrorKind::kInternal, "fstat " + file_name, errno);
+  if (::fstat(file.get(), &st) != 0) return os::sysError(ErrorKind::kInternal, "fstat " + file_name, errno);
   if (!S_ISREG(st.st_mode)) {
     return makeError(ErrorKind::kConflict, file_name + " of execution " + exec_name + " is not a regular file");
   }
@@ -81,7 +78,7 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
   while (got < want) {
     const ssize_t n = ::pread(file.get(), chunk.bytes.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sysError(ErrorKind::kInternal, "read " + file_name + " of execution " + exec_name, errno);
+    if (n < 0) return os::sysError(ErrorKind::kInternal, "read " + file_name + " of execution " + exec_name, errno);
     if (n == 0) break;  // truncated meanwhile
     got += static_cast<std::size_t>(n);
   }

@@ -126,7 +126,7 @@ std::string statusLine(const phone::Inventory& inventory, const exec::Executor& 
 // Must be started on the loop thread; pending timers die with the loop.
 class Periodic {
  public:
-  Periodic(exec::EventLoop& loop, std::chrono::milliseconds period, std::function<void()> fn)
+  Periodic(os::EventLoop& loop, std::chrono::milliseconds period, std::function<void()> fn)
       : loop_(loop), period_(period), fn_(std::move(fn)) {}
   void start() { fire(); }
 
@@ -136,7 +136,7 @@ class Periodic {
     loop_.startTimer(period_, [this] { fire(); });
   }
 
-  exec::EventLoop& loop_;
+  os::EventLoop& loop_;
   std::chrono::milliseconds period_;
   std::function<void()> fn_;
 };

@@ -13,20 +13,21 @@
 #include <string_view>
 #include <utility>
 
-#include "agent/exec/sys_error.hpp"
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
 
 Result<std::string> readProcSelfStatus() {
-  FileDescriptor fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
-  if (!fd) return sysError("open /proc/self/status");
+  os::FileDescriptor fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  if (!fd) return os::sysError("open /proc/self/status");
   std::string text;
   char buf[4096];
   for (;;) {
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sysError("read /proc/self/status");
+    if (n < 0) return os::sysError("read /proc/self/status");
     if (n == 0) break;
     text.append(buf, static_cast<std::size_t>(n));
   }
@@ -82,11 +83,11 @@ bool hasEffectiveCapability(int capability) {
 Status dropAllCapabilities() {
   // EINVAL: a kernel without ambient capabilities (< 4.3) has none to clear.
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-    return sysError("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+    return os::sysError("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
   }
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct none[2] = {};
-  if (::syscall(SYS_capset, &header, none) != 0) return sysError("capset (clearing every capability)");
+  if (::syscall(SYS_capset, &header, none) != 0) return os::sysError("capset (clearing every capability)");
   return okStatus();
 }
 

@@ -21,7 +21,7 @@
 #include <utility>
 
 #include "agent/exec/process_spawner.hpp"
-#include "agent/exec/sys_error.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace fs = std::filesystem;
@@ -29,7 +29,7 @@ namespace {
 
 Result<std::string> readFile(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return sysError("open " + path.string(), errno);
+  if (fd < 0) return os::sysError("open " + path.string(), errno);
   std::string text;
   char buf[4096];
   ssize_t n;
@@ -38,19 +38,19 @@ Result<std::string> readFile(const fs::path& path) {
   }
   const int err = errno;
   ::close(fd);
-  if (n < 0) return sysError("read " + path.string(), err);
+  if (n < 0) return os::sysError("read " + path.string(), err);
   return text;
 }
 
 // cgroupfs takes each write(2) as one command, so the data goes in one call.
 Status writeFile(const fs::path& path, std::string_view data) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return sysError("open " + path.string(), errno);
+  if (fd < 0) return os::sysError("open " + path.string(), errno);
   const ssize_t n = ::write(fd, data.data(), data.size());
   const int err = n < 0 ? errno : EIO;
   ::close(fd);
   if (n != static_cast<ssize_t>(data.size()))
-    return sysError("write '" + std::string(data) + "' to " + path.string(), err);
+    return os::sysError("write '" + std::string(data) + "' to " + path.string(), err);
   return okStatus();
 }
 
@@ -87,10 +87,10 @@ Result<CgroupEvents> readEvents(const fs::path& leaf) {
 
 Status checkCgroup2Dir(const fs::path& dir) {
   struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return sysError("stat " + dir.string(), errno);
+  if (::stat(dir.c_str(), &st) != 0) return os::sysError("stat " + dir.string(), errno);
   if (!S_ISDIR(st.st_mode)) return makeError(ErrorKind::kInvalid, dir.string() + " is not a directory");
   struct statfs sfs {};
-  if (::statfs(dir.c_str(), &sfs) != 0) return sysError("statfs " + dir.string(), errno);
+  if (::statfs(dir.c_str(), &sfs) != 0) return os::sysError("statfs " + dir.string(), errno);
   if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
     return makeError(ErrorKind::kUnavailable, dir.string() + " is not on a cgroup2 filesystem");
   }
@@ -100,9 +100,9 @@ Status checkCgroup2Dir(const fs::path& dir) {
 Status probeWritable(const fs::path& dir) {
   const auto probe = dir / ("phonefarm-probe-" + std::to_string(::getpid()));
   if (::mkdir(probe.c_str(), 0755) != 0 && errno != EEXIST) {
-    return sysError("cgroup " + dir.string() + " is not writable: mkdir " + probe.string(), errno);
+    return os::sysError("cgroup " + dir.string() + " is not writable: mkdir " + probe.string(), errno);
   }
-  if (::rmdir(probe.c_str()) != 0) return sysError("rmdir " + probe.string(), errno);
+  if (::rmdir(probe.c_str()) != 0) return os::sysError("rmdir " + probe.string(), errno);
   return okStatus();
 }
 
@@ -178,7 +178,7 @@ Status probeCanStartIn(const fs::path& dir) {
   if (!checkCgroup2Dir(common)) return okStatus();  // e.g. two mounts of the hierarchy: cannot tell
   const auto procs = common / "cgroup.procs";
   if (::faccessat(AT_FDCWD, procs.c_str(), W_OK, AT_EACCESS) != 0) {
-    return sysError("cgroup " + dir.string() + " cannot take work: " + procs.string() +
+    return os::sysError("cgroup " + dir.string() + " cannot take work: " + procs.string() +
                         " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
                         "hands it to User=",
                     errno);
@@ -236,7 +236,7 @@ Status removeEmptyTree(const fs::path& dir) {
     if (!entry.is_directory(type_ec)) continue;
     if (auto removed = removeEmptyTree(entry.path()); !removed) return removed;
   }
-  if (::rmdir(dir.c_str()) != 0) return sysError("rmdir " + dir.string(), errno);
+  if (::rmdir(dir.c_str()) != 0) return os::sysError("rmdir " + dir.string(), errno);
   return okStatus();
 }
 
@@ -284,7 +284,7 @@ Result<fs::path> detectCgroupRoot(const std::string& configured) {
 Result<CgroupTree> CgroupTree::open(const fs::path& root) {
   if (auto cgroup2 = checkCgroup2Dir(root); !cgroup2) return cgroup2.error();
   auto dir = root / kManagedDirName;
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return sysError("mkdir " + dir.string(), errno);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return os::sysError("mkdir " + dir.string(), errno);
   auto pids_error = enablePidsController(root, dir);
   return CgroupTree(std::move(dir), std::move(pids_error));
 }
@@ -292,7 +292,7 @@ Result<CgroupTree> CgroupTree::open(const fs::path& root) {
 Result<fs::path> CgroupTree::createLeaf(std::string_view name) {
   if (auto valid = validateLeafName(name); !valid) return valid.error();
   auto leaf = dir_ / name;
-  if (::mkdir(leaf.c_str(), 0755) != 0) return sysError("mkdir " + leaf.string(), errno);
+  if (::mkdir(leaf.c_str(), 0755) != 0) return os::sysError("mkdir " + leaf.string(), errno);
   return leaf;
 }
 
@@ -330,8 +330,8 @@ Result<std::vector<pid_t>> cgroupPids(const fs::path& leaf) {
 Status killCgroup(const fs::path& leaf, const CgroupKillOptions& options) {
   const auto kill_file = leaf / "cgroup.kill";
   if (::access(kill_file.c_str(), F_OK) != 0) {
-    if (errno != ENOENT) return sysError("access " + kill_file.string(), errno);
-    if (::access(leaf.c_str(), F_OK) != 0) return sysError("kill cgroup " + leaf.string(), errno);
+    if (errno != ENOENT) return os::sysError("access " + kill_file.string(), errno);
+    if (::access(leaf.c_str(), F_OK) != 0) return os::sysError("kill cgroup " + leaf.string(), errno);
     return killCgroupByFreezing(leaf, options);  // kernel < 5.14
   }
   auto watch = CgroupEventsWatch::open(leaf);
@@ -385,12 +385,12 @@ Status killCgroupByFreezing(const fs::path& leaf, const CgroupKillOptions& optio
 
 Result<CgroupEventsWatch> CgroupEventsWatch::open(const fs::path& leaf) {
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd < 0) return sysError("inotify_init1", errno);
+  if (fd < 0) return os::sysError("inotify_init1", errno);
   const auto events = leaf / "cgroup.events";
   if (::inotify_add_watch(fd, events.c_str(), IN_MODIFY) < 0) {
     const int err = errno;
     ::close(fd);
-    return sysError("inotify_add_watch " + events.string(), err);
+    return os::sysError("inotify_add_watch " + events.string(), err);
   }
   return CgroupEventsWatch(fd, leaf);
 }
@@ -415,7 +415,7 @@ Result<bool> CgroupEventsWatch::drainAndCheckPopulated() {
     const ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return sysError("read inotify for " + leaf_.string(), errno);
+    if (n < 0 && errno != EAGAIN) return os::sysError("read inotify for " + leaf_.string(), errno);
     break;
   }
   return isPopulated(leaf_);

@@ -9,7 +9,7 @@
 
 #include "agent/exec/cgroup_tree.hpp"
 #include "agent/exec/process_group_killer.hpp"
-#include "agent/exec/sys_error.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {

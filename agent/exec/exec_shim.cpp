@@ -29,7 +29,8 @@
 #include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
-#include "agent/exec/sys_error.hpp"
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 #include "common/clock.hpp"
 
 namespace phonefarm::exec {
@@ -76,7 +77,7 @@ Status becomeRunAsUser(const std::string& user) {
          buf.size() < kMaxPasswdBuffer) {
     buf.resize(buf.size() * 2);
   }
-  if (rc != 0) return sysError("looking up run_as user '" + user + "'", rc);
+  if (rc != 0) return os::sysError("looking up run_as user '" + user + "'", rc);
   if (found == nullptr) return invalid("run_as user '" + user + "' does not exist");
   if (pw.pw_uid == 0) return invalid("refusing to run work as root (run_as user '" + user + "' has uid 0)");
 
@@ -86,7 +87,7 @@ Status becomeRunAsUser(const std::string& user) {
   if (!already_run_as) {
     auto cannot = [&](const std::string& call) {
       const int err = errno;
-      return sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user + "' (uid " +
+      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user + "' (uid " +
                           uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
                       err);
     };
@@ -113,7 +114,7 @@ Status becomeRunAsUser(const std::string& user) {
   }
   const int ngroups = ::getgroups(0, nullptr);
   std::vector<gid_t> groups(ngroups > 0 ? static_cast<std::size_t>(ngroups) : 0);
-  if (ngroups > 0 && ::getgroups(ngroups, groups.data()) != ngroups) return sysError("getgroups");
+  if (ngroups > 0 && ::getgroups(ngroups, groups.data()) != ngroups) return os::sysError("getgroups");
   for (const gid_t gid : groups) {
     if (gid == 0) return invalid("privileges still include root after dropping to '" + user + "' (group 0)");
   }
@@ -130,10 +131,10 @@ Status becomeRunAsUser(const std::string& user) {
 // Puts `fd` at `target` without the CLOEXEC flag, so the command inherits it.
 Status moveFd(int fd, int target) {
   if (fd == target) {
-    if (::fcntl(fd, F_SETFD, 0) != 0) return sysError("fcntl");
+    if (::fcntl(fd, F_SETFD, 0) != 0) return os::sysError("fcntl");
     return okStatus();
   }
-  if (::dup2(fd, target) < 0) return sysError("dup2");
+  if (::dup2(fd, target) < 0) return os::sysError("dup2");
   ::close(fd);
   return okStatus();
 }
@@ -142,11 +143,11 @@ Status moveFd(int fd, int target) {
 // 0640 with run_as's group, which the agent is a member of, so it can read them.
 Status redirectStdio() {
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) return sysError("open /dev/null");
+  if (null_fd < 0) return os::sysError("open /dev/null");
   const int out_fd = ::open(kStdoutLogName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (out_fd < 0) return sysError(std::string("open ") + kStdoutLogName);
+  if (out_fd < 0) return os::sysError(std::string("open ") + kStdoutLogName);
   const int err_fd = ::open(kStderrLogName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (err_fd < 0) return sysError(std::string("open ") + kStderrLogName);
+  if (err_fd < 0) return os::sysError(std::string("open ") + kStderrLogName);
   // Opened lowest-free-first, so no later source fd can be an earlier target.
   for (auto [fd, target] : {std::pair{null_fd, 0}, std::pair{out_fd, 1}, std::pair{err_fd, 2}}) {
     if (auto st = moveFd(fd, target); !st) return st;
@@ -186,7 +187,7 @@ std::vector<char*> cStrings(std::vector<std::string>& strings) {
 
 struct StartedCommand {
   pid_t pid = -1;
-  FileDescriptor pidfd;
+  os::FileDescriptor pidfd;
   std::optional<int> exec_errno;  // set when execve failed in the child
 };
 
@@ -196,12 +197,12 @@ Status startCommand(const ShimOptions& options, StartedCommand& started) {
   const std::vector<char*> argv = cStrings(argv_storage);
   const std::vector<char*> envp = cStrings(env_storage);
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return sysError("pipe2");
-  FileDescriptor read_end(pipe_fds[0]);
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2");
+  os::FileDescriptor read_end(pipe_fds[0]);
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(pipe_fds[1]);
-    return sysError("fork");
+    return os::sysError("fork");
   }
   if (pid == 0) execCommand(argv.data(), envp.data(), pipe_fds[1]);
   ::close(pipe_fds[1]);
@@ -213,7 +214,7 @@ Status startCommand(const ShimOptions& options, StartedCommand& started) {
     const int err = errno;
     ::kill(pid, SIGKILL);  // still our unreaped child: the pid is its own
     ::waitpid(pid, nullptr, 0);
-    return sysError("pidfd_open", err);
+    return os::sysError("pidfd_open", err);
   }
   started.pidfd.reset(pidfd);
   // The pipe closes on a successful execve (CLOEXEC) or carries its errno.
@@ -270,7 +271,7 @@ Result<siginfo_t> superviseCommand(const StartedCommand& command, int signal_fd)
   }
   siginfo_t info{};
   while (::waitid(P_PID, static_cast<id_t>(command.pid), &info, WEXITED) != 0) {
-    if (errno != EINTR) return sysError("waitid");
+    if (errno != EINTR) return os::sysError("waitid");
   }
   return info;
 }
@@ -307,7 +308,7 @@ int runShim(const ShimOptions& options) {
     report(std::string("sigprocmask: ") + std::strerror(errno));
     return kShimExitFailed;
   }
-  FileDescriptor signal_fd(::signalfd(-1, &forwarded, SFD_NONBLOCK | SFD_CLOEXEC));
+  os::FileDescriptor signal_fd(::signalfd(-1, &forwarded, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signal_fd) {
     report(std::string("signalfd: ") + std::strerror(errno));
     return kShimExitFailed;

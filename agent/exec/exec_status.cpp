@@ -18,7 +18,8 @@
 #include <string_view>
 #include <utility>
 
-#include "agent/exec/sys_error.hpp"
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -34,7 +35,7 @@ Status writeAll(int fd, std::string_view data) {
     const ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return sysError("write");
+      return os::sysError("write");
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -43,29 +44,29 @@ Status writeAll(int fd, std::string_view data) {
 
 Status writeFileAtomically(const std::filesystem::path& dir, const std::string& name, std::string_view content,
                            mode_t mode) {
-  FileDescriptor dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd) return sysError("open " + dir.string());
+  os::FileDescriptor dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dirfd) return os::sysError("open " + dir.string());
   const std::string tmp = name + ".tmp";
   const std::string where = (dir / tmp).string();
   // Unlink then O_EXCL|O_NOFOLLOW: a symlink or file planted under the temp
   // name can neither redirect a root write nor be written through.
-  if (::unlinkat(dirfd.get(), tmp.c_str(), 0) != 0 && errno != ENOENT) return sysError("unlink " + where);
-  FileDescriptor fd(::openat(dirfd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-  if (!fd) return sysError("create " + where);
+  if (::unlinkat(dirfd.get(), tmp.c_str(), 0) != 0 && errno != ENOENT) return os::sysError("unlink " + where);
+  os::FileDescriptor fd(::openat(dirfd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd) return os::sysError("create " + where);
   auto fail = [&](Error e) -> Status {
     ::unlinkat(dirfd.get(), tmp.c_str(), 0);
     return e;
   };
   // The umask must not narrow the mode the reader relies on.
-  if (::fchmod(fd.get(), mode) != 0) return fail(sysError("chmod " + where));
+  if (::fchmod(fd.get(), mode) != 0) return fail(os::sysError("chmod " + where));
   if (auto st = writeAll(fd.get(), content); !st)
     return fail(makeError(st.error().kind, st.error().message + " " + where));
-  if (::fsync(fd.get()) != 0) return fail(sysError("fsync " + where));
-  if (fd.release() != 0) return fail(sysError("close " + where));
+  if (::fsync(fd.get()) != 0) return fail(os::sysError("fsync " + where));
+  if (fd.release() != 0) return fail(os::sysError("close " + where));
   if (::renameat(dirfd.get(), tmp.c_str(), dirfd.get(), name.c_str()) != 0) {
-    return fail(sysError("rename " + where));
+    return fail(os::sysError("rename " + where));
   }
-  if (::fsync(dirfd.get()) != 0) return sysError("fsync " + dir.string());
+  if (::fsync(dirfd.get()) != 0) return os::sysError("fsync " + dir.string());
   return okStatus();
 }
 
@@ -126,10 +127,10 @@ Result<ExecStatus> parseStatus(std::string_view text) {
 
 Result<std::optional<ExecStatus>> readExecStatus(const std::filesystem::path& exec_dir) {
   const std::filesystem::path path = exec_dir / kStatusFileName;
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  os::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) {
     if (errno == ENOENT) return std::optional<ExecStatus>{};
-    return sysError("open " + path.string());
+    return os::sysError("open " + path.string());
   }
   std::string text;
   char buf[4096];
@@ -137,7 +138,7 @@ Result<std::optional<ExecStatus>> readExecStatus(const std::filesystem::path& ex
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return sysError("read " + path.string());
+      return os::sysError("read " + path.string());
     }
     if (n == 0) break;
     text.append(buf, static_cast<std::size_t>(n));

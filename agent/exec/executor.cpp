@@ -17,7 +17,8 @@
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
-#include "agent/exec/sys_error.hpp"
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 #include "common/ids.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
@@ -37,10 +38,10 @@ struct Executor::Execution {
   std::filesystem::path dir;
   std::string stop_signal;
   std::unique_ptr<Container> container;
-  std::map<int, EventLoop::Id> watches;  // fd -> watch
-  EventLoop::Id timeout_timer = 0;
-  EventLoop::Id escalation_timer = 0;
-  EventLoop::Id stuck_timer = 0;
+  std::map<int, os::EventLoop::Id> watches;  // fd -> watch
+  os::EventLoop::Id timeout_timer = 0;
+  os::EventLoop::Id escalation_timer = 0;
+  os::EventLoop::Id stuck_timer = 0;
   bool kill_issued = false;
   bool timed_out = false;
   bool item_cancel = false;  // the legacy item-level cancel was requested
@@ -92,14 +93,14 @@ std::chrono::milliseconds untilWall(const Clock& clock, WallMs at) {
 // to one of our own groups needs no capability). No setgid bit: the unit's
 // RestrictSUIDSGID=yes refuses to set one.
 Status makeExecDir(const std::filesystem::path& dir, gid_t gid) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return sysError("creating " + dir.string());
-  FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return sysError("open " + dir.string());
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return os::sysError("creating " + dir.string());
+  os::FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return os::sysError("open " + dir.string());
   if (::fchown(fd.get(), static_cast<uid_t>(-1), gid) != 0) {
-    return sysError("chgrp " + dir.string() + " to gid " + std::to_string(gid));
+    return os::sysError("chgrp " + dir.string() + " to gid " + std::to_string(gid));
   }
   // After the chown: the umask must not narrow the mode the shim relies on.
-  if (::fchmod(fd.get(), 0770) != 0) return sysError("chmod " + dir.string());
+  if (::fchmod(fd.get(), 0770) != 0) return os::sysError("chmod " + dir.string());
   return okStatus();
 }
 
@@ -129,7 +130,7 @@ std::optional<std::string> missingPrivileges(const std::string& run_as, uid_t ui
 
 }  // namespace
 
-Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& clock, EventLoop& loop,
+Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop,
                    Containment& containment, PhoneResetRequester& resets)
     : options_(std::move(options)),
       store_(store),
@@ -717,7 +718,7 @@ std::optional<std::pair<std::string, std::string>> Executor::currentOf(const std
 
 void Executor::whenIdle(std::chrono::milliseconds timeout, std::function<void()> done) {
   if (executions_.empty()) return done();
-  const EventLoop::Id timer = loop_.startTimer(timeout, [this] {
+  const os::EventLoop::Id timer = loop_.startTimer(timeout, [this] {
     auto waiters = std::move(idle_waiters_);
     idle_waiters_.clear();
     spdlog::warn("exec.shutdown_wait_expired executions_left={}", executions_.size());

@@ -21,7 +21,7 @@
 // whose trees are gone, and then starts work on every phone.
 //
 // Threading: everything runs on the event loop's thread; store jobs complete
-// on the store thread and hop back with EventLoop::post.
+// on the store thread and hop back with os::EventLoop::post.
 #pragma once
 
 #include <sys/types.h>
@@ -39,7 +39,7 @@
 
 #include "agent/cancel/work_terminator.hpp"
 #include "agent/exec/containment.hpp"
-#include "agent/exec/event_loop.hpp"
+#include "common/os/event_loop.hpp"
 #include "agent/exec/item_transitions.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
@@ -92,7 +92,7 @@ struct ExecutorStats {
 
 class Executor final : public cancel::WorkTerminator {
  public:
-  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, EventLoop& loop, Containment& containment,
+  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop, Containment& containment,
            PhoneResetRequester& resets);
   ~Executor() override;
   Executor(const Executor&) = delete;
@@ -162,7 +162,7 @@ class Executor final : public cancel::WorkTerminator {
   ExecutorOptions options_;
   store::Store& store_;
   const Clock& clock_;
-  EventLoop& loop_;
+  os::EventLoop& loop_;
   Containment& containment_;
   PhoneResetRequester& resets_;
   std::optional<std::string> unavailable_;
@@ -173,7 +173,7 @@ class Executor final : public cancel::WorkTerminator {
   bool stopping_ = false;
   std::map<std::string, Slot> slots_;                             // by phone id
   std::map<std::string, std::unique_ptr<Execution>> executions_;  // by queue item id
-  std::vector<std::pair<EventLoop::Id, std::function<void()>>> idle_waiters_;
+  std::vector<std::pair<os::EventLoop::Id, std::function<void()>>> idle_waiters_;
   ExecutorStats stats_;
 };
 

@@ -18,7 +18,7 @@
 #include <system_error>
 
 #include "agent/exec/signal_names.hpp"
-#include "agent/exec/sys_error.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -154,26 +154,26 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   ScopedFd devnull;
   if (request.stdin_fd < 0 || request.stdout_fd < 0 || request.stderr_fd < 0) {
     devnull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (devnull.get() < 0) return sysError("open /dev/null", errno);
+    if (devnull.get() < 0) return os::sysError("open /dev/null", errno);
   }
   ScopedFd cgroup_dir;
   ScopedFd cgroup_procs;
   if (request.cgroup && method == CloneMethod::kClone3) {
     cgroup_dir.reset(::open(request.cgroup->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (cgroup_dir.get() < 0) return sysError("open cgroup " + request.cgroup->string(), errno);
+    if (cgroup_dir.get() < 0) return os::sysError("open cgroup " + request.cgroup->string(), errno);
   } else if (request.cgroup) {
     const auto procs = *request.cgroup / "cgroup.procs";
     cgroup_procs.reset(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
-    if (cgroup_procs.get() < 0) return sysError("open " + procs.string(), errno);
+    if (cgroup_procs.get() < 0) return os::sysError("open " + procs.string(), errno);
   }
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return sysError("pipe2", errno);
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2", errno);
   ScopedFd report_read(pipe_fds[0]);
   // The write end must survive the child's dup2 onto 0..2 (an agent started
   // with closed stdio gets low numbers from pipe2).
   ScopedFd report_write(::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3));
   ::close(pipe_fds[1]);
-  if (report_write.get() < 0) return sysError("fcntl(F_DUPFD_CLOEXEC)", errno);
+  if (report_write.get() < 0) return os::sysError("fcntl(F_DUPFD_CLOEXEC)", errno);
 
   ChildPlan plan;
   plan.path = argv[0];
@@ -219,7 +219,7 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
     clone3_unsupported = method == CloneMethod::kClone3 &&
                          (clone_errno == ENOSYS || (request.cgroup && (clone_errno == EINVAL || clone_errno == E2BIG)));
     const std::string call = method == CloneMethod::kClone3 ? "clone3" : "fork";
-    return sysError(request.cgroup ? call + " into cgroup " + request.cgroup->string() : call, clone_errno);
+    return os::sysError(request.cgroup ? call + " into cgroup " + request.cgroup->string() : call, clone_errno);
   }
   report_write.reset();
   if (method == CloneMethod::kFork) {
@@ -232,7 +232,7 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
       const int err = errno;
       ::kill(static_cast<pid_t>(pid), SIGKILL);
       ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
-      return sysError("pidfd_open(" + std::to_string(pid) + ")", err);
+      return os::sysError("pidfd_open(" + std::to_string(pid) + ")", err);
     }
   }
 
@@ -255,10 +255,10 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
     ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
   }
   if (got != static_cast<ssize_t>(sizeof failure)) {
-    return got < 0 ? sysError("read spawn report", read_errno)
+    return got < 0 ? os::sysError("read spawn report", read_errno)
                    : makeError(ErrorKind::kInternal, "spawn " + request.argv[0] + ": short report from child");
   }
-  return sysError(stageContext(static_cast<ChildStage>(failure.stage), request), failure.err);
+  return os::sysError(stageContext(static_cast<ChildStage>(failure.stage), request), failure.err);
 }
 
 }  // namespace
@@ -277,13 +277,13 @@ Result<Spawned> spawnProcessWithFork(const SpawnRequest& request) {
 
 Result<int> openPidfd(pid_t pid) {
   const long fd = ::syscall(SYS_pidfd_open, pid, 0U);
-  if (fd < 0) return sysError("pidfd_open(" + std::to_string(pid) + ")", errno);
+  if (fd < 0) return os::sysError("pidfd_open(" + std::to_string(pid) + ")", errno);
   return static_cast<int>(fd);
 }
 
 Status signalPidfd(int pidfd, int sig) {
   if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U) != 0) {
-    return sysError("pidfd_send_signal(" + signalName(sig) + ")", errno);
+    return os::sysError("pidfd_send_signal(" + signalName(sig) + ")", errno);
   }
   return okStatus();
 }
@@ -298,7 +298,7 @@ Result<std::optional<ExitStatus>> reapIfExited(int pidfd, pid_t pid) {
   if (pidfd < 0 || (rc != 0 && errno == EINVAL)) {
     rc = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);
   }
-  if (rc != 0) return sysError("waitid(" + std::to_string(pid) + ")", errno);
+  if (rc != 0) return os::sysError("waitid(" + std::to_string(pid) + ")", errno);
   if (info.si_pid == 0) return std::optional<ExitStatus>{};
   ExitStatus status;
   if (info.si_code == CLD_EXITED) {

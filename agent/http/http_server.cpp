@@ -175,7 +175,7 @@ class HttpServer::Impl final : public detail::SessionHost {
     gate_->post([this, delay, fn = std::move(fn)]() mutable { startTimer(delay, std::move(fn)); });
   }
 
-  exec::EventLoop::Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
+  os::EventLoop::Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
     const auto id = next_id_++;
     auto& timer = *timers_.emplace(id, std::make_unique<asio::steady_timer>(ioc_, delay)).first->second;
     timer.async_wait([this, id, fn = std::move(fn)](error_code ec) {
@@ -189,9 +189,9 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
   // Destroying the timer cancels its wait.
-  void cancelTimer(exec::EventLoop::Id id) { timers_.erase(id); }
+  void cancelTimer(os::EventLoop::Id id) { timers_.erase(id); }
 
-  exec::EventLoop::Id watchReadable(int fd, std::function<void()> fn) {
+  os::EventLoop::Id watchReadable(int fd, std::function<void()> fn) {
     auto watch = std::make_shared<Watch>(ioc_, std::move(fn));
     error_code ec;
     watch->descriptor.assign(fd, ec);
@@ -202,7 +202,7 @@ class HttpServer::Impl final : public detail::SessionHost {
     return id;
   }
 
-  void unwatch(exec::EventLoop::Id id) {
+  void unwatch(os::EventLoop::Id id) {
     const auto it = watches_.find(id);
     if (it == watches_.end()) return;
     // release() aborts the pending wait and gives the fd back without closing
@@ -338,13 +338,13 @@ class HttpServer::Impl final : public detail::SessionHost {
     bool failed = false;  // the last wait failed
   };
 
-  bool watching(exec::EventLoop::Id id) const { return watches_.count(id) != 0; }
+  bool watching(os::EventLoop::Id id) const { return watches_.count(id) != 0; }
 
   // Level-triggered although Asio registers the fd edge-triggered: each
   // non-speculative async_wait re-arms it with EPOLL_CTL_MOD, which reports
   // readiness that is already there. fn runs from the completion, so a
   // callback that never drains still yields to HTTP between calls.
-  void armWatch(exec::EventLoop::Id id, const std::shared_ptr<Watch>& watch) {
+  void armWatch(os::EventLoop::Id id, const std::shared_ptr<Watch>& watch) {
     watch->descriptor.async_wait(asio::posix::stream_descriptor::wait_read, [this, id, watch](error_code ec) {
       if (ec == asio::error::operation_aborted || !watching(id)) return;
       if (ec) return onWatchError(id, watch, ec);
@@ -356,7 +356,7 @@ class HttpServer::Impl final : public detail::SessionHost {
 
   // fn gets one call to discover the error itself (read, waitid); if the
   // error comes straight back the watch goes quiet rather than spin.
-  void onWatchError(exec::EventLoop::Id id, const std::shared_ptr<Watch>& watch, const error_code& ec) {
+  void onWatchError(os::EventLoop::Id id, const std::shared_ptr<Watch>& watch, const error_code& ec) {
     const int fd = watch->descriptor.native_handle();
     if (watch->failed) {
       spdlog::warn("loop.watch.stopped fd={} error=\"{}\"", fd, ec.message());
@@ -386,9 +386,9 @@ class HttpServer::Impl final : public detail::SessionHost {
   std::vector<std::unique_ptr<asio::signal_set>> signals_;
   // EventLoop timers and watches; ids are shared and never reused, so a stale
   // handler cannot mistake a newer entry for its own.
-  exec::EventLoop::Id next_id_ = 1;
-  std::unordered_map<exec::EventLoop::Id, std::unique_ptr<asio::steady_timer>> timers_;
-  std::unordered_map<exec::EventLoop::Id, std::shared_ptr<Watch>> watches_;
+  os::EventLoop::Id next_id_ = 1;
+  std::unordered_map<os::EventLoop::Id, std::unique_ptr<asio::steady_timer>> timers_;
+  std::unordered_map<os::EventLoop::Id, std::shared_ptr<Watch>> watches_;
   // Strong references: a session waiting for its handler has no pending I/O
   // to keep it alive, and Responders only hold weak references.
   std::unordered_map<detail::HttpSession*, std::shared_ptr<detail::HttpSession>> sessions_;
@@ -420,11 +420,11 @@ void HttpServer::addSignalHandler(int signo, std::function<void()> fn) {
 void HttpServer::runAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
   impl_->runAfter(delay, std::move(fn));
 }
-exec::EventLoop::Id HttpServer::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
+os::EventLoop::Id HttpServer::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
   return impl_->startTimer(delay, std::move(fn));
 }
 void HttpServer::cancelTimer(Id id) { impl_->cancelTimer(id); }
-exec::EventLoop::Id HttpServer::watchReadable(int fd, std::function<void()> fn) {
+os::EventLoop::Id HttpServer::watchReadable(int fd, std::function<void()> fn) {
   return impl_->watchReadable(fd, std::move(fn));
 }
 void HttpServer::unwatch(Id id) { impl_->unwatch(id); }

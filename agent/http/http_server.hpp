@@ -8,7 +8,7 @@
 // code lives in http_server.cpp (listener, lifecycle) and http_session.cpp
 // (one connection).
 //
-// It is also the daemon's exec::EventLoop: the executor's timers and fd
+// It is also the daemon's os::EventLoop: the executor's timers and fd
 // watches run on the same io_context thread as HTTP.
 #pragma once
 
@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-#include "agent/exec/event_loop.hpp"
+#include "common/os/event_loop.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/config/config.hpp"
 
@@ -55,7 +55,7 @@ struct HttpServerStats {
   std::uint64_t tls_handshake_failures = 0;  // failed or timed out (plain HTTP to a TLS port, old TLS, scanners)
 };
 
-class HttpServer final : public exec::EventLoop {
+class HttpServer final : public os::EventLoop {
  public:
   // Does not bind or start anything.
   HttpServer(HttpServerOptions options, RequestHandler handler);
@@ -82,7 +82,7 @@ class HttpServer final : public exec::EventLoop {
   // completed (or the server is otherwise stopped).
   void run();
 
-  // exec::EventLoop. post() is thread-safe; the others must be called on the
+  // os::EventLoop. post() is thread-safe; the others must be called on the
   // io_context thread, or before run(). Callbacks that throw are logged and
   // swallowed. Timers and watches still pending once run() has returned never
   // fire; the destructor drops them and never closes a watched fd.

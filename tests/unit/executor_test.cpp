@@ -57,7 +57,7 @@ constexpr const char* kShim = "/usr/libexec/phonefarm/phonefarm-agent";
 // Posted work is a thread-safe queue; timers live on a fake millisecond
 // timeline that only advance() moves (it moves the FakeClock along, so wall
 // deadlines and loop timers agree); watches are kept by fd and fired by hand.
-class FakeLoop final : public EventLoop {
+class FakeLoop final : public os::EventLoop {
  public:
   explicit FakeLoop(FakeClock& clock) : clock_(clock) {}
 

@@ -443,9 +443,9 @@ TEST(HttpServerTest, StartThrowsWhenPortIsTaken) {
   EXPECT_THROW(second.start(), std::system_error);
 }
 
-// --- exec::EventLoop ---------------------------------------------------------
+// --- os::EventLoop ---------------------------------------------------------
 
-// EventLoop calls other than post() belong on the io thread: runs f there and
+// os::EventLoop calls other than post() belong on the io thread: runs f there and
 // returns its result (or rethrows what it threw).
 template <class F>
 auto onIoThread(HttpServer& server, F f) {
@@ -495,9 +495,9 @@ bool isOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 TEST(HttpServerTest, EventLoopIdsStartAtOneAndAreSharedByTimersAndWatches) {
   Pipe pipe;
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   const auto ids = onIoThread(srv.server(), [&] {
-    std::vector<exec::EventLoop::Id> out;
+    std::vector<os::EventLoop::Id> out;
     out.push_back(loop.startTimer(1h, [] {}));
     out.push_back(loop.watchReadable(pipe.readEnd(), [] {}));
     out.push_back(loop.startTimer(1h, [] {}));
@@ -506,7 +506,7 @@ TEST(HttpServerTest, EventLoopIdsStartAtOneAndAreSharedByTimersAndWatches) {
     loop.cancelTimer(out[2]);
     return out;
   });
-  EXPECT_EQ(ids, (std::vector<exec::EventLoop::Id>{1, 2, 3}));
+  EXPECT_EQ(ids, (std::vector<os::EventLoop::Id>{1, 2, 3}));
   EXPECT_THROW(onIoThread(srv.server(), [&] { return loop.watchReadable(-1, [] {}); }), std::system_error);
 }
 
@@ -514,7 +514,7 @@ TEST(HttpServerTest, EventLoopTimerFiresOnceAfterItsDelay) {
   std::promise<Clock::duration> fired;
   std::atomic<int> calls{0};
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   const auto armed = Clock::now();
   const auto id = onIoThread(srv.server(), [&] {
     return loop.startTimer(100ms, [&] {
@@ -533,7 +533,7 @@ TEST(HttpServerTest, EventLoopCancelledTimerNeverFires) {
   std::atomic<bool> cancelled_fired{false};
   std::promise<void> sentinel;
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   onIoThread(srv.server(), [&] {
     const auto id = loop.startTimer(50ms, [&] { cancelled_fired = true; });
     loop.cancelTimer(id);
@@ -552,7 +552,7 @@ TEST(HttpServerTest, EventLoopTimerCancelledAfterItExpiredDoesNotRun) {
   std::atomic<bool> late_fired{false};
   std::promise<void> cancelled;
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   onIoThread(srv.server(), [&] {
     const auto late = loop.startTimer(30ms, [&] { late_fired = true; });
     loop.startTimer(10ms, [&, late] {
@@ -573,7 +573,7 @@ TEST(HttpServerTest, EventLoopWatchOnAPipeIsLevelTriggered) {
   std::promise<void> three_read;
   std::promise<void> four_read;
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   // One byte per call: the rest must bring the callback back.
   const auto id = onIoThread(srv.server(), [&] {
     return loop.watchReadable(pipe.readEnd(), [&] {
@@ -610,11 +610,11 @@ TEST(HttpServerTest, EventLoopUnwatchFromInsideTheCallbackStopsCallsAndLeavesThe
   Pipe b;
   std::atomic<int> calls{0};
   std::promise<void> first_call;
-  exec::EventLoop::Id ids[2] = {0, 0};  // io thread only
+  os::EventLoop::Id ids[2] = {0, 0};  // io thread only
   ASSERT_TRUE(a.write("x"));
   ASSERT_TRUE(b.write("y"));
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
+  os::EventLoop& loop = srv.server();
   const auto callback = [&] {
     if (calls++ == 0) first_call.set_value();
     loop.unwatch(ids[0]);
@@ -667,8 +667,8 @@ TEST(HttpServerTest, EventLoopWatchOnAPidfdFiresWhenTheChildExits) {
   std::atomic<int> calls{0};
   std::promise<void> exited;
   RunningServer srv(testOptions(), echoHandler());
-  exec::EventLoop& loop = srv.server();
-  exec::EventLoop::Id id = 0;  // io thread only
+  os::EventLoop& loop = srv.server();
+  os::EventLoop::Id id = 0;  // io thread only
   onIoThread(srv.server(), [&] {
     id = loop.watchReadable(pidfd, [&] {
       // An exited child's pidfd stays readable: without unwatch this would spin.
@@ -696,7 +696,7 @@ TEST(HttpServerTest, EventLoopDestructionDropsPendingTimersAndReleasesWatchedFds
   auto token = std::make_shared<int>(0);  // held by the pending callbacks
   {
     RunningServer srv(testOptions(), echoHandler());
-    exec::EventLoop& loop = srv.server();
+    os::EventLoop& loop = srv.server();
     onIoThread(srv.server(), [&] {
       loop.startTimer(1h, [token] {});
       loop.watchReadable(pipe.readEnd(), [token] {});

@@ -1,8 +1,7 @@
-// EventLoop: what the executor needs from the daemon's io_context — posting,
-// cancellable one-shot timers and readiness watches on file descriptors
-// (pidfds, inotify fds) — without including Asio. The daemon's HttpServer
-// implements it (http_server.cpp keeps Asio in one translation unit); unit
-// tests use a fake that they step by hand.
+// EventLoop: what the agent's components need from the daemon's one event
+// loop — posting, cancellable one-shot timers and readiness watches on file
+// descriptors (pidfds, inotify fds) — without including Asio. The daemon
+// owns the implementation; unit tests use a fake that they step by hand.
 //
 // Every callback runs on the loop's thread. Except post(), every function must
 // be called on that thread too.
@@ -12,7 +11,7 @@
 #include <cstdint>
 #include <functional>
 
-namespace phonefarm::exec {
+namespace phonefarm::os {
 
 class EventLoop {
  public:
@@ -38,4 +37,4 @@ class EventLoop {
   virtual void unwatch(Id id) = 0;
 };
 
-}  // namespace phonefarm::exec
+}  // namespace phonefarm::os
