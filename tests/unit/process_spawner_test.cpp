@@ -161,7 +161,7 @@ TEST(ProcessSpawnerTest, ChildStartsWithDefaultSignalStateWhateverTheAgentHas) {
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
   ::sigprocmask(SIG_BLOCK, &usr1, &old_mask);
-  const std::string state = runShell("grep -E '^Sig(Blk|Ign)' /proc/$$/status");
+  const std::string state = runShell("exec grep -E '^Sig(Blk|Ign)' /proc/self/status");
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::sigaction(SIGPIPE, &old_pipe, nullptr);
   EXPECT_EQ(state, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
