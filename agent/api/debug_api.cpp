@@ -25,12 +25,6 @@ namespace {
 
 namespace json = boost::json;
 
-json::array strings(const std::vector<std::string>& v) {
-  json::array a;
-  for (const auto& s : v) a.emplace_back(s);
-  return a;
-}
-
 json::object configJson(const AgentConfig& c) {
   json::object http{{"header_timeout_seconds", c.http.header_timeout.count()},
                     {"idle_timeout_seconds", c.http.idle_timeout.count()},
@@ -42,7 +36,7 @@ json::object configJson(const AgentConfig& c) {
           ? json::value(json::object{{"tls_cert", c.http.tls->cert.string()}, {"tls_key", c.http.tls->key.string()}})
           : json::value(nullptr);
   json::object work{{"run_as", c.work.run_as},
-                    {"allowed_command_prefixes", strings(c.work.allowed_command_prefixes)},
+                    {"allowed_command_prefixes", json::value_from(c.work.allowed_command_prefixes)},
                     {"cgroup_root", c.work.cgroup_root},
                     {"wait_for_device", c.work.wait_for_device},
                     {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};

@@ -5,17 +5,11 @@
 #include <charconv>
 
 #include "agent/api/request_validation.hpp"
+#include "common/hex_digit.hpp"
 #include "common/ids.hpp"
 
 namespace phonefarm::api {
 namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // application/x-www-form-urlencoded decoding; nullopt on a broken escape.
 std::optional<std::string> percentDecode(std::string_view in) {
@@ -26,8 +20,8 @@ std::optional<std::string> percentDecode(std::string_view in) {
       out.push_back(' ');
     } else if (in[i] == '%') {
       if (i + 2 >= in.size()) return std::nullopt;
-      const int hi = hexValue(in[i + 1]);
-      const int lo = hexValue(in[i + 2]);
+      const int hi = hexDigitValue(in[i + 1]);
+      const int lo = hexDigitValue(in[i + 2]);
       if (hi < 0 || lo < 0) return std::nullopt;
       out.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
