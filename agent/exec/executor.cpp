@@ -17,9 +17,9 @@
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "common/ids.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
-#include "common/ids.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
 
@@ -290,6 +290,7 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
   request.execution_id = execution_id;
   request.marker = marker(execution_id);
   request.env = {request.marker};
+  request.blocked_signals = shimForwardedSignals();
   request.argv = {
       options_.shim_binary.string(), kExecShimSubcommand, "--exec-dir", e->dir.string(), "--run-as", options_.run_as};
   for (auto& kv : commandEnv(started, execution_id, e->dir)) {
@@ -469,14 +470,17 @@ Status Executor::kill(Execution& e, const std::string& why) {
 cancel::TerminationResult Executor::apply(const cancel::CancelPlan& plan) {
   cancel::TerminationResult r;
   r.status = plan.termination;
-  if (plan.action == cancel::TerminationAction::kNone || !plan.executing_item_id) return r;
+  if (!plan.executing_item_id) return r;
   Execution* e = find(*plan.executing_item_id);
+  // Every answer about executing work names its container, a repeated
+  // cancel's (no action) too: the scheduler correlates by it.
+  if (e != nullptr && e->container) r.container = e->container->info().toJson();
+  if (plan.action == cancel::TerminationAction::kNone) return r;
   if (e == nullptr) {
     r.status = cancel::TerminationStatus::kFailed;
     r.error = "queue item " + *plan.executing_item_id + " has no execution on this agent";
     return r;
   }
-  if (e->container) r.container = e->container->info().toJson();
   if (plan.audit.endpoint == "queue_item") e->item_cancel = true;
   if (e->ending) {
     // The tree is already gone: whatever was asked has nothing left to act on.
