@@ -167,9 +167,11 @@ int Daemon::run() {
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;
-  http::HttpServer server(
-      http::makeHttpServerOptions(config_.listen, config_.http),
-      [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); });
+  auto server_options = http::makeHttpServerOptions(config_.listen, config_.http);
+  server_options.preflight = [&api](const http::HttpRequest& head) { return api->preflight(head); };
+  http::HttpServer server(std::move(server_options), [&api](http::HttpRequest req, http::Responder respond) {
+    api->handle(std::move(req), std::move(respond));
+  });
 
   exec::ExecutorOptions exec_options;
   // Absolute: the exec shim insists on an absolute --exec-dir, and a relative

@@ -190,6 +190,7 @@ class CgroupContainment final : public Containment {
     spawn.env = request.env;
     spawn.cgroup = *leaf;
     spawn.new_session = true;
+    spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
     if (!spawned) {
       (void)tree_.removeLeaf(*leaf);
@@ -274,6 +275,7 @@ class ProcessGroupContainment final : public Containment {
     spawn.argv = request.argv;
     spawn.env = request.env;
     spawn.new_session = true;
+    spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
     if (!spawned) return spawned.error();
     ContainerInfo info{request.execution_id, std::string(kRuntimeProcessGroup), std::nullopt, spawned->pid,

@@ -172,6 +172,7 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
   request.execution_id = execution_id;
   request.marker = marker(execution_id);
   request.env = {request.marker};
+  request.blocked_signals = shimForwardedSignals();
   request.argv = {
       options_.shim_binary.string(), kExecShimSubcommand, "--exec-dir", e->dir.string(), "--run-as", options_.run_as};
   for (auto& kv : commandEnv(started, execution_id, e->dir)) {

@@ -37,14 +37,17 @@ Status Executor::kill(Execution& e, const std::string& why) {
 cancel::TerminationResult Executor::apply(const cancel::CancelPlan& plan) {
   cancel::TerminationResult r;
   r.status = plan.termination;
-  if (plan.action == cancel::TerminationAction::kNone || !plan.executing_item_id) return r;
+  if (!plan.executing_item_id) return r;
   Execution* e = find(*plan.executing_item_id);
+  // Every answer about executing work names its container, a repeated
+  // cancel's (no action) too: the scheduler correlates by it.
+  if (e != nullptr && e->container) r.container = e->container->info().toJson();
+  if (plan.action == cancel::TerminationAction::kNone) return r;
   if (e == nullptr) {
     r.status = cancel::TerminationStatus::kFailed;
     r.error = "queue item " + *plan.executing_item_id + " has no execution on this agent";
     return r;
   }
-  if (e->container) r.container = e->container->info().toJson();
   if (plan.audit.endpoint == "queue_item") e->item_cancel = true;
   if (e->ending) {
     // The tree is already gone: whatever was asked has nothing left to act on.

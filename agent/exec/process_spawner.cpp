@@ -56,6 +56,7 @@ struct ChildPlan {
   int report_fd = -1;        // write end of the close-on-exec failure pipe, >= 3
   unsigned max_fd = 0;       // upper bound for the close loop when close_range is missing
   bool new_session = true;
+  sigset_t mask{};  // the child's signal mask at exec
 };
 
 [[noreturn]] void failChild(const ChildPlan& plan, ChildStage stage, int err) {
@@ -91,12 +92,12 @@ void closeRange(unsigned first, unsigned last, unsigned max_fd) {
   // exec resets handlers but keeps SIG_IGN and the mask; work must start with
   // neither inherited from the agent (an ignored SIGPIPE, a blocked SIGTERM).
   // sigaction fails harmlessly for SIGKILL, SIGSTOP and libc-reserved ones.
+  // The child was created with every signal blocked, so none can act on it
+  // before its mask becomes the requested one here.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::sigprocmask(SIG_SETMASK, &plan.mask, nullptr);
   // Keep only stdio and the report pipe (close-on-exec: gone at exec).
   const auto report = static_cast<unsigned>(plan.report_fd);
   closeRange(3, report - 1, plan.max_fd);
@@ -187,6 +188,8 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   const long open_max = ::sysconf(_SC_OPEN_MAX);
   plan.max_fd = open_max > 0 && open_max < 65536 ? static_cast<unsigned>(open_max) : 65536U;
   plan.new_session = request.new_session;
+  ::sigemptyset(&plan.mask);
+  for (const int sig : request.blocked_signals) ::sigaddset(&plan.mask, sig);
 
   // Block all signals across the clone: until the child has reset them, one
   // of the agent's handlers must not run in it.

@@ -20,9 +20,9 @@
 #include <optional>
 #include <string>
 
-#include "common/os/event_loop.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/config/config.hpp"
+#include "common/os/event_loop.hpp"
 
 namespace phonefarm::http {
 
@@ -43,6 +43,9 @@ struct HttpServerOptions {
   // Serve HTTPS with this certificate and key (read by start() and
   // reloadTls()); nullopt = plain HTTP.
   std::optional<TlsFiles> tls;
+  // Checks a request that expects `100 Continue` before its body is read;
+  // empty = every such request continues.
+  RequestPreflight preflight;
 };
 
 HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpConfig& http);

@@ -167,6 +167,25 @@ TEST(ProcessSpawnerTest, ChildStartsWithDefaultSignalStateWhateverTheAgentHas) {
   EXPECT_EQ(state, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
 
+TEST(ProcessSpawnerTest, RequestedSignalsStayBlockedThroughExec) {
+  // What the exec shim relies on: a stop signal sent at any moment of its
+  // start stays pending instead of killing it.
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  SpawnRequest request;
+  request.argv = {"/bin/sh", "-c", "exec grep -E '^SigBlk' /proc/self/status"};
+  request.blocked_signals = {SIGTERM, SIGUSR1};
+  request.stdout_fd = out[1];
+  Child child = spawnOrFail(request);
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  // Bit (signo - 1): SIGUSR1 (10) is 0x200, SIGTERM (15) is 0x4000.
+  EXPECT_EQ(text, "SigBlk:\t0000000000004200\n");
+}
+
 TEST(ProcessSpawnerTest, NewSessionIsOptional) {
   for (const bool new_session : {true, false}) {
     SpawnRequest request;
