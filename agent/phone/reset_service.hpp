@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/exec/executor.hpp"
+#include "agent/exec/phone_reset_requester.hpp"
 #include "agent/phone/adb_client.hpp"
 #include "agent/phone/inventory.hpp"
 #include "agent/phone/usb_backend.hpp"
