@@ -18,6 +18,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/text/printable.hpp"
+
 namespace phonefarm {
 namespace {
 
@@ -31,17 +33,7 @@ constexpr std::size_t kMaxSerialLength = 128;
 // Keys and values may be quoted TOML strings holding anything; escape control
 // characters so that an error stays one readable log line.
 std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
+  return text::printable(s, {.max_bytes = text::kUnlimited.max_bytes, .escape_as_hex = true, .keep_utf8 = true});
 }
 
 [[noreturn]] void failAt(std::string_view origin, const toml::source_region& where, const std::string& message) {
