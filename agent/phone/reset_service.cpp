@@ -225,15 +225,18 @@ void ResetService::kicked(const std::string& phone_id, const std::string& reset_
   ladder.waiting = std::move(k);
   // A phone already back counts too.
   if (inventory_.backInDevice(phone_id, ladder.waiting->before)) return checkBack(phone_id);
-  ladder.timer = loop_.startTimer(ms(timeout), [this, phone_id, reset_id, timeout] {
-    auto it = ladders_.find(phone_id);
-    if (it == ladders_.end() || it->second.record.reset_id != reset_id || !it->second.waiting) return;
-    Ladder& ladder = it->second;
-    const std::string what = ladder.waiting->detail;
-    ladder.waiting.reset();
-    ladder.timer = 0;
-    endStep(ladder, "failed", what + "; not back in device state within " + std::to_string(timeout.count()) + " s");
-  });
+  ladder.timer =
+      loop_.startTimer(ms(timeout), [this, phone_id, reset_id, timeout] { notBack(phone_id, reset_id, timeout); });
+}
+
+void ResetService::notBack(const std::string& phone_id, const std::string& reset_id, std::chrono::seconds timeout) {
+  auto it = ladders_.find(phone_id);
+  if (it == ladders_.end() || it->second.record.reset_id != reset_id || !it->second.waiting) return;
+  Ladder& ladder = it->second;
+  const std::string what = ladder.waiting->detail;
+  ladder.waiting.reset();
+  ladder.timer = 0;
+  endStep(ladder, "failed", what + "; not back in device state within " + std::to_string(timeout.count()) + " s");
 }
 
 void ResetService::checkBack(const std::string& phone_id) {

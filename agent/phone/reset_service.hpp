@@ -121,7 +121,10 @@ class ResetService final : public exec::PhoneResetRequester {
   // The blocking part of step `index` (on a worker thread).
   Kick kick(std::size_t index, const PhoneConfig& phone);
   void kicked(const std::string& phone_id, const std::string& reset_id, Kick kick);
+  // The wait for `device` ends: the phone is back (checkBack, when it is) or
+  // the step's timeout fired (notBack).
   void checkBack(const std::string& phone_id);
+  void notBack(const std::string& phone_id, const std::string& reset_id, std::chrono::seconds timeout);
   void endStep(Ladder& ladder, const std::string& status, const std::string& detail);
   void finish(Ladder& ladder);
 
