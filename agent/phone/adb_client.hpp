@@ -1,6 +1,6 @@
 // AdbClient: the agent's side of the adb server's host protocol — device
 // lists, `adb connect`/`disconnect`, the host-side transport kick that is
-// step 1 of the phone reset ladder (README, "Phone ADB/USB session reset") and
+// step 1 of the phone reset ladder (reset_service.hpp) and
 // one-shot shell commands — each call one connection (adb_host_connection.hpp).
 // It is the real AdbHost (adb_host.hpp).
 #pragma once
