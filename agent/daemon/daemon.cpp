@@ -12,7 +12,6 @@
 #include <optional>
 #include <string>
 
-#include "agent/api/adb_probe.hpp"
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
@@ -23,6 +22,7 @@
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
 #include "agent/phone/adb_client.hpp"
+#include "agent/phone/adb_probe.hpp"
 #include "agent/phone/device_reconciler.hpp"
 #include "agent/phone/device_tracker.hpp"
 #include "agent/phone/inventory.hpp"
@@ -185,7 +185,7 @@ int Daemon::run() {
   phone::Inventory inventory(config_.phones);
   const phone::AdbEndpoint adb_endpoint{config_.adb.server_host, config_.adb.server_port};
   phone::AdbClient adb(adb_endpoint);
-  api::AdbProbe adb_probe(adb, std::chrono::milliseconds(1000));  // GET /debug; joined before adb and server go
+  phone::AdbProbe adb_probe(adb, std::chrono::milliseconds(1000));  // GET /debug; joined before adb and server go
   auto usb = phone::makeLibusbBackend();
   exec::Executor* executor_ptr = nullptr;  // set below; reset workers announce phones through it
   auto announce = [&server, &executor_ptr](const std::string& phone_id) {
@@ -193,7 +193,7 @@ int Daemon::run() {
       if (executor_ptr != nullptr) executor_ptr->phoneChanged(phone_id);
     });
   };
-  phone::ResetService resets(config_, store, clock, inventory, adb, *usb, announce);
+  phone::ResetService resets(config_, store, clock, server, inventory, adb, *usb, announce);
   resets.restoreHealth();
   resets.recordStepsIn(pushed_metrics);
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
@@ -276,12 +276,13 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
-  auto logChanges = [&inventory, announce](const std::vector<std::string>& changed) {
+  auto logChanges = [&inventory, &resets, announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
       if (auto s = inventory.phone(phone_id)) {
         spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
                      s->reported_state);
       }
+      resets.phoneStateChanged(phone_id);
       announce(phone_id);
     }
   };
@@ -299,7 +300,7 @@ int Daemon::run() {
     if (p.serial.find(':') != std::string::npos) network_serials.push_back(p.serial);
   }
   phone::DeviceReconciler reconciler(
-      adb, std::chrono::seconds(2),
+      server, clock, adb, std::chrono::seconds(2),
       [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
       network_serials);
 

@@ -47,30 +47,13 @@
 #include "agent/cancel/work_terminator.hpp"
 #include "agent/exec/containment.hpp"
 #include "agent/exec/item_transitions.hpp"
+#include "agent/exec/phone_reset_requester.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
 #include "common/os/event_loop.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm::exec {
-
-// The phones issue's seam: a forced kill (hard cancel, escalation, timeout)
-// asks for the phone's ADB/USB session to be reset. Returns the reset record
-// for the cancel response ({"reset_id","status"}), or nullopt when no reset
-// was started.
-class PhoneResetRequester {
- public:
-  virtual ~PhoneResetRequester() = default;
-  virtual std::optional<boost::json::object> requestReset(const std::string& phone_id, const std::string& trigger) = 0;
-};
-
-// Until the phones issue lands: no reset, `phone_reset: null`.
-class NoPhoneReset final : public PhoneResetRequester {
- public:
-  std::optional<boost::json::object> requestReset(const std::string&, const std::string&) override {
-    return std::nullopt;
-  }
-};
 
 struct ExecutorOptions {
   std::filesystem::path state_dir;    // executions live in state_dir/executions/<execution_id>

@@ -1,22 +1,14 @@
 // The generic TOML section walker; see toml_section.hpp.
 #include "common/config/toml_section.hpp"
 
-#include <cstdio>
+#include "common/text/printable.hpp"
 
 namespace phonefarm {
 
 std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
+  // Keys and values may be quoted TOML strings holding anything; escape
+  // control characters so that an error stays one readable log line.
+  return text::printable(s, {.max_bytes = text::kUnlimited.max_bytes, .escape_as_hex = true, .keep_utf8 = true});
 }
 
 [[noreturn]] void failAt(std::string_view origin, const toml::source_region& where, const std::string& message) {

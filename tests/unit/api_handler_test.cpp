@@ -16,8 +16,6 @@
 #include <future>
 #include <mutex>
 
-#include "agent/api/adb_probe.hpp"
-#include "agent/phone/adb_client.hpp"
 #include "common/store/execution_repository.hpp"
 
 namespace phonefarm::api {
@@ -568,20 +566,6 @@ TEST_F(ApiHandlerTest, DebugNeedsOperateAndHoldsNoSecret) {
   // The request counters, summarized: the 403 above is there.
   EXPECT_EQ(body.at("metrics").at(R"(phonefarm_http_requests_total{route="/debug",method="GET",status="403"})"), 1.0)
       << r.body;
-}
-
-TEST(AdbProbeTest, ReportsAServerThatIsNotRunning) {
-  // Port 1 on loopback: nothing listens, the probe answers at once.
-  phone::AdbClient adb(phone::AdbEndpoint{"127.0.0.1", 1});
-  AdbProbe probe(adb, std::chrono::milliseconds(500));
-  std::promise<json::object> got;
-  probe.probe([&got](json::object o) { got.set_value(std::move(o)); });
-  auto f = got.get_future();
-  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  const auto o = f.get();
-  EXPECT_EQ(o.at("server"), "127.0.0.1:1");
-  EXPECT_EQ(o.at("up"), false);
-  EXPECT_NE(std::string(o.at("error").as_string()).find("not running"), std::string::npos) << json::serialize(o);
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
 // The adb server probe of GET /debug; see adb_probe.hpp.
-#include "agent/api/adb_probe.hpp"
+#include "agent/phone/adb_probe.hpp"
 
 #include <boost/json/array.hpp>
 
-#include "agent/phone/adb_client.hpp"
+#include "common/os/thread_name.hpp"
 
-namespace phonefarm::api {
+namespace phonefarm::phone {
 
 namespace json = boost::json;
 
@@ -53,6 +53,7 @@ json::object AdbProbe::probeNow() const {
 }
 
 void AdbProbe::work() {
+  os::setCurrentThreadName("pf-adb-probe");
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
@@ -66,4 +67,4 @@ void AdbProbe::work() {
   }
 }
 
-}  // namespace phonefarm::api
+}  // namespace phonefarm::phone
