@@ -85,8 +85,8 @@ std::string ioFailure(const beast::error_code& ec) {
 // Why the handshake failed. A rejected certificate says why (OpenSSL's
 // verify result: "self-signed certificate in certificate chain", "hostname
 // mismatch", ...) rather than only that it was rejected.
-std::string handshakeFailure(SSL* ssl, const beast::error_code& ec) {
-  const long verify = SSL_get_verify_result(ssl);
+std::string handshakeFailure(SSL* session, const beast::error_code& ec) {
+  const long verify = SSL_get_verify_result(session);
   std::string reason = sslReason(ec);
   if (verify != X509_V_OK && (reason.empty() || reason == "certificate verify failed")) {
     return std::string("certificate verify failed (") + X509_verify_cert_error_string(verify) + ")";
@@ -157,8 +157,8 @@ ssl::context clientContext(const TlsClientOptions& options, const std::string& w
 // verify result ("hostname mismatch", "IP address mismatch"), which a verify
 // callback such as ssl::host_name_verification cannot set; partial wildcards
 // ("f*.example") are refused. Names also go out as SNI.
-void expectPeer(SSL* ssl, const Url& url, const std::string& where) {
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+void expectPeer(SSL* session, const Url& url, const std::string& where) {
+  X509_VERIFY_PARAM* param = SSL_get0_param(session);
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (isIpLiteral(url.host)) {
     if (X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str()) != 1) {
@@ -167,12 +167,12 @@ void expectPeer(SSL* ssl, const Url& url, const std::string& where) {
     return;
   }
   if (X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), url.host.size()) != 1 ||
-      SSL_set_tlsext_host_name(ssl, url.host.c_str()) != 1) {
+      SSL_set_tlsext_host_name(session, url.host.c_str()) != 1) {
     throw TransportError(where + "bad host name " + url.host);
   }
 }
 
-void connect(asio::io_context& io, beast::tcp_stream& stream, const Url& url, std::chrono::milliseconds timeout) {
+void connectTo(asio::io_context& io, beast::tcp_stream& stream, const Url& url, std::chrono::milliseconds timeout) {
   tcp::resolver resolver(io);
   beast::error_code ec;
   // No deadline here: a numeric host (the usual case) resolves at once.
@@ -187,7 +187,7 @@ void connect(asio::io_context& io, beast::tcp_stream& stream, const Url& url, st
 
 // Writes the request and reads the answer, skipping interim (1xx) ones.
 template <class Stream>
-HttpResponse exchange(asio::io_context& io, Stream& stream, const Request& req, const HttpLimits& limits) {
+HttpResponse roundTrip(asio::io_context& io, Stream& stream, const Request& req, const HttpLimits& limits) {
   beast::error_code ec = runOne(io, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
   if (ec == beast::error::timeout) throw TransportError("timed out sending the request");
   if (ec) throw TransportError("sending the request: " + ioFailure(ec));
@@ -215,19 +215,19 @@ HttpResponse httpRequest(const Url& url, std::string_view method, std::string_vi
   asio::io_context io;
   if (!url.https) {
     beast::tcp_stream stream(io);
-    connect(io, stream, url, timeout);
-    return exchange(io, stream, req, limits);
+    connectTo(io, stream, url, timeout);
+    return roundTrip(io, stream, req, limits);
   }
   const std::string where = "TLS handshake with " + url.hostPort() + " failed: ";
   ssl::context ctx = clientContext(tls, where);
   beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
   expectPeer(stream.native_handle(), url, where);
-  connect(io, beast::get_lowest_layer(stream), url, timeout);
+  connectTo(io, beast::get_lowest_layer(stream), url, timeout);
   const beast::error_code ec =
       runOne(io, [&](auto handler) { stream.async_handshake(ssl::stream_base::client, std::move(handler)); });
   if (ec == beast::error::timeout) throw TransportError("TLS handshake with " + url.hostPort() + " timed out");
   if (ec) throw TransportError(where + handshakeFailure(stream.native_handle(), ec));
-  return exchange(io, stream, req, limits);
+  return roundTrip(io, stream, req, limits);
 }
 
 }  // namespace phonefarm::ctl
