@@ -4,6 +4,7 @@
 #include <boost/json/array.hpp>
 
 #include "agent/phone/adb_client.hpp"
+#include "common/os/thread_name.hpp"
 
 namespace phonefarm::api {
 
@@ -22,7 +23,12 @@ void AdbProbe::probe(Done done) {
   std::lock_guard lock(mutex_);
   if (stopping_) return;
   waiting_.push_back(std::move(done));
-  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+  if (!worker_.joinable()) {
+    worker_ = std::thread([this] {
+      os::setCurrentThreadName("pf-adb-probe");
+      work();
+    });
+  }
   wake_.notify_one();
 }
 
