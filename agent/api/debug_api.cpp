@@ -9,6 +9,8 @@
 //   work       the containment runtime, and under cgroups every execution
 //              leaf with its pids and cgroup.events
 //   metrics    the /metrics series as {"name{labels}": value}, buckets left out
+//   threads    the agent's threads as [{tid, name}] (pf-io, pf-store, ...;
+//              common/os/thread_name.hpp)
 // Nothing here reads the tokens: the handler only ever sees their hashes.
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "agent/api/api_handler.hpp"
 #include "agent/api/cgroup_report.hpp"
 #include "agent/api/error_responses.hpp"
+#include "common/os/thread_name.hpp"
 #include "common/store/migrations.hpp"
 
 namespace phonefarm::api {
@@ -89,6 +92,12 @@ json::object metricsSummary(std::string_view text) {
   return o;
 }
 
+json::array threadsJson() {
+  json::array a;
+  for (const auto& t : os::listThreads()) a.push_back(json::object{{"tid", t.tid}, {"name", t.name}});
+  return a;
+}
+
 }  // namespace
 
 void ApiHandler::getDebug(const CallPtr& call) {
@@ -126,7 +135,8 @@ void ApiHandler::getDebug(const CallPtr& call) {
     }
     json::object body{{"agent", std::move(agent)},         {"config", configJson(s_.config)},
                       {"readiness", std::move(readiness)}, {"adb", std::move(adb)},
-                      {"work", std::move(work)},           {"metrics", metricsSummary(metrics_text)}};
+                      {"work", std::move(work)},           {"metrics", metricsSummary(metrics_text)},
+                      {"threads", threadsJson()}};
     call->reply(jsonResponse(200, body));
   };
   s_.store.submit<int>([](store::Db& db) { return store::userVersion(db); },

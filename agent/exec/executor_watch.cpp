@@ -43,7 +43,13 @@ void Executor::syncWatches(Execution& e) {
   for (int fd : want) {
     if (e.watches.count(fd) == 0) {
       const std::string item_id = e.item_id;
-      e.watches[fd] = loop_.watchReadable(fd, [this, item_id] { onReady(item_id); });
+      auto watch = loop_.watchReadable(fd, [this, item_id] { onReady(item_id); });
+      // Not recorded: the next onReady (a timer, another fd) tries again.
+      if (!watch) {
+        spdlog::warn("exec.watch_failed queue_item_id={} fd={} error=\"{}\"", item_id, fd, watch.error().message);
+        continue;
+      }
+      e.watches[fd] = *watch;
     }
   }
 }

@@ -18,26 +18,11 @@
 #include <system_error>
 
 #include "agent/exec/signal_names.hpp"
+#include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 enum class ChildStage : int { kJoinCgroup = 1, kSetsid, kStdio, kExec };
 
@@ -152,13 +137,13 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   const auto argv = cArray(request.argv);
   const auto envp = cArray(request.env);
 
-  ScopedFd devnull;
+  os::FileDescriptor devnull;
   if (request.stdin_fd < 0 || request.stdout_fd < 0 || request.stderr_fd < 0) {
     devnull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devnull.get() < 0) return os::sysError("open /dev/null", errno);
   }
-  ScopedFd cgroup_dir;
-  ScopedFd cgroup_procs;
+  os::FileDescriptor cgroup_dir;
+  os::FileDescriptor cgroup_procs;
   if (request.cgroup && method == CloneMethod::kClone3) {
     cgroup_dir.reset(::open(request.cgroup->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (cgroup_dir.get() < 0) return os::sysError("open cgroup " + request.cgroup->string(), errno);
@@ -169,10 +154,10 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2", errno);
-  ScopedFd report_read(pipe_fds[0]);
+  os::FileDescriptor report_read(pipe_fds[0]);
   // The write end must survive the child's dup2 onto 0..2 (an agent started
   // with closed stdio gets low numbers from pipe2).
-  ScopedFd report_write(::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3));
+  os::FileDescriptor report_write(::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3));
   ::close(pipe_fds[1]);
   if (report_write.get() < 0) return os::sysError("fcntl(F_DUPFD_CLOEXEC)", errno);
 

@@ -22,7 +22,12 @@ void AdbProbe::probe(Done done) {
   std::lock_guard lock(mutex_);
   if (stopping_) return;
   waiting_.push_back(std::move(done));
-  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+  if (!worker_.joinable()) {
+    worker_ = std::thread([this] {
+      os::setCurrentThreadName("pf-adb-probe");
+      work();
+    });
+  }
   wake_.notify_one();
 }
 
@@ -53,7 +58,6 @@ json::object AdbProbe::probeNow() const {
 }
 
 void AdbProbe::work() {
-  os::setCurrentThreadName("pf-adb-probe");
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });

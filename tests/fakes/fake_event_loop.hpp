@@ -27,7 +27,7 @@ class FakeEventLoop final : public EventLoop {
     return id;
   }
   void cancelTimer(Id id) override { timers_.erase(id); }
-  Id watchReadable(int, std::function<void()>) override { return next_id_++; }
+  Result<Id> watchReadable(int, std::function<void()>) override { return next_id_++; }
   void unwatch(Id) override {}
 
   // Runs posted callbacks (and what they post) until none is left.
