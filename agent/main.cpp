@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/daemon/daemon.hpp"
+#include "agent/exec/command_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
 #include "agent/http/tls_context.hpp"
 #include "common/config/config.hpp"
@@ -21,6 +22,10 @@ constexpr const char* kDefaultConfig = "/etc/phonefarm-agent/agent.toml";
 int checkConfig(const std::string& path) {
   const phonefarm::AgentConfig config = phonefarm::loadConfigFile(path);
   const phonefarm::TokenSet tokens = phonefarm::TokenSet::loadFile(config.tokens_file);
+  if (auto writable =
+          phonefarm::exec::checkPrefixesNotWritableBy(config.work.allowed_command_prefixes, config.work.run_as)) {
+    throw phonefarm::ConfigError(*writable);
+  }
   std::string tls = "plain HTTP";
   if (config.http.tls) tls = "TLS certificate " + phonefarm::http::loadTlsServerContext(*config.http.tls).subject;
   std::cout << path << ": OK (" << config.phones.size() << " phones; " << tokens.size() << " tokens in "

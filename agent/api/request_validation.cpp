@@ -191,7 +191,8 @@ void parseCommand(const json::object& item, const json::array& base, Errors& err
   }
 }
 
-void parseEnv(const json::object& item, const json::array& base, Errors& errors, ItemSpec& spec) {
+void parseEnv(const json::object& item, const json::array& base, Errors& errors, ItemSpec& spec,
+              const EnvCheck& env_allowed) {
   auto env = objectField(item, "env", base, errors, false);
   if (!env) return;
   auto loc = at(base, "env");
@@ -201,6 +202,9 @@ void parseEnv(const json::object& item, const json::array& base, Errors& errors,
       errors.add(std::move(key_loc), "Value error, not a valid environment variable name", "value_error");
     } else if (isReservedEnv(kv.key())) {
       errors.add(std::move(key_loc), "Value error, PHONEFARM_* and ANDROID_SERIAL are set by the agent", "value_error");
+    } else if (auto refusal = env_allowed ? env_allowed(std::string_view(kv.key())) : std::nullopt) {
+      errors.add(std::move(key_loc), "Value error, " + std::string(kv.key()) + " may not be set: " + *refusal,
+                 "value_error");
     } else if (!kv.value().is_string()) {
       errors.add(std::move(key_loc), "Input should be a valid string", "string_type");
     } else if (hasNul(kv.value().as_string())) {
@@ -212,7 +216,7 @@ void parseEnv(const json::object& item, const json::array& base, Errors& errors,
 }
 
 std::optional<ItemSpec> parseItem(const json::value& v, const json::array& loc, Errors& errors,
-                                  const CommandCheck& command_allowed) {
+                                  const CommandCheck& command_allowed, const EnvCheck& env_allowed) {
   if (!v.is_object()) {
     errors.add(loc, "Input should be a valid dictionary or object to extract fields from", "model_attributes_type");
     return std::nullopt;
@@ -221,7 +225,7 @@ std::optional<ItemSpec> parseItem(const json::value& v, const json::array& loc, 
   ItemSpec spec;
   spec.queue_item_id = idField(obj, "queue_item_id", loc, errors, false);
   parseCommand(obj, loc, errors, spec, command_allowed);
-  parseEnv(obj, loc, errors, spec);
+  parseEnv(obj, loc, errors, spec, env_allowed);
   bool bad = false;
   spec.timeout_seconds = intField(obj, "timeout_seconds", loc, errors, 1, kMaxTimeoutSeconds, bad);
   if (const json::value* sig = field(obj, "stop_signal"); sig != nullptr && !sig->is_null()) {
@@ -280,7 +284,7 @@ Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body) {
 
 Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
                                             const std::function<bool(std::string_view)>& phone_known,
-                                            const CommandCheck& command_allowed) {
+                                            const CommandCheck& command_allowed, const EnvCheck& env_allowed) {
   Errors errors;
   auto obj = parseObject(body, errors);
   if (!obj) return errors.take();
@@ -311,7 +315,7 @@ Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
   } else {
     const auto& arr = items->as_array();
     for (std::size_t i = 0; i < arr.size(); ++i) {
-      auto item = parseItem(arr[i], at(items_loc, static_cast<std::int64_t>(i)), errors, command_allowed);
+      auto item = parseItem(arr[i], at(items_loc, static_cast<std::int64_t>(i)), errors, command_allowed, env_allowed);
       if (item) req.items.push_back(std::move(*item));
     }
     for (std::size_t i = 0; i < req.items.size(); ++i) {

@@ -75,8 +75,10 @@ inline constexpr std::size_t kMaxListLimit = 500;
 Validated<CancelRequest> parseCancelRequest(std::string_view body);
 Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body);
 // Judges an item's program (command[0], an absolute path): nullopt when it may
-// run, else the reason (agent/api/command_policy.hpp's checkCommandAllowed).
+// run, else the reason (agent/exec/command_policy.hpp's checkCommandAllowed).
 using CommandCheck = std::function<std::optional<std::string>(const std::string& program)>;
+// Why an env name may not be set (env_policy.hpp), nullopt when it may.
+using EnvCheck = std::function<std::optional<std::string>(std::string_view name)>;
 
 // `phone_known` says whether a phone_id is configured on this rack.
 // `command_allowed`, when set, is asked about each item whose command passed
@@ -84,7 +86,8 @@ using CommandCheck = std::function<std::optional<std::string>(const std::string&
 // ["body", "queue_items", i, "command", 0], reported with every other problem.
 Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
                                             const std::function<bool(std::string_view)>& phone_known,
-                                            const CommandCheck& command_allowed = nullptr);
+                                            const CommandCheck& command_allowed = nullptr,
+                                            const EnvCheck& env_allowed = nullptr);
 Validated<ListQuery> parseListQuery(std::string_view query);
 
 // RFC 3986 percent-decoding; with `plus_is_space` also the form encoding's

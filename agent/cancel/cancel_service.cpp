@@ -18,15 +18,22 @@ struct PlannedAt {
 
 void storePlan(store::Db& db, store::ProcessRepository& repo, const Process& before, const CancelPlan& plan,
                const PlannedAt& at) {
-  if ((plan.action == TerminationAction::kNotifyAndSchedule || plan.action == TerminationAction::kReschedule) &&
-      plan.force_at && plan.executing_item_id) {
+  const bool scheduled =
+      (plan.action == TerminationAction::kNotifyAndSchedule || plan.action == TerminationAction::kReschedule) &&
+      plan.force_at;
+  // A hard kill is stored as a deadline that is already due: if the agent
+  // dies between this commit and the kill, the restarted agent's recovery
+  // finds it and kills the tree (the end of the execution deletes the row).
+  const bool kill_now = plan.action == TerminationAction::kKill;
+  if ((scheduled || kill_now) && plan.executing_item_id) {
     // Committed with the cancel, before any signal is sent: an agent that
     // dies right after still knows the deadline.
+    const WallMs force_at = scheduled ? *plan.force_at : at.wall;
     store::EscalationRow row;
     row.queue_item_id = *plan.executing_item_id;
     row.process_id = plan.after.process_id;
-    row.force_at = *plan.force_at;
-    row.force_at_boot_ns = at.boot_ns + (*plan.force_at - at.wall) * 1'000'000;
+    row.force_at = force_at;
+    row.force_at_boot_ns = at.boot_ns + (force_at - at.wall) * 1'000'000;
     row.boot_id = at.boot_id;
     row.created_at = at.wall;
     store::ExecutionRepository(db).upsertEscalation(row);

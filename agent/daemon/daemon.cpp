@@ -18,6 +18,7 @@
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
 #include "agent/daemon/state_dir_lock.hpp"
+#include "agent/exec/command_policy.hpp"
 #include "agent/exec/containment.hpp"
 #include "agent/exec/executor.hpp"
 #include "agent/exec/process_group_killer.hpp"
@@ -166,6 +167,11 @@ void runLoopThread(os::AsioEventLoop& loop) {
 
 int Daemon::run() {
   std::signal(SIGPIPE, SIG_IGN);
+  // A prefix the work user can write would let a job swap a command between
+  // its check and its exec: refuse to start (check-config says the same).
+  if (auto writable = exec::checkPrefixesNotWritableBy(config_.work.allowed_command_prefixes, config_.work.run_as)) {
+    throw ConfigError(*writable);
+  }
   StateDirLock lock(config_.state_dir);
   http::TokenRegistry tokens(TokenSet::loadFile(config_.tokens_file));
   spdlog::info("auth.tokens_loaded file={} tokens={}", config_.tokens_file.string(), tokens.size());
@@ -205,6 +211,7 @@ int Daemon::run() {
   // state_dir (--dev's ./var) must not depend on anyone's working directory.
   exec_options.state_dir = std::filesystem::absolute(config_.state_dir);
   exec_options.run_as = config_.work.run_as;
+  exec_options.allowed_command_prefixes = config_.work.allowed_command_prefixes;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
   exec_options.phones = config_.phones;
   exec_options.boot_id = boot_id;

@@ -107,7 +107,10 @@ class ProcessGroupContainer final : public Container {
       // The leader has exited but is not reaped yet, so its pid (the group id)
       // cannot have been reused: sweep what it left behind, then reap.
       swept_ = true;
-      if (::kill(-info_.leader_pid, 0) == 0 || !marker_.empty()) (void)killProcessGroupTree(info_.leader_pid, marker_);
+      // Only an unreaped child's group id is certainly still ours.
+      if (::kill(-info_.leader_pid, 0) == 0 || !marker_.empty()) {
+        (void)killProcessGroupTree(info_.leader_pid, marker_, leader_.is_child);
+      }
     }
     leader_.update(info_.leader_pid);
     return leader_.exited || leader_.pidfd.get() < 0;
@@ -116,7 +119,11 @@ class ProcessGroupContainer final : public Container {
   Status signalLeader(int sig) override { return leader_.signal(sig); }
 
   Status kill() override {
-    auto r = killProcessGroupTree(info_.leader_pid, marker_);
+    // The group is signalled only while its leader is the very process we
+    // started or verified (pid and start time) at adoption, and still there.
+    const bool leader_verified =
+        leader_.pidfd.get() >= 0 && !leader_.exited && (leader_.is_child || !pidfdExited(leader_.pidfd.get()));
+    auto r = killProcessGroupTree(info_.leader_pid, marker_, leader_verified);
     if (!r) return r.error();
     return okStatus();
   }

@@ -127,11 +127,20 @@ Result<ExecStatus> parseStatus(std::string_view text) {
 
 Result<std::optional<ExecStatus>> readExecStatus(const std::filesystem::path& exec_dir) {
   const std::filesystem::path path = exec_dir / kStatusFileName;
-  os::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // The work's user can write the execution directory: whatever is found
+  // under this name is opened without blocking (a FIFO would freeze the
+  // event loop), without following a link, and read only if it is a regular
+  // file of bounded size. Anything else is a malformed status, not a hang.
+  os::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd) {
     if (errno == ENOENT) return std::optional<ExecStatus>{};
+    if (errno == ELOOP) return malformed("a symbolic link");
     return os::sysError("open " + path.string());
   }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return os::sysError("stat " + path.string());
+  if (!S_ISREG(st.st_mode)) return malformed("not a regular file");
+  if (st.st_size > static_cast<off_t>(kMaxStatusBytes)) return malformed("larger than 64 KiB");
   std::string text;
   char buf[4096];
   for (;;) {

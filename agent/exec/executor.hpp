@@ -66,6 +66,10 @@ struct ExecutorOptions {
   // Whether the phone may start an item now (ADB state, reset, health); none =
   // always. A phone that becomes startable is announced with phoneChanged().
   std::function<bool(const std::string& phone_id)> can_start;
+  // [work] allowed_command_prefixes, checked again at launch: the command is
+  // resolved (realpath) and the resolved path executed; a command that has
+  // moved out of them fails its item. none = no check (unit tests).
+  std::optional<std::vector<std::string>> allowed_command_prefixes;
 };
 
 struct ExecutorStats {

@@ -14,6 +14,7 @@
 #include <algorithm>
 
 #include "agent/exec/capabilities.hpp"
+#include "agent/exec/command_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/executor_execution.hpp"
@@ -181,6 +182,14 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
   }
   request.argv.emplace_back("--");
   request.argv.insert(request.argv.end(), started.item.command.begin(), started.item.command.end());
+  if (options_.allowed_command_prefixes) {
+    // Checked again now, maybe days after the submit: a symlink swapped in
+    // between, or a path through /proc/self/cwd, must not run something
+    // else. The resolved path is what runs (argv[0], so "$0" is real too).
+    auto resolved = resolveAllowedCommand(started.item.command.front(), *options_.allowed_command_prefixes);
+    if (!resolved) return fail("refused at launch: " + resolved.error().message);
+    request.argv[request.argv.size() - started.item.command.size()] = std::move(*resolved);
+  }
 
   auto container = containment_.launch(request);
   if (!container) return fail(container.error().message);

@@ -141,14 +141,16 @@ std::optional<long long> processStartTime(pid_t pid) {
   return static_cast<long long>(stat->start_time);
 }
 
-Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker) {
+Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker, bool signal_group) {
   if (pgid <= 1 || pgid == ::getpgrp()) {
     return makeError(ErrorKind::kInvalid, "refusing to kill process group " + std::to_string(pgid));
   }
   GroupKillReport report;
   // One atomic stop of the whole group, so its members cannot fork while the
   // tree is being mapped.
-  if (::killpg(pgid, SIGSTOP) == 0) {
+  if (!signal_group) {
+    // Nothing to stop by group id.
+  } else if (::killpg(pgid, SIGSTOP) == 0) {
     report.group_signalled = true;
   } else if (errno != ESRCH) {
     return makeError(ErrorKind::kUnavailable,
@@ -176,7 +178,7 @@ Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view enviro
     if (settled) break;
   }
 
-  if (::killpg(pgid, SIGKILL) == 0) report.group_signalled = true;
+  if (signal_group && ::killpg(pgid, SIGKILL) == 0) report.group_signalled = true;
   for (const auto& [pid, pidfd] : pinned) {
     if (signalPidfd(pidfd, SIGKILL)) report.killed.push_back(pid);
   }

@@ -64,8 +64,13 @@ struct GroupKillReport {
 // one) and its escaped descendants as described above. `environ_marker` is a
 // "K=V" entry every process of this execution inherits (e.g. its
 // PHONEFARM_PROCESS_ID); empty = orphans are not claimed. Returns once the
-// kills are issued; the processes may still be exiting.
-Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker = {});
+// kills are issued; the processes may still be exiting. Without
+// `signal_group` no killpg(2) is sent: only processes found in the agent's
+// own tree are killed, each through a pidfd. Callers pass false unless the
+// group's leader is verified (same pid and start time as stored, or an
+// unreaped child), since after pid reuse the id may name someone else's group.
+Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker = {},
+                                             bool signal_group = true);
 
 // Reaps zombies that were re-parented to us (their pids were never ours to
 // supervise) and leaves alone the pids in `keep`, the leaders whose exit

@@ -121,6 +121,22 @@ void readWork(TomlSection s, WorkConfig& work) {
     }
     work.allowed_command_prefixes = std::move(out);
   }
+  if (const toml::array* names = s.array("allowed_env", "environment variable names")) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < names->size(); ++i) {
+      const toml::node& item = *names->get(i);
+      const std::string key = "allowed_env[" + std::to_string(i) + "]";
+      const auto* value = item.as_string();
+      if (value == nullptr || value->get().empty() ||
+          value->get().find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+              std::string::npos ||
+          (value->get()[0] >= '0' && value->get()[0] <= '9')) {
+        s.fail(item, key, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+      }
+      out.push_back(value->get());
+    }
+    work.allowed_env = std::move(out);
+  }
   if (auto v = s.path("cgroup_root", /*absolute=*/true, /*allow_empty=*/true)) work.cgroup_root = std::move(*v);
   s.boolean("wait_for_device", work.wait_for_device);
   if (auto v = s.string("on_shutdown")) {

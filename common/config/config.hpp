@@ -50,6 +50,9 @@ enum class ShutdownPolicy { kKeep, kCancel };
 struct WorkConfig {
   std::string run_as = "phonefarm-work";
   std::vector<std::string> allowed_command_prefixes{"/opt/phonefarm/jobs/"};
+  // Env names a submit may set; none = every name but the loader and
+  // interpreter hooks of agent/api/env_policy.cpp.
+  std::optional<std::vector<std::string>> allowed_env;
   std::string cgroup_root;  // "" = detect our delegated subtree
   bool wait_for_device = true;
   ShutdownPolicy on_shutdown = ShutdownPolicy::kKeep;

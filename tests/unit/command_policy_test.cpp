@@ -2,7 +2,7 @@
 // with an executable script, a non-executable file, a subdirectory, symlinks
 // leading out of and within it, a sibling "<prefix>X", and a symlink to the
 // prefix itself. Also how parseSubmitRequest reports the refusals.
-#include "agent/api/command_policy.hpp"
+#include "agent/exec/command_policy.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -12,10 +12,14 @@
 
 #include "agent/api/request_validation.hpp"
 
-namespace phonefarm::api {
+namespace phonefarm::exec {
 namespace {
 
 namespace fs = std::filesystem;
+using api::CommandCheck;
+using api::FieldErrors;
+using api::parseSubmitRequest;
+using api::SubmitRequest;
 
 class CommandPolicyTest : public ::testing::Test {
  protected:
@@ -140,6 +144,41 @@ TEST_F(CommandPolicyTest, RelativeProgramIsRejected) {
   EXPECT_TRUE(checkCommandAllowed("", {"/"}).has_value());
 }
 
+TEST_F(CommandPolicyTest, ResolveGivesThePathToExecute) {
+  fs::create_symlink(jobs_ + "/run.sh", jobs_ + "/alias.sh");
+  auto resolved = resolveAllowedCommand(jobs_ + "/alias.sh", {jobs_ + "/"});
+  ASSERT_TRUE(resolved) << resolved.error().message;
+  EXPECT_EQ(*resolved, fs::canonical(jobs_ + "/run.sh").string());
+  auto refused = resolveAllowedCommand("/usr/bin/id", {jobs_ + "/"});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kInvalid);
+  EXPECT_NE(refused.error().message.find("not under an allowed prefix"), std::string::npos);
+}
+
+TEST_F(CommandPolicyTest, APrefixOrADirectoryAboveItWritableByTheWorkUserIsFound) {
+  const uid_t work_uid = 4242;
+  const gid_t work_gid = 4242;
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), std::nullopt);
+  // Group-writable for a group the user is in.
+  fs::permissions(root_, fs::perms(0775), fs::perm_options::replace);
+  ASSERT_EQ(::chown(root_.c_str(), 0, 4343), 0);
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {4343}), root_);
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), std::nullopt);
+  // World-writable.
+  fs::permissions(root_, fs::perms(0777), fs::perm_options::replace);
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), root_);
+  // Sticky (like /tmp): fine while the entry below is not the user's.
+  fs::permissions(root_, fs::perms(01777), fs::perm_options::replace);
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), std::nullopt);
+  // Owned by the user, even without a write bit: it could chmod it.
+  fs::permissions(root_, fs::perms(0755), fs::perm_options::replace);
+  ASSERT_EQ(::chown(jobs_.c_str(), work_uid, 0), 0);
+  fs::permissions(jobs_, fs::perms(0555), fs::perm_options::replace);
+  EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), jobs_);
+  ASSERT_EQ(::chown(jobs_.c_str(), 0, 0), 0);
+  fs::permissions(jobs_, fs::perms(0755), fs::perm_options::replace);
+}
+
 // parseSubmitRequest asks the check about each structurally valid command and
 // reports each refusal at command[0], alongside every other problem.
 TEST_F(CommandPolicyTest, SubmitValidationReportsEachRefusedItem) {
@@ -186,4 +225,4 @@ TEST_F(CommandPolicyTest, SubmitValidationReportsEachRefusedItem) {
 }
 
 }  // namespace
-}  // namespace phonefarm::api
+}  // namespace phonefarm::exec

@@ -46,6 +46,7 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_TRUE(c.http.metrics_require_token);
   EXPECT_EQ(c.work.run_as, "phonefarm-work");
   EXPECT_EQ(c.work.allowed_command_prefixes, std::vector<std::string>{"/opt/phonefarm/jobs/"});
+  EXPECT_EQ(c.work.allowed_env, std::nullopt);
   EXPECT_EQ(c.work.cgroup_root, "");
   EXPECT_TRUE(c.work.wait_for_device);
   EXPECT_EQ(c.work.on_shutdown, ShutdownPolicy::kKeep);
@@ -173,6 +174,9 @@ TEST(ConfigTest, DesignExampleParses) {
 
 TEST(ConfigTest, EmptyCommandPrefixListIsKept) {
   EXPECT_TRUE(parseConfig("[work]\nallowed_command_prefixes = []\n", "x").work.allowed_command_prefixes.empty());
+  EXPECT_EQ(parseConfig("[work]\nallowed_env = [\"APP_TOKEN\", \"_X1\"]\n", "x").work.allowed_env,
+            (std::vector<std::string>{"APP_TOKEN", "_X1"}));
+  EXPECT_EQ(parseConfig("[work]\nallowed_env = []\n", "x").work.allowed_env, std::vector<std::string>{});
 }
 
 TEST(ConfigTest, FindPhoneSearchesById) {
@@ -223,6 +227,8 @@ const BadConfig kWrongTypes[] = {
     {"TimeoutFloat", "[http]\nidle_timeout_seconds = 1.5\n",
      "agent.toml:2: 'http.idle_timeout_seconds' must be an integer"},
     {"RunAsInt", "[work]\nrun_as = 1000\n", "agent.toml:2: 'work.run_as' must be a string"},
+    {"AllowedEnvName", "[work]\nallowed_env = [\"1X\"]\n",
+     "agent.toml:2: 'work.allowed_env[0]' must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"},
     {"PrefixesString", "[work]\nallowed_command_prefixes = \"/opt\"\n",
      "agent.toml:2: 'work.allowed_command_prefixes' must be an array of absolute paths"},
     {"PrefixElement", "[work]\nallowed_command_prefixes = [\"/opt\", 3]\n",

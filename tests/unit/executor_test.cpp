@@ -791,6 +791,12 @@ TEST_F(ExecutorTest, HardCancelKillsTheTreeAndTheProcessEndsCancelled) {
   ASSERT_TRUE(out.termination.phone_reset.has_value());
   EXPECT_THAT(resets_.requests, ElementsAre(std::pair<std::string, std::string>("phone_01", "forced_cancel")));
   EXPECT_EQ(statusOf("p1"), ProcessStatus::kCancelling);
+  // The kill is also committed as a deadline already due, so an agent that
+  // crashes before issuing it kills the tree at its next start.
+  auto rows = pendingEscalations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].queue_item_id, "p1-q0");
+  EXPECT_LE(rows[0].force_at, clock_.wallNowMs());
   settle();
   EXPECT_EQ(containment_.launched.size(), 1u) << "the next process started before the tree was gone";
 
@@ -805,6 +811,7 @@ TEST_F(ExecutorTest, HardCancelKillsTheTreeAndTheProcessEndsCancelled) {
   EXPECT_EQ(p1.items[1].status, ItemStatus::kCancelled);
   ASSERT_TRUE(waitLaunches(2));
   EXPECT_EQ(itemOf(1), "p2-q0");
+  EXPECT_TRUE(pendingEscalations().empty()) << "the end of the execution deletes the due kill";
 }
 
 TEST_F(ExecutorTest, SoftThenForceStoresTheDeadlineAndKillsAtIt) {
@@ -1062,6 +1069,20 @@ TEST_F(ExecutorRecoveryTest, PastEscalationFiresAtOnce) {
   const WallMs now = clock_.wallNowMs();
   CancelRecord cancel{"operator asked", CancelStrategy::kSoftThenForce, now - 20'000, now - 10'000, {}};
   store::EscalationRow row{"p1-q0", "p1", now - 10'000, clock_.bootNowNs() - 10'000'000'000, kBootId, now - 20'000, {}};
+  seedExecuting("p1", "exec-1", ProcessStatus::kCancelling, cancel, row);
+  auto live = std::make_shared<ContainerState>();
+  containment_.adoptable["exec-1"] = live;
+  startExecutor();
+  settle();
+  EXPECT_EQ(live->kills, 1);
+}
+
+TEST_F(ExecutorRecoveryTest, HardCancelCommittedBeforeACrashKillsTheTreeAtStart) {
+  // What a hard cancel commits (its kill as a deadline due at once) when the
+  // agent died before the kill went out.
+  const WallMs now = clock_.wallNowMs();
+  CancelRecord cancel{"operator asked", CancelStrategy::kHard, now - 1'000, std::nullopt, {}};
+  store::EscalationRow row{"p1-q0", "p1", now - 1'000, clock_.bootNowNs() - 1'000'000'000, kBootId, now - 1'000, {}};
   seedExecuting("p1", "exec-1", ProcessStatus::kCancelling, cancel, row);
   auto live = std::make_shared<ContainerState>();
   containment_.adoptable["exec-1"] = live;
