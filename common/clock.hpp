@@ -26,22 +26,6 @@ class SystemClock final : public Clock {
   std::int64_t bootNowNs() const override;
 };
 
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(WallMs wall = 1'795'000'000'000, std::int64_t boot = 1'000'000'000) : wall_(wall), boot_(boot) {}
-  WallMs wallNowMs() const override { return wall_; }
-  std::int64_t bootNowNs() const override { return boot_; }
-  void advanceMs(std::int64_t ms) {
-    wall_ += ms;
-    boot_ += ms * 1'000'000;
-  }
-  void setWallMs(WallMs wall) { wall_ = wall; }
-
- private:
-  WallMs wall_;
-  std::int64_t boot_;
-};
-
 // RFC 3339 UTC with milliseconds: "2026-11-28T10:26:51.123Z".
 std::string formatRfc3339(WallMs ms);
 

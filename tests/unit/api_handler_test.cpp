@@ -19,6 +19,7 @@
 #include "agent/api/adb_probe.hpp"
 #include "agent/phone/adb_client.hpp"
 #include "common/store/execution_repository.hpp"
+#include "tests/fakes/fake_clock.hpp"
 
 namespace phonefarm::api {
 namespace {

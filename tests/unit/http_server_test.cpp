@@ -1,5 +1,5 @@
 // HttpServer over real loopback sockets: the server runs in-process on its own
-// thread, a tiny raw-socket client (raw_http_socket.hpp) speaks HTTP/1.1 to it
+// thread, a tiny raw-socket client (tests/support/test_socket.hpp) speaks HTTP/1.1 to it
 // byte by byte so tests can send exactly what a broken or slow client would. Every wait has a
 // deadline (poll(), future::wait_for); nothing sleeps to wait for state.
 #include "agent/http/http_server.hpp"
@@ -31,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-#include "tests/unit/raw_http_socket.hpp"
+#include "tests/support/test_socket.hpp"
 #include "tests/unit/running_server.hpp"
 
 namespace phonefarm::http {
@@ -39,9 +39,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using test::RawResponse;
 using test::RunningServer;
-using test::TestSocket;
+using testing::TestSocket;
 
 std::string get(const std::string& target, const std::string& extra = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra + "\r\n";

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/store/phone_repository.hpp"
+#include "tests/fakes/fake_clock.hpp"
 
 namespace phonefarm::phone {
 namespace {
