@@ -1,5 +1,5 @@
 // Clock: the only source of time in the logic, so tests can set it
-// (STYLE.md: no real-time sources in logic). Wall time is what the API shows;
+// (docs/design.md, "Time": no real-time sources in logic). Wall time is what the API shows;
 // the boot clock is what deadlines that must survive wall-clock jumps use.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The command allow-list of POST /processes ([work] allowed_command_prefixes,
-// DESIGN.md "Containment and termination"): which programs the agent agrees to
+// docs/design.md "Containment and termination"): which programs the agent agrees to
 // run. Consulted at submit time, on the I/O thread (a few realpath(3) calls).
 //
 // Rules, in the order they are checked:

@@ -1,4 +1,4 @@
-// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (API.md "Phones"):
+// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (docs/api.md "Phones"):
 // the inventory's live view, the executor's current item, and from the store
 // the queue depth and the last reset record.
 #include <boost/json.hpp>

@@ -36,7 +36,7 @@
 namespace phonefarm::exec {
 namespace {
 
-// The stop signals a queue item may choose (API.md stop_signal), plus the
+// The stop signals a queue item may choose (docs/api.md, POST /processes: stop_signal), plus the
 // SIGCONT the agent sends after them so a stopped command wakes to handle it.
 constexpr int kForwardedSignals[] = {SIGTERM, SIGINT,  SIGHUP,   SIGQUIT, SIGUSR1,
                                      SIGUSR2, SIGALRM, SIGWINCH, SIGPWR,  SIGCONT};

@@ -1,7 +1,7 @@
 // AdbClient: the agent's side of the adb server's host protocol (TCP,
 // 127.0.0.1:5037 by default) — device lists, `adb connect`/`disconnect`,
 // the host-side transport kick that is step 1 of the phone reset ladder
-// (DESIGN.md, "Phone ADB/USB session reset") and one-shot shell commands.
+// (docs/design.md, "Phone ADB/USB session reset") and one-shot shell commands.
 //
 // Wire format: a request is 4 lowercase hex digits (its length) followed by the
 // service name; the server answers "OKAY", or "FAIL" + 4 hex digits + message.

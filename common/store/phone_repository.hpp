@@ -47,7 +47,7 @@ class PhoneRepository {
   Db& db_;
 };
 
-// The reset record as API.md shows it.
+// The reset record as docs/api.md shows it.
 boost::json::object toJson(const ResetRecord& r);
 
 }  // namespace phonefarm::store

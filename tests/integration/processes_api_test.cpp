@@ -1,5 +1,5 @@
 // The real agent over HTTP: health, auth and scopes, submit/get/list, the
-// error status codes and bodies of API.md.
+// error status codes and bodies of docs/api.md.
 #include "tests/integration/agent_fixture.hpp"
 
 namespace phonefarm::testing {
