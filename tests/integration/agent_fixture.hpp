@@ -90,8 +90,11 @@ class AgentFixture : public ::testing::Test {
   virtual std::string stateDirSetting() const { return (dir_.path() / "state").string(); }
 
   void startAgent() {
-    agent_ = std::make_unique<AgentProcess>(
-        PHONEFARM_AGENT_BINARY, std::vector<std::string>{"--config", configPath().string()}, dir_.path(), agentEnv());
+    // In dir_, not the test's working directory: that is in the build tree,
+    // which work running as another user may not be able to enter.
+    agent_ = std::make_unique<AgentProcess>(PHONEFARM_AGENT_BINARY,
+                                            std::vector<std::string>{"--config", configPath().string()}, dir_.path(),
+                                            agentEnv(), dir_.path());
     port_ = agent_->waitForListening(std::chrono::seconds(20));
     ASSERT_NE(port_, 0);
     client_ = std::make_unique<HttpClient>("127.0.0.1", port_);
