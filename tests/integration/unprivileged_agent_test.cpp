@@ -80,7 +80,6 @@ class UnprivilegedAgent : public WorkFixture {
 
     fs::create_directories(outDir());
     fs::permissions(outDir(), fs::perms(0777), fs::perm_options::replace);
-    fs::permissions(dir_.path(), fs::perms(0711), fs::perm_options::replace);
     fs::create_directories(jobsDir());
     // The state dir as tmpfiles and StateDirectoryMode= leave it.
     fs::create_directories(stateDir());
