@@ -9,6 +9,7 @@
 #include "agent/exec/exec_shim.hpp"
 #include "agent/http/tls_context.hpp"
 #include "common/config/config.hpp"
+#include "common/config/dev_config.hpp"
 #include "common/config/dev_tokens.hpp"
 #include "common/config/tokens.hpp"
 #include "common/logging.hpp"

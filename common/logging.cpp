@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+
+#include "common/os/thread_name.hpp"
 
 namespace phonefarm {
 namespace {
@@ -58,7 +61,12 @@ void setupLogging(std::string_view level) {
   std::setvbuf(stderr, buffer, _IOFBF, sizeof buffer);
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));
+  // spdlog's flusher thread cannot name itself; it takes the name its
+  // creator has at that moment.
+  const std::string name = os::currentThreadName();
+  os::setCurrentThreadName("pf-log-flush");
   spdlog::flush_every(std::chrono::seconds(1));
+  os::setCurrentThreadName(name);
 }
 
 }  // namespace phonefarm

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "agent/api/error_responses.hpp"
+#include "agent/api/request_validation.hpp"
 
 namespace phonefarm::api {
 namespace {
@@ -142,8 +143,19 @@ std::string_view methodLabel(std::string_view method) {
   return "other";
 }
 
+// HEAD is served wherever GET is (RFC 9110 §9.1): the same answer without
+// its body, which the socket layer drops.
+std::string_view routingMethod(std::string_view method) { return method == "HEAD" ? "GET" : method; }
+
+// The Allow header of a 405: HEAD goes with every GET.
+std::string allowHeader(std::string_view allow) {
+  std::string out(allow);
+  if (const auto get = out.find("GET"); get != std::string::npos) out.insert(get + 3, ", HEAD");
+  return out;
+}
+
 bool methodAllowed(std::string_view allow, std::string_view method) {
-  // `allow` is a short list like "GET, POST"; HEAD is not served.
+  // `allow` is a short list like "GET, POST".
   std::size_t pos = 0;
   while (pos < allow.size()) {
     auto end = allow.find(", ", pos);
@@ -160,6 +172,55 @@ bool isJsonContentType(std::string_view ct) {
   std::string lower(ct);
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
+}
+
+// Once, before routing, as ASGI servers do: "/processes/p%3A1" is p:1. An
+// encoded "/" then matches no route (ids never contain one); a NUL is refused.
+std::optional<std::string> decodedPath(std::string_view target) {
+  auto path = percentDecode(target.substr(0, target.find('?')), false);
+  if (!path || path->find('\0') != std::string::npos) return std::nullopt;
+  return path;
+}
+
+http::HttpResponse malformedPathResponse() {
+  return detailResponse(400, "Malformed percent-encoding in the request path");
+}
+
+// What the routing, method, token and scope checks decided: a refusal, or
+// the route to serve. Shared by handle() and preflight().
+struct Admission {
+  std::optional<http::HttpResponse> refusal;
+  std::optional<RouteMatch> match;
+  std::string_view route_template = "unmatched";  // the metrics label, also on refusals
+  std::string principal;                          // the token's name once it is valid
+};
+
+Admission admit(const ApiServices& s, const http::HttpRequest& request, const std::string& path) {
+  Admission a;
+  a.match = matchRoute(path);
+  if (!a.match) {
+    a.refusal = detailResponse(404, "Not found");
+    return a;
+  }
+  a.route_template = routeTemplate(a.match->route);
+  RouteRule rule = ruleFor(a.match->route);
+  // A Prometheus that scrapes without a token ([http] metrics_require_token = false).
+  if (a.match->route == Route::kMetrics && !s.config.http.metrics_require_token) rule.needs_auth = false;
+  const std::string_view method = routingMethod(request.method);
+  if (!methodAllowed(rule.allow, method)) {
+    a.refusal = methodNotAllowedResponse(allowHeader(rule.allow));
+  } else if (rule.needs_auth) {
+    auto principal = s.tokens.authenticate(request.authorization);
+    if (!principal) {
+      a.refusal = unauthorizedResponse();
+    } else {
+      a.principal = principal->name;
+      if (!scopeAllows(principal->scope, method == "GET" ? rule.get_scope : rule.post_scope)) {
+        a.refusal = forbiddenResponse();
+      }
+    }
+  }
+  return a;
 }
 
 }  // namespace
@@ -182,32 +243,30 @@ void ApiHandler::Call::reply(http::HttpResponse response) const {
   respond(std::move(response));
 }
 
+std::optional<http::HttpResponse> ApiHandler::preflight(const http::HttpRequest& request) const {
+  const auto path = decodedPath(request.target);
+  if (!path) return malformedPathResponse();
+  return admit(s_, request, *path).refusal;
+}
+
 void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
   auto call = std::make_shared<Call>();
   call->started = std::chrono::steady_clock::now();
   call->registry = &metrics_;
   call->respond = std::move(respond);
   const auto q = request.target.find('?');
-  call->path = request.target.substr(0, q);
   call->query = q == std::string::npos ? std::string() : request.target.substr(q + 1);
   call->request = std::move(request);
   try {
-    auto match = matchRoute(call->path);
-    if (!match) return call->reply(detailResponse(404, "Not found"));
-    call->route = routeTemplate(match->route);
-    RouteRule rule = ruleFor(match->route);
-    // A Prometheus that scrapes without a token ([http] metrics_require_token = false).
-    if (match->route == Route::kMetrics && !s_.config.http.metrics_require_token) rule.needs_auth = false;
-    const std::string& method = call->request.method;
-    if (!methodAllowed(rule.allow, method)) return call->reply(methodNotAllowedResponse(rule.allow));
-    if (rule.needs_auth) {
-      auto principal = s_.tokens.authenticate(call->request.authorization);
-      if (!principal) return call->reply(unauthorizedResponse());
-      call->principal = principal->name;
-      if (!scopeAllows(principal->scope, method == "GET" ? rule.get_scope : rule.post_scope)) {
-        return call->reply(forbiddenResponse());
-      }
-    }
+    auto path = decodedPath(call->request.target);
+    if (!path) return call->reply(malformedPathResponse());
+    call->path = std::move(*path);
+    Admission admission = admit(s_, call->request, call->path);
+    call->route = admission.route_template;
+    call->principal = std::move(admission.principal);
+    if (admission.refusal) return call->reply(std::move(*admission.refusal));
+    auto& match = admission.match;
+    const std::string method(routingMethod(call->request.method));
     if (call->request.has_body && !call->request.content_type.empty() &&
         !isJsonContentType(call->request.content_type)) {
       return call->reply(detailResponse(415, "Unsupported Media Type: send application/json"));

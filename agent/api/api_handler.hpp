@@ -64,6 +64,10 @@ class ApiHandler {
 
   void handle(http::HttpRequest request, http::Responder respond);
 
+  // The server's RequestPreflight: answers what handle() would refuse before
+  // reading a body (bad path, 404, 405, 401, 403), nullopt otherwise.
+  std::optional<http::HttpResponse> preflight(const http::HttpRequest& request) const;
+
   // One request in flight: what it asked, who asked, how to answer.
   struct Call {
     http::HttpRequest request;

@@ -2,6 +2,7 @@
 // queue-item-level POST /cancel: validation, then the CancelService, then the
 // response shape of docs/api.md.
 #include <boost/json/object.hpp>
+#include <boost/json/value_from.hpp>
 
 #include "agent/api/api_handler.hpp"
 #include "agent/api/error_responses.hpp"
@@ -12,12 +13,6 @@ namespace phonefarm::api {
 namespace {
 
 namespace json = boost::json;
-
-json::array idArray(const std::vector<std::string>& ids) {
-  json::array a;
-  for (const auto& id : ids) a.emplace_back(id);
-  return a;
-}
 
 json::object terminationJson(const cancel::CancelOutcome& outcome) {
   const auto& t = outcome.termination;
@@ -44,8 +39,8 @@ json::object cancelResponseJson(const cancel::CancelOutcome& outcome) {
   json::object body;
   body.reserve(6);
   body["status"] = outcome.plan.audit.outcome;
-  body["cancelled_queue_item_ids"] = idArray(outcome.plan.cancelled_item_ids);
-  body["active_queue_item_ids"] = idArray(outcome.plan.active_item_ids);
+  body["cancelled_queue_item_ids"] = json::value_from(outcome.plan.cancelled_item_ids);
+  body["active_queue_item_ids"] = json::value_from(outcome.plan.active_item_ids);
   body["active_target"] = std::move(target);
   body["termination"] = terminationJson(outcome);
   body["process"] = toJson(p);

@@ -1,12 +1,13 @@
-// The work cgroup tree for GET /debug; see cgroup_report.hpp.
+// The work cgroup tree for GET /debug; see cgroup_report.hpp. The cgroupfs
+// files are read by agent/exec/cgroup_tree's parsers.
 #include "agent/api/cgroup_report.hpp"
 
 #include <algorithm>
 #include <boost/json/array.hpp>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "agent/exec/cgroup_tree.hpp"
 
 namespace phonefarm::api {
 namespace {
@@ -14,13 +15,13 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-// "populated 1\nfrozen 0\n" -> {"populated": 1, "frozen": 0}.
-json::object readEvents(const fs::path& file) {
+// {"populated": 1, "frozen": 0}; {} when the file cannot be read.
+json::object eventsJson(const fs::path& leaf) {
   json::object o;
-  std::ifstream in(file);
-  std::string key;
-  long long value = 0;
-  while (in >> key >> value) o[key] = value;
+  auto events = exec::readCgroupEvents(leaf);
+  if (!events) return o;
+  o["populated"] = events->populated ? 1 : 0;
+  if (events->frozen) o["frozen"] = *events->frozen ? 1 : 0;
   return o;
 }
 
@@ -42,17 +43,15 @@ json::object describeCgroupTree(const fs::path& managed_dir, std::size_t max_lea
   json::array list;
   for (std::size_t i = 0; i < leaves.size() && i < max_leaves; ++i) {
     const fs::path& leaf = leaves[i];
+    const auto listed = exec::readCgroupProcs(leaf);
+    const std::vector<pid_t> none;
+    const std::vector<pid_t>& all = listed ? *listed : none;
     json::array pids;
-    std::size_t total = 0;
-    std::ifstream procs(leaf / "cgroup.procs");
-    long long pid = 0;
-    while (procs >> pid) {
-      if (total++ < max_pids) pids.push_back(pid);
-    }
+    for (std::size_t p = 0; p < all.size() && p < max_pids; ++p) pids.push_back(all[p]);
     json::object l{{"name", leaf.filename().string()},
                    {"pids", std::move(pids)},
-                   {"pid_count", total},
-                   {"events", readEvents(leaf / "cgroup.events")}};
+                   {"pid_count", all.size()},
+                   {"events", eventsJson(leaf)}};
     list.push_back(std::move(l));
   }
   o["leaves"] = std::move(list);

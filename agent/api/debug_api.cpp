@@ -9,6 +9,8 @@
 //   work       the containment runtime, and under cgroups every execution
 //              leaf with its pids and cgroup.events
 //   metrics    the /metrics series as {"name{labels}": value}, buckets left out
+//   threads    the agent's threads as [{tid, name}] (pf-io, pf-store, ...;
+//              common/os/thread_name.hpp)
 // Nothing here reads the tokens: the handler only ever sees their hashes.
 #include <unistd.h>
 
@@ -18,18 +20,13 @@
 #include "agent/api/api_handler.hpp"
 #include "agent/api/cgroup_report.hpp"
 #include "agent/api/error_responses.hpp"
+#include "common/os/thread_name.hpp"
 #include "common/store/migrations.hpp"
 
 namespace phonefarm::api {
 namespace {
 
 namespace json = boost::json;
-
-json::array strings(const std::vector<std::string>& v) {
-  json::array a;
-  for (const auto& s : v) a.emplace_back(s);
-  return a;
-}
 
 json::object configJson(const AgentConfig& c) {
   json::object http{{"header_timeout_seconds", c.http.header_timeout.count()},
@@ -42,7 +39,7 @@ json::object configJson(const AgentConfig& c) {
           ? json::value(json::object{{"tls_cert", c.http.tls->cert.string()}, {"tls_key", c.http.tls->key.string()}})
           : json::value(nullptr);
   json::object work{{"run_as", c.work.run_as},
-                    {"allowed_command_prefixes", strings(c.work.allowed_command_prefixes)},
+                    {"allowed_command_prefixes", json::value_from(c.work.allowed_command_prefixes)},
                     {"cgroup_root", c.work.cgroup_root},
                     {"wait_for_device", c.work.wait_for_device},
                     {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
@@ -95,6 +92,12 @@ json::object metricsSummary(std::string_view text) {
   return o;
 }
 
+json::array threadsJson() {
+  json::array a;
+  for (const auto& t : os::listThreads()) a.push_back(json::object{{"tid", t.tid}, {"name", t.name}});
+  return a;
+}
+
 }  // namespace
 
 void ApiHandler::getDebug(const CallPtr& call) {
@@ -132,7 +135,8 @@ void ApiHandler::getDebug(const CallPtr& call) {
     }
     json::object body{{"agent", std::move(agent)},         {"config", configJson(s_.config)},
                       {"readiness", std::move(readiness)}, {"adb", std::move(adb)},
-                      {"work", std::move(work)},           {"metrics", metricsSummary(metrics_text)}};
+                      {"work", std::move(work)},           {"metrics", metricsSummary(metrics_text)},
+                      {"threads", threadsJson()}};
     call->reply(jsonResponse(200, body));
   };
   s_.store.submit<int>([](store::Db& db) { return store::userVersion(db); },

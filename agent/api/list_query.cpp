@@ -5,29 +5,20 @@
 #include <charconv>
 
 #include "agent/api/request_validation.hpp"
+#include "common/hex_digit.hpp"
 #include "common/ids.hpp"
 
 namespace phonefarm::api {
-namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding; nullopt on a broken escape.
-std::optional<std::string> percentDecode(std::string_view in) {
+std::optional<std::string> percentDecode(std::string_view in, bool plus_is_space) {
   std::string out;
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
+    if (plus_is_space && in[i] == '+') {
       out.push_back(' ');
     } else if (in[i] == '%') {
       if (i + 2 >= in.size()) return std::nullopt;
-      const int hi = hexValue(in[i + 1]);
-      const int lo = hexValue(in[i + 2]);
+      const int hi = hexDigitValue(in[i + 1]);
+      const int lo = hexDigitValue(in[i + 2]);
       if (hi < 0 || lo < 0) return std::nullopt;
       out.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
@@ -37,8 +28,6 @@ std::optional<std::string> percentDecode(std::string_view in) {
   }
   return out;
 }
-
-}  // namespace
 
 void addQueryError(FieldErrors& errors, std::string_view key, std::string msg, std::string type) {
   errors.push_back(FieldError{boost::json::array{"query", boost::json::string(key)}, std::move(msg), std::move(type)});
@@ -52,8 +41,8 @@ void forEachQueryParameter(std::string_view query, FieldErrors& errors,
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (pair.empty()) continue;
     const auto eq = pair.find('=');
-    auto key = percentDecode(pair.substr(0, eq));
-    auto value = percentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    auto key = percentDecode(pair.substr(0, eq), true);
+    auto value = percentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
     if (!key) continue;
     if (!value) {
       addQueryError(errors, *key, "Value error, malformed percent-encoding", "value_error");

@@ -8,6 +8,7 @@
 #include "agent/api/request_validation.hpp"
 #include "agent/phone/inventory.hpp"
 #include "agent/phone/reset_service.hpp"
+#include "common/model/process_json.hpp"
 #include "common/store/phone_repository.hpp"
 
 namespace phonefarm::api {
@@ -19,6 +20,19 @@ struct PhoneFacts {
   std::map<std::string, std::int64_t> depths;
   std::map<std::string, store::ResetRecord> last_resets;
 };
+
+// The reset record as docs/api.md ("Phones") shows it (also the body of POST .../reset's 202).
+json::object resetJson(const store::ResetRecord& r) {
+  return {{"reset_id", r.reset_id},
+          {"phone_id", r.phone_id},
+          {"trigger", r.trigger},
+          {"status", r.status},
+          {"reason", r.reason ? json::value(*r.reason) : json::value(nullptr)},
+          {"requested_by", r.requested_by},
+          {"requested_at", optionalTime(r.requested_at)},
+          {"ended_at", optionalTime(r.ended_at)},
+          {"steps", r.steps}};
+}
 
 json::object phoneJson(const phone::PhoneSnapshot& s, const PhoneFacts& facts,
                        const std::optional<std::pair<std::string, std::string>>& current) {
@@ -34,7 +48,7 @@ json::object phoneJson(const phone::PhoneSnapshot& s, const PhoneFacts& facts,
   auto depth = facts.depths.find(id);
   o["queue_depth"] = depth == facts.depths.end() ? 0 : depth->second;
   auto reset = facts.last_resets.find(id);
-  o["last_reset"] = reset == facts.last_resets.end() ? json::value(nullptr) : json::value(toJson(reset->second));
+  o["last_reset"] = reset == facts.last_resets.end() ? json::value(nullptr) : json::value(resetJson(reset->second));
   return o;
 }
 
@@ -97,7 +111,7 @@ void ApiHandler::resetPhone(const CallPtr& call, std::string phone_id) {
                              [this, call](Result<store::ResetRecord> r) {
                                onIo([call, r = std::move(r)] {
                                  if (!r) return call->reply(errorResponse(r.error()));
-                                 call->reply(jsonResponse(202, toJson(*r)));
+                                 call->reply(jsonResponse(202, resetJson(*r)));
                                });
                              });
 }

@@ -87,6 +87,10 @@ Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
                                             const CommandCheck& command_allowed = nullptr);
 Validated<ListQuery> parseListQuery(std::string_view query);
 
+// RFC 3986 percent-decoding; with `plus_is_space` also the form encoding's
+// '+' for a space (query strings, not paths). nullopt on a broken escape.
+std::optional<std::string> percentDecode(std::string_view in, bool plus_is_space);
+
 // Query strings (GET /processes, GET .../logs): calls `fn` with each
 // percent-decoded key and value, in order; a value with a malformed escape is
 // a value_error at ["query", key] instead. Empty pairs are skipped.

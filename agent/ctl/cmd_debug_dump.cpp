@@ -16,7 +16,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +25,7 @@
 #include "agent/ctl/commands.hpp"
 #include "agent/ctl/output.hpp"
 #include "agent/ctl/program_runner.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::ctl {
 namespace {
@@ -57,7 +57,7 @@ class TempDir {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/phonefarmctl-dump.XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {
-      throw Exit{kExitApi, "cannot create a temporary directory " + pattern + ": " + std::strerror(errno)};
+      throw Exit{kExitApi, "cannot create a temporary directory " + pattern + ": " + os::errnoText(errno)};
     }
     path_ = pattern;
   }

@@ -10,13 +10,13 @@
 
 #include <boost/json.hpp>
 #include <cerrno>
-#include <charconv>
 #include <csignal>
 #include <ctime>
 #include <iostream>
 #include <memory>
 
 #include "agent/ctl/commands.hpp"
+#include "agent/ctl/log_chunk.hpp"
 #include "agent/ctl/output.hpp"
 #include "agent/ctl/terminal_filter.hpp"
 
@@ -64,16 +64,6 @@ std::string pickItem(const json::object& process, const LogsArgs& a) {
   return cell(*chosen, "queue_item_id");
 }
 
-std::uint64_t headerNumber(const HttpResponse& r, std::string_view name) {
-  const std::string v = r.header(name);
-  std::uint64_t n = 0;
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (v.empty() || ec != std::errc() || ptr != v.data() + v.size()) {
-    throw Exit{kExitApi, "the agent's log answer has no valid " + std::string(name) + " header"};
-  }
-  return n;
-}
-
 // Sleeps for the poll interval; returns early on Ctrl-C.
 void pause() {
   timespec ts{0, std::chrono::duration_cast<std::chrono::nanoseconds>(kPollInterval).count()};
@@ -110,19 +100,16 @@ void run(const Context& ctx, const LogsArgs& a) {
     if (r.status != 200) {
       throw apiError(r, {"read", "process " + clean(a.id) + " or its item " + clean(item) + " not found"});
     }
-    const std::uint64_t next = headerNumber(r, "x-phonefarm-next-offset");
-    const std::uint64_t size = headerNumber(r, "x-phonefarm-log-size");
-    const bool more = r.header("x-phonefarm-more") == "true";
-    if (next < offset) throw Exit{kExitApi, "the agent's log answer went backwards"};
+    const LogChunk chunk = readLogChunk(r, offset);
     if (terminal) {
       std::cout << filter.filter(r.body);
     } else {
       std::cout.write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
     }
     std::cout.flush();
-    offset = next;
-    if (offset < size) continue;  // more is there already: the answer was capped
-    if (!a.follow || !more) break;
+    offset = chunk.next_offset;
+    if (chunk.capped()) continue;
+    if (!a.follow || !chunk.more) break;
     pause();
   }
 }

@@ -3,11 +3,11 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 
 #include "agent/ctl/agent_client.hpp"
 #include "common/config/config.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::ctl {
 namespace {
@@ -48,7 +48,7 @@ std::string loadToken(const std::string& token_file, bool explicit_file) {
   } else {
     std::ifstream in(token_file);
     if (!in) {
-      throw Exit{kExitUsage, "cannot read the token file " + token_file + ": " + std::strerror(errno) +
+      throw Exit{kExitUsage, "cannot read the token file " + token_file + ": " + os::errnoText(errno) +
                                  " (use --token-file or set PHONEFARM_TOKEN)"};
     }
     std::getline(in, token);

@@ -9,8 +9,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
-#include <cstring>
 #include <thread>
+
+#include "common/os/sys_error.hpp"
 
 extern char** environ;
 
@@ -61,7 +62,7 @@ ProgramResult runProgram(const std::vector<std::string>& argv, const std::option
   ::posix_spawnattr_destroy(&attr);
   if (rc != 0) {
     result.error = argv[0];
-    result.error.append(": ").append(std::strerror(rc));
+    result.error.append(": ").append(os::errnoText(rc));
     return result;
   }
   result.started = true;
@@ -74,7 +75,7 @@ ProgramResult runProgram(const std::vector<std::string>& argv, const std::option
     const pid_t w = ::waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) {
-      result.error = std::string("waitpid: ") + std::strerror(errno);
+      result.error = std::string("waitpid: ") + os::errnoText(errno);
       return result;
     }
     if (std::chrono::steady_clock::now() >= deadline && !result.timed_out) {

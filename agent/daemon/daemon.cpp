@@ -7,12 +7,13 @@
 #include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <csignal>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
-#include "agent/api/adb_probe.hpp"
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
@@ -23,6 +24,7 @@
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
 #include "agent/phone/adb_client.hpp"
+#include "agent/phone/adb_probe.hpp"
 #include "agent/phone/device_reconciler.hpp"
 #include "agent/phone/device_tracker.hpp"
 #include "agent/phone/inventory.hpp"
@@ -30,6 +32,8 @@
 #include "agent/phone/usb_backend.hpp"
 #include "common/config/tokens.hpp"
 #include "common/metrics/metrics.hpp"
+#include "common/os/asio_event_loop.hpp"
+#include "common/os/thread_name.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm {
@@ -141,6 +145,23 @@ class Periodic {
   std::function<void()> fn_;
 };
 
+// Runs the loop on its own thread, pf-io, until it stops; an exception that
+// escapes the loop is rethrown here. The main thread keeps the process's name
+// (what ps, pgrep and the journal show) and only waits.
+void runLoopThread(os::AsioEventLoop& loop) {
+  std::exception_ptr failure;
+  std::thread io([&loop, &failure] {
+    os::setCurrentThreadName("pf-io");
+    try {
+      loop.run();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  io.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
 }  // namespace
 
 int Daemon::run() {
@@ -150,6 +171,11 @@ int Daemon::run() {
   spdlog::info("auth.tokens_loaded file={} tokens={}", config_.tokens_file.string(), tokens.size());
   if (tokens.size() == 0)
     spdlog::warn("auth.no_tokens file={} every authenticated request will get 401", config_.tokens_file.string());
+
+  // The one event loop: HTTP, the executor's timers and watches, signals.
+  // Declared before everything that posts to it (the store's callbacks
+  // included), so it is destroyed last.
+  os::AsioEventLoop loop;
 
   // Metrics that components push as they happen (requests, cancels, store
   // commits, reset steps); the rest is pulled at scrape time (collectMetrics).
@@ -167,9 +193,12 @@ int Daemon::run() {
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;
+  auto server_options = http::makeHttpServerOptions(config_.listen, config_.http);
+  server_options.preflight = [&api](const http::HttpRequest& head) { return api->preflight(head); };
   http::HttpServer server(
-      http::makeHttpServerOptions(config_.listen, config_.http),
-      [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); });
+      loop, std::move(server_options),
+      [&api](http::HttpRequest req, http::Responder respond) { api->handle(std::move(req), std::move(respond)); },
+      [&loop] { loop.stop(); });  // HTTP has drained: the agent stops
 
   exec::ExecutorOptions exec_options;
   // Absolute: the exec shim insists on an absolute --exec-dir, and a relative
@@ -183,31 +212,31 @@ int Daemon::run() {
   phone::Inventory inventory(config_.phones);
   const phone::AdbEndpoint adb_endpoint{config_.adb.server_host, config_.adb.server_port};
   phone::AdbClient adb(adb_endpoint);
-  api::AdbProbe adb_probe(adb, std::chrono::milliseconds(1000));  // GET /debug; joined before adb and server go
+  phone::AdbProbe adb_probe(adb, std::chrono::milliseconds(1000));  // GET /debug; joined before adb and server go
   auto usb = phone::makeLibusbBackend();
   exec::Executor* executor_ptr = nullptr;  // set below; reset workers announce phones through it
-  auto announce = [&server, &executor_ptr](const std::string& phone_id) {
-    server.post([&executor_ptr, phone_id] {
+  auto announce = [&loop, &executor_ptr](const std::string& phone_id) {
+    loop.post([&executor_ptr, phone_id] {
       if (executor_ptr != nullptr) executor_ptr->phoneChanged(phone_id);
     });
   };
-  phone::ResetService resets(config_, store, clock, inventory, adb, *usb, announce);
+  phone::ResetService resets(config_, store, clock, loop, inventory, adb, *usb, announce);
   resets.restoreHealth();
   resets.recordStepsIn(pushed_metrics);
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
     return inventory.canStart(phone_id, config_.work.wait_for_device);
   };
-  exec::Executor executor(exec_options, store, clock, server, *containment, resets);
+  exec::Executor executor(exec_options, store, clock, loop, *containment, resets);
   executor_ptr = &executor;
   cancel::CancelService cancels(
-      store, clock, executor, [&server](std::function<void()> fn) { server.post(std::move(fn)); }, boot_id);
+      store, clock, executor, [&loop](std::function<void()> fn) { loop.post(std::move(fn)); }, boot_id);
 
   api::ApiServices services{config_,
                             store,
                             cancels,
                             clock,
                             tokens,
-                            [&server](std::function<void()> fn) { server.post(std::move(fn)); },
+                            [&loop](std::function<void()> fn) { loop.post(std::move(fn)); },
                             [&executor, &inventory] {
                               return boost::json::object{
                                   {"work", executor.describe()},
@@ -248,9 +277,9 @@ int Daemon::run() {
     }
     executor.whenIdle(std::chrono::seconds(15), [&server] { server.beginShutdown(); });
   };
-  server.addSignalHandler(SIGTERM, [stop] { stop("SIGTERM"); });
-  server.addSignalHandler(SIGINT, [stop] { stop("SIGINT"); });
-  server.addSignalHandler(SIGHUP, [this, &tokens, &server] {
+  loop.addSignalHandler(SIGTERM, [stop] { stop("SIGTERM"); });
+  loop.addSignalHandler(SIGINT, [stop] { stop("SIGINT"); });
+  loop.addSignalHandler(SIGHUP, [this, &tokens, &server] {
     try {
       tokens.replace(TokenSet::loadFile(config_.tokens_file));
       spdlog::info("auth.tokens_reloaded file={} tokens={}", config_.tokens_file.string(), tokens.size());
@@ -263,7 +292,7 @@ int Daemon::run() {
   if (containment->runtime() == exec::kRuntimeProcessGroup) {
     // As child subreaper the agent inherits the work's orphans; reap them,
     // leaving the leaders to the executor's pidfds.
-    server.addSignalHandler(SIGCHLD, [&executor] {
+    loop.addSignalHandler(SIGCHLD, [&executor] {
       const auto leaders = executor.leaderPids();
       exec::reapAdoptedZombies(leaders);
     });
@@ -274,12 +303,13 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
-  auto logChanges = [&inventory, announce](const std::vector<std::string>& changed) {
+  auto logChanges = [&inventory, &resets, announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
       if (auto s = inventory.phone(phone_id)) {
         spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
                      s->reported_state);
       }
+      resets.phoneStateChanged(phone_id);
       announce(phone_id);
     }
   };
@@ -297,7 +327,7 @@ int Daemon::run() {
     if (p.serial.find(':') != std::string::npos) network_serials.push_back(p.serial);
   }
   phone::DeviceReconciler reconciler(
-      adb, std::chrono::seconds(2),
+      loop, clock, adb, std::chrono::seconds(2),
       [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
       network_serials);
 
@@ -309,14 +339,14 @@ int Daemon::run() {
     const auto period =
         std::max(std::chrono::milliseconds(1),
                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds(watchdog_usec / 2)));
-    watchdog.emplace(server, period, [] { ::sd_notify(0, "WATCHDOG=1"); });
+    watchdog.emplace(loop, period, [] { ::sd_notify(0, "WATCHDOG=1"); });
     spdlog::info("agent.watchdog interval_ms={}", period.count());
   }
-  Periodic status(server, std::chrono::seconds(5),
+  Periodic status(loop, std::chrono::seconds(5),
                   [&inventory, &executor] { ::sd_notify(0, ("STATUS=" + statusLine(inventory, executor)).c_str()); });
 
   server.start();
-  server.post([this, &executor, &watchdog, &status] {
+  loop.post([this, &executor, &watchdog, &status] {
     if (watchdog) watchdog->start();
     // READY=1 only after re-adoption: the listener is bound (server.start()
     // above) and every execution of the previous run is known again.
@@ -329,7 +359,7 @@ int Daemon::run() {
   });
   tracker.start();
   reconciler.start();
-  server.run();
+  runLoopThread(loop);
   reconciler.stop();
   tracker.stop();
   store.stop();  // every queued job runs and commits before we exit

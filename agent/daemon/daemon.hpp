@@ -1,7 +1,8 @@
 // Daemon: builds the agent's objects from the config (state dir and its lock,
-// tokens, store, cancel service, HTTP server, API handler), wires signals
-// (SIGTERM/SIGINT: graceful stop; SIGHUP: reload tokens), tells systemd when
-// it is ready, and runs until stopped.
+// tokens, store, event loop, cancel service, HTTP server, API handler), wires
+// signals (SIGTERM/SIGINT: graceful stop; SIGHUP: reload tokens), tells
+// systemd when it is ready, and runs the event loop on its thread (pf-io)
+// until stopped.
 #pragma once
 
 #include "common/config/config.hpp"

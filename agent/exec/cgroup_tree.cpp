@@ -59,32 +59,6 @@ bool hasWord(const std::string& text, const std::string& word) {
   return std::find(std::istream_iterator<std::string>(in), {}, word) != std::istream_iterator<std::string>();
 }
 
-struct CgroupEvents {
-  bool populated = false;
-  bool frozen = false;
-};
-
-Result<CgroupEvents> readEvents(const fs::path& leaf) {
-  const auto path = leaf / "cgroup.events";
-  auto text = readFile(path);
-  if (!text) return text.error();
-  CgroupEvents events;
-  bool saw_populated = false;
-  std::istringstream in(*text);
-  std::string key;
-  int value = 0;
-  while (in >> key >> value) {
-    if (key == "populated") {
-      events.populated = value != 0;
-      saw_populated = true;
-    } else if (key == "frozen") {
-      events.frozen = value != 0;
-    }
-  }
-  if (!saw_populated) return makeError(ErrorKind::kInternal, "no 'populated' line in " + path.string());
-  return events;
-}
-
 Status checkCgroup2Dir(const fs::path& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return os::sysError("stat " + dir.string(), errno);
@@ -179,9 +153,9 @@ Status probeCanStartIn(const fs::path& dir) {
   const auto procs = common / "cgroup.procs";
   if (::faccessat(AT_FDCWD, procs.c_str(), W_OK, AT_EACCESS) != 0) {
     return os::sysError("cgroup " + dir.string() + " cannot take work: " + procs.string() +
-                        " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
-                        "hands it to User=",
-                    errno);
+                            " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
+                            "hands it to User=",
+                        errno);
   }
   return okStatus();
 }
@@ -213,11 +187,10 @@ std::optional<std::string> enablePidsController(const fs::path& root, const fs::
 }
 
 Status collectPids(const fs::path& dir, std::vector<pid_t>& pids, bool top) {
-  auto text = readFile(dir / "cgroup.procs");
+  auto own = readCgroupProcs(dir);
   // A sub-cgroup may be removed by the work between listing and reading.
-  if (!text) return !top && text.error().kind == ErrorKind::kNotFound ? okStatus() : Status(text.error());
-  std::istringstream in(*text);
-  for (pid_t pid = 0; in >> pid;) pids.push_back(pid);
+  if (!own) return !top && own.error().kind == ErrorKind::kNotFound ? okStatus() : Status(own.error());
+  pids.insert(pids.end(), own->begin(), own->end());
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::error_code type_ec;
@@ -315,8 +288,38 @@ std::vector<fs::path> CgroupTree::leaves() const {
   return found;
 }
 
+Result<CgroupEvents> readCgroupEvents(const fs::path& cgroup) {
+  const auto path = cgroup / "cgroup.events";
+  auto text = readFile(path);
+  if (!text) return text.error();
+  CgroupEvents events;
+  bool saw_populated = false;
+  std::istringstream in(*text);
+  std::string key;
+  int value = 0;
+  while (in >> key >> value) {
+    if (key == "populated") {
+      events.populated = value != 0;
+      saw_populated = true;
+    } else if (key == "frozen") {
+      events.frozen = value != 0;
+    }
+  }
+  if (!saw_populated) return makeError(ErrorKind::kInternal, "no 'populated' line in " + path.string());
+  return events;
+}
+
+Result<std::vector<pid_t>> readCgroupProcs(const fs::path& cgroup) {
+  auto text = readFile(cgroup / "cgroup.procs");
+  if (!text) return text.error();
+  std::vector<pid_t> pids;
+  std::istringstream in(*text);
+  for (pid_t pid = 0; in >> pid;) pids.push_back(pid);
+  return pids;
+}
+
 Result<bool> isPopulated(const fs::path& leaf) {
-  auto events = readEvents(leaf);
+  auto events = readCgroupEvents(leaf);
   if (!events) return events.error();
   return events->populated;
 }
@@ -364,8 +367,8 @@ Status killCgroupByFreezing(const fs::path& leaf, const CgroupKillOptions& optio
       // then kill anyway (SIGKILL does not depend on the freeze).
       for (int wait = 0; wait < rounds; ++wait) {
         (void)watch->drainAndCheckPopulated();
-        auto events = readEvents(leaf);
-        if (!events || events->frozen || !events->populated) break;
+        auto events = readCgroupEvents(leaf);
+        if (!events || events->frozen.value_or(false) || !events->populated) break;
         waitReadable(watch->fd(), options.round_wait);
       }
     }

@@ -71,6 +71,16 @@ class CgroupTree {
   std::optional<std::string> pids_error_;
 };
 
+// `<cgroup>/cgroup.events`. A file without a "populated" line is an error.
+struct CgroupEvents {
+  bool populated = false;      // a process lives in the cgroup or below it
+  std::optional<bool> frozen;  // no "frozen" line before kernel 5.2
+};
+Result<CgroupEvents> readCgroupEvents(const std::filesystem::path& cgroup);
+
+// The pids in `<cgroup>/cgroup.procs`: this cgroup's own, none from below.
+Result<std::vector<pid_t>> readCgroupProcs(const std::filesystem::path& cgroup);
+
 // "populated N" from `<leaf>/cgroup.events`: true while any process lives in
 // the leaf or in a cgroup below it.
 Result<bool> isPopulated(const std::filesystem::path& leaf);

@@ -9,6 +9,7 @@
 
 #include "agent/exec/cgroup_tree.hpp"
 #include "agent/exec/process_group_killer.hpp"
+#include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
@@ -20,31 +21,10 @@ bool pidfdExited(int pidfd) {
   return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd = -1) : fd_(fd) {}
-  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~OwnedFd() { reset(); }
-  void reset() {
-    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // The leader: our child (reaped through its pidfd) or, after a restart, a
 // process we only hold a pidfd to (or nothing, when it is gone).
 struct Leader {
-  OwnedFd pidfd;
+  os::FileDescriptor pidfd;
   bool is_child = false;
   bool exited = false;
 
@@ -190,6 +170,7 @@ class CgroupContainment final : public Containment {
     spawn.env = request.env;
     spawn.cgroup = *leaf;
     spawn.new_session = true;
+    spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
     if (!spawned) {
       (void)tree_.removeLeaf(*leaf);
@@ -197,7 +178,7 @@ class CgroupContainment final : public Containment {
     }
     ContainerInfo info{request.execution_id, std::string(kRuntimeCgroup), leaf->string(), spawned->pid,
                        processStartTime(spawned->pid)};
-    Leader leader{OwnedFd(spawned->pidfd), true, false};
+    Leader leader{os::FileDescriptor(spawned->pidfd), true, false};
     return std::unique_ptr<Container>(
         std::make_unique<CgroupContainer>(tree_, std::move(info), std::move(*watch), std::move(leader)));
   }
@@ -232,7 +213,7 @@ Leader adoptLeader(const ContainerInfo& info) {
   Leader leader;
   if (info.leader_pid > 0 && info.leader_start_time) {
     if (auto fd = openVerifiedPidfd(info.leader_pid, *info.leader_start_time)) {
-      leader.pidfd = OwnedFd(*fd);
+      leader.pidfd = os::FileDescriptor(*fd);
       if (info.cgroup && !inCgroup(info.leader_pid, *info.cgroup)) leader.pidfd.reset();
     }
   }
@@ -274,11 +255,12 @@ class ProcessGroupContainment final : public Containment {
     spawn.argv = request.argv;
     spawn.env = request.env;
     spawn.new_session = true;
+    spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
     if (!spawned) return spawned.error();
     ContainerInfo info{request.execution_id, std::string(kRuntimeProcessGroup), std::nullopt, spawned->pid,
                        processStartTime(spawned->pid)};
-    Leader leader{OwnedFd(spawned->pidfd), true, false};
+    Leader leader{os::FileDescriptor(spawned->pidfd), true, false};
     return std::unique_ptr<Container>(
         std::make_unique<ProcessGroupContainer>(std::move(info), std::move(leader), request.marker));
   }

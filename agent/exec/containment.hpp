@@ -75,6 +75,9 @@ struct LaunchRequest {
   std::vector<std::string> argv;  // the shim's command line
   std::vector<std::string> env;   // the shim's environment
   std::string marker;             // "K=V" every process of the execution inherits
+  // Blocked in the leader from before its first instruction (the shim's
+  // forwarded signals, so a stop notice can never kill it while it starts).
+  std::vector<int> blocked_signals;
 };
 
 // Where the containers of this agent come from.

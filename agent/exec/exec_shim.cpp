@@ -29,17 +29,13 @@
 #include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "common/clock.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
-#include "common/clock.hpp"
 
 namespace phonefarm::exec {
 namespace {
 
-// The stop signals a queue item may choose (docs/api.md, POST /processes: stop_signal), plus the
-// SIGCONT the agent sends after them so a stopped command wakes to handle it.
-constexpr int kForwardedSignals[] = {SIGTERM, SIGINT,  SIGHUP,   SIGQUIT, SIGUSR1,
-                                     SIGUSR2, SIGALRM, SIGWINCH, SIGPWR,  SIGCONT};
 constexpr std::size_t kMaxPasswdBuffer = 1 << 20;
 
 Error invalid(std::string message) { return makeError(ErrorKind::kInvalid, std::move(message)); }
@@ -87,9 +83,9 @@ Status becomeRunAsUser(const std::string& user) {
   if (!already_run_as) {
     auto cannot = [&](const std::string& call) {
       const int err = errno;
-      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user + "' (uid " +
-                          uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
-                      err);
+      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user +
+                              "' (uid " + uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
+                          err);
     };
     // Groups before uid: once setuid has run there is no privilege left to
     // change them, and the caller's supplementary groups must not leak into
@@ -296,11 +292,13 @@ int runShim(const ShimOptions& options) {
     report(st.error().message);
     return kShimExitFailed;
   }
-  // Blocked before fork, so a signal sent while the command starts is queued
-  // for forwarding rather than acted on (SIG_DFL for SIGTERM would kill us).
+  // The agent started us with these blocked already; blocking them again
+  // covers a shim started by hand. Blocked, a signal sent while the command
+  // starts is queued for forwarding rather than acted on (SIG_DFL for SIGTERM
+  // would kill us).
   sigset_t forwarded;
   ::sigemptyset(&forwarded);
-  for (const int sig : kForwardedSignals) {
+  for (const int sig : shimForwardedSignals()) {
     ::signal(sig, SIG_DFL);  // an inherited SIG_IGN would discard the notice
     ::sigaddset(&forwarded, sig);
   }
@@ -346,6 +344,13 @@ int runShim(const ShimOptions& options) {
 }
 
 }  // namespace
+
+const std::vector<int>& shimForwardedSignals() {
+  // SIGCONT wakes a stopped command so that it can handle the notice.
+  static const std::vector<int> kSignals = {SIGTERM, SIGINT,  SIGHUP,   SIGQUIT, SIGUSR1,
+                                            SIGUSR2, SIGALRM, SIGWINCH, SIGPWR,  SIGCONT};
+  return kSignals;
+}
 
 Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
   ShimOptions options;

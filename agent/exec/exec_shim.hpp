@@ -28,6 +28,13 @@ inline constexpr int kShimExitFailed = 1;  // a system failure in the shim; the 
 // could not drop (a capability left, a way back to the caller's uid).
 inline constexpr int kShimExitRefused = 125;
 
+// The stop signals a queue item may choose, plus the SIGCONT the agent sends
+// after them. The agent starts the shim with these blocked (SpawnRequest::
+// blocked_signals) and the shim keeps them blocked, reading them from a
+// signalfd: a notice that arrives in any phase, even before the command
+// exists, is held and forwarded to the command, never acted on by the shim.
+const std::vector<int>& shimForwardedSignals();
+
 struct ShimOptions {
   std::filesystem::path exec_dir;  // absolute; the agent's, group run_as's primary group, 0770
   std::string run_as;              // user name; never resolves to root

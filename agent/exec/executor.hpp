@@ -22,6 +22,13 @@
 //
 // Threading: everything runs on the event loop's thread; store jobs complete
 // on the store thread and hop back with os::EventLoop::post.
+//
+// The implementation is one file per concept: executor_slots.cpp (one item
+// per phone, the start transaction), executor_launch.cpp (construction, the
+// launch), executor_watch.cpp (watching the tree, the end transaction),
+// executor_termination.cpp (cancel, escalation, timeout, stuck checks),
+// executor_recovery.cpp (start()), executor_reporting.cpp; their private
+// types are in executor_execution.hpp.
 #pragma once
 
 #include <sys/types.h>
@@ -39,31 +46,14 @@
 
 #include "agent/cancel/work_terminator.hpp"
 #include "agent/exec/containment.hpp"
-#include "common/os/event_loop.hpp"
 #include "agent/exec/item_transitions.hpp"
+#include "agent/exec/phone_reset_requester.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
+#include "common/os/event_loop.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm::exec {
-
-// The phones issue's seam: a forced kill (hard cancel, escalation, timeout)
-// asks for the phone's ADB/USB session to be reset. Returns the reset record
-// for the cancel response ({"reset_id","status"}), or nullopt when no reset
-// was started.
-class PhoneResetRequester {
- public:
-  virtual ~PhoneResetRequester() = default;
-  virtual std::optional<boost::json::object> requestReset(const std::string& phone_id, const std::string& trigger) = 0;
-};
-
-// Until the phones issue lands: no reset, `phone_reset: null`.
-class NoPhoneReset final : public PhoneResetRequester {
- public:
-  std::optional<boost::json::object> requestReset(const std::string&, const std::string&) override {
-    return std::nullopt;
-  }
-};
 
 struct ExecutorOptions {
   std::filesystem::path state_dir;    // executions live in state_dir/executions/<execution_id>
@@ -92,8 +82,8 @@ struct ExecutorStats {
 
 class Executor final : public cancel::WorkTerminator {
  public:
-  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop, Containment& containment,
-           PhoneResetRequester& resets);
+  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop,
+           Containment& containment, PhoneResetRequester& resets);
   ~Executor() override;
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -137,6 +127,12 @@ class Executor final : public cancel::WorkTerminator {
   struct StartedItem;
   struct Recovery;
 
+  std::unique_ptr<Execution> newExecution(const std::string& execution_id, const std::string& process_id,
+                                          const std::string& phone_id, const QueueItem& item) const;
+  void armTimeout(Execution& e, const QueueItem& item);
+  // A timer of the item's execution fired: clears it, and returns the
+  // execution unless it is gone or already ending.
+  Execution* timerFired(const std::string& item_id, os::EventLoop::Id Execution::*timer);
   void kick(const std::string& phone_id);
   void onStartCommitted(const std::string& phone_id, const std::string& execution_id,
                         Result<std::optional<StartedItem>> started);

@@ -18,26 +18,11 @@
 #include <system_error>
 
 #include "agent/exec/signal_names.hpp"
+#include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
 
 namespace phonefarm::exec {
 namespace {
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 enum class ChildStage : int { kJoinCgroup = 1, kSetsid, kStdio, kExec };
 
@@ -56,6 +41,7 @@ struct ChildPlan {
   int report_fd = -1;        // write end of the close-on-exec failure pipe, >= 3
   unsigned max_fd = 0;       // upper bound for the close loop when close_range is missing
   bool new_session = true;
+  sigset_t mask{};  // the child's signal mask at exec
 };
 
 [[noreturn]] void failChild(const ChildPlan& plan, ChildStage stage, int err) {
@@ -91,12 +77,12 @@ void closeRange(unsigned first, unsigned last, unsigned max_fd) {
   // exec resets handlers but keeps SIG_IGN and the mask; work must start with
   // neither inherited from the agent (an ignored SIGPIPE, a blocked SIGTERM).
   // sigaction fails harmlessly for SIGKILL, SIGSTOP and libc-reserved ones.
+  // The child was created with every signal blocked, so none can act on it
+  // before its mask becomes the requested one here.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::sigprocmask(SIG_SETMASK, &plan.mask, nullptr);
   // Keep only stdio and the report pipe (close-on-exec: gone at exec).
   const auto report = static_cast<unsigned>(plan.report_fd);
   closeRange(3, report - 1, plan.max_fd);
@@ -151,13 +137,13 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   const auto argv = cArray(request.argv);
   const auto envp = cArray(request.env);
 
-  ScopedFd devnull;
+  os::FileDescriptor devnull;
   if (request.stdin_fd < 0 || request.stdout_fd < 0 || request.stderr_fd < 0) {
     devnull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devnull.get() < 0) return os::sysError("open /dev/null", errno);
   }
-  ScopedFd cgroup_dir;
-  ScopedFd cgroup_procs;
+  os::FileDescriptor cgroup_dir;
+  os::FileDescriptor cgroup_procs;
   if (request.cgroup && method == CloneMethod::kClone3) {
     cgroup_dir.reset(::open(request.cgroup->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (cgroup_dir.get() < 0) return os::sysError("open cgroup " + request.cgroup->string(), errno);
@@ -168,10 +154,10 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2", errno);
-  ScopedFd report_read(pipe_fds[0]);
+  os::FileDescriptor report_read(pipe_fds[0]);
   // The write end must survive the child's dup2 onto 0..2 (an agent started
   // with closed stdio gets low numbers from pipe2).
-  ScopedFd report_write(::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3));
+  os::FileDescriptor report_write(::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3));
   ::close(pipe_fds[1]);
   if (report_write.get() < 0) return os::sysError("fcntl(F_DUPFD_CLOEXEC)", errno);
 
@@ -187,6 +173,8 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   const long open_max = ::sysconf(_SC_OPEN_MAX);
   plan.max_fd = open_max > 0 && open_max < 65536 ? static_cast<unsigned>(open_max) : 65536U;
   plan.new_session = request.new_session;
+  ::sigemptyset(&plan.mask);
+  for (const int sig : request.blocked_signals) ::sigaddset(&plan.mask, sig);
 
   // Block all signals across the clone: until the child has reset them, one
   // of the agent's handlers must not run in it.

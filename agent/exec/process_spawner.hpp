@@ -29,6 +29,10 @@ struct SpawnRequest {
   // setsid() in the child: it leads a new session and process group whose id
   // is its pid (what the process-group fallback runtime kills).
   bool new_session = true;
+  // Signals blocked in the child from before its first instruction through
+  // exec (the exec shim's stop signals: a notice sent while it starts stays
+  // pending instead of killing it). Every other signal starts unblocked.
+  std::vector<int> blocked_signals;
   // The child's stdio; -1 = /dev/null. Borrowed: the caller still owns them.
   int stdin_fd = -1;
   int stdout_fd = -1;
@@ -53,8 +57,8 @@ struct ExitStatus {
 // before exec (joining the cgroup, setsid, exec itself) comes back as an
 // error carrying the child's real errno: "exec /x: No such file or directory".
 // The child gets: the cgroup (before running any code), a new session if
-// asked, its stdio, default signal dispositions and an empty signal mask, and
-// no other file descriptor.
+// asked, its stdio, default signal dispositions, a signal mask of exactly
+// `blocked_signals`, and no other file descriptor.
 Result<Spawned> spawnProcess(const SpawnRequest& request);
 
 // The fallback spawnProcess uses when clone3 or CLONE_INTO_CGROUP is missing

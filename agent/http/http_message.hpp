@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,5 +34,11 @@ struct HttpResponse {
 // the server marshals the answer back to the connection.
 using Responder = std::function<void(HttpResponse)>;
 using RequestHandler = std::function<void(HttpRequest, Responder)>;
+
+// Asked on the I/O thread when a request's header is complete and the client
+// waits for `100 Continue` before it sends the body (`request.body` is
+// empty). A response refuses the request there and then (401, 403, 404, 405:
+// the client does not upload a body for nothing); nullopt lets it continue.
+using RequestPreflight = std::function<std::optional<HttpResponse>(const HttpRequest& request)>;
 
 }  // namespace phonefarm::http

@@ -1,6 +1,6 @@
 // HttpServer: the listener and the lifecycle around the sessions
-// (http_session.cpp). Everything here runs on the single io_context thread
-// except the few entry points documented as thread-safe, which only post.
+// (http_session.cpp). Everything here runs on the event loop's thread except
+// the few entry points documented as thread-safe, which only post.
 #include "agent/http/http_server.hpp"
 
 #include <fcntl.h>
@@ -9,11 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -76,18 +73,6 @@ bool isOutOfDescriptors(const error_code& ec) {
          ec == boost::system::errc::no_buffer_space || ec == boost::system::errc::not_enough_memory;
 }
 
-// Callbacks from users of the server run on the io_context thread; one that
-// throws must not take the whole event loop down with it.
-void runGuarded(const char* what, const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    spdlog::error("http.callback.failed kind={} error={}", what, e.what());
-  } catch (...) {
-    spdlog::error("http.callback.failed kind={} error=unknown", what);
-  }
-}
-
 }  // namespace
 
 HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpConfig& http) {
@@ -105,23 +90,18 @@ HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpC
 
 class HttpServer::Impl final : public detail::SessionHost {
  public:
-  Impl(HttpServerOptions options, RequestHandler handler)
+  Impl(asio::io_context& ioc, HttpServerOptions options, RequestHandler handler, std::function<void()> on_stopped)
       : options_(std::move(options)),
         handler_(std::move(handler)),
-        ioc_(1),
+        on_stopped_(std::move(on_stopped)),
+        ioc_(ioc),
         gate_(std::make_shared<detail::PostGate>(ioc_.get_executor())),
-        work_(asio::make_work_guard(ioc_)),
         acceptor_(ioc_),
         accept_retry_timer_(ioc_),
         grace_timer_(ioc_) {}
 
-  // Members are destroyed after this: sessions first, the io_context last.
-  ~Impl() {
-    gate_->close();
-    // Handlers still queued in the io_context share the watches; release the
-    // fds now, as they belong to the callers and must not be closed with them.
-    for (auto& [id, watch] : watches_) watch->descriptor.release();
-  }
+  // Members are destroyed after this, sessions first; the loop outlives them.
+  ~Impl() { gate_->close(); }
 
   std::uint16_t start() {
     if (options_.tls) tls_ = loadTls(*options_.tls, "http.tls.loaded");
@@ -147,8 +127,6 @@ class HttpServer::Impl final : public detail::SessionHost {
     return bound.port();
   }
 
-  void run() { ioc_.run(); }
-
   bool reloadTls() {
     if (!options_.tls) return true;
     try {
@@ -158,58 +136,6 @@ class HttpServer::Impl final : public detail::SessionHost {
       spdlog::error("http.tls.reload_failed keeping the certificate in force: {}", e.what());
       return false;
     }
-  }
-
-  void post(std::function<void()> fn) {
-    gate_->post([fn = std::move(fn)] { runGuarded("post", fn); });
-  }
-
-  void addSignalHandler(int signo, std::function<void()> fn) {
-    auto set = std::make_unique<asio::signal_set>(ioc_, signo);
-    armSignal(*set, std::make_shared<std::function<void()>>(std::move(fn)));
-    signals_.push_back(std::move(set));
-  }
-
-  void runAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
-    // The timer is created on the io_context thread: timers are not thread-safe.
-    gate_->post([this, delay, fn = std::move(fn)]() mutable { startTimer(delay, std::move(fn)); });
-  }
-
-  os::EventLoop::Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
-    const auto id = next_id_++;
-    auto& timer = *timers_.emplace(id, std::make_unique<asio::steady_timer>(ioc_, delay)).first->second;
-    timer.async_wait([this, id, fn = std::move(fn)](error_code ec) {
-      // A timer cancelled after it expired still completes with success: the
-      // map, not ec, says whether it is live. Erase first so fn may start or
-      // cancel timers (its own id included) freely.
-      if (timers_.erase(id) == 0 || ec) return;
-      runGuarded("timer", fn);
-    });
-    return id;
-  }
-
-  // Destroying the timer cancels its wait.
-  void cancelTimer(os::EventLoop::Id id) { timers_.erase(id); }
-
-  os::EventLoop::Id watchReadable(int fd, std::function<void()> fn) {
-    auto watch = std::make_shared<Watch>(ioc_, std::move(fn));
-    error_code ec;
-    watch->descriptor.assign(fd, ec);
-    if (ec) throw std::system_error(ec, "event loop: watch fd " + std::to_string(fd));
-    const auto id = next_id_++;
-    watches_.emplace(id, watch);
-    armWatch(id, watch);
-    return id;
-  }
-
-  void unwatch(os::EventLoop::Id id) {
-    const auto it = watches_.find(id);
-    if (it == watches_.end()) return;
-    // release() aborts the pending wait and gives the fd back without closing
-    // it. Queued handlers (or fn itself, if it is unwatching its own id) keep
-    // the Watch alive; they find the id gone and stop.
-    it->second->descriptor.release();
-    watches_.erase(it);
   }
 
   void beginShutdown() {
@@ -294,14 +220,6 @@ class HttpServer::Impl final : public detail::SessionHost {
     });
   }
 
-  void armSignal(asio::signal_set& set, std::shared_ptr<std::function<void()>> fn) {
-    set.async_wait([this, &set, fn](error_code ec, int) {
-      if (ec) return;
-      armSignal(set, fn);  // re-arm first so a signal during fn is not lost
-      runGuarded("signal", *fn);
-    });
-  }
-
   void onShutdownRequested() {
     if (shutting_down_) return;
     shutting_down_ = true;
@@ -326,46 +244,7 @@ class HttpServer::Impl final : public detail::SessionHost {
     stopped_ = true;
     grace_timer_.cancel();
     spdlog::info("http.shutdown.done");
-    work_.reset();
-    // Signal sets and user timers still hold work; stop() makes run() return anyway.
-    ioc_.stop();
-  }
-
-  struct Watch {
-    Watch(asio::io_context& ioc, std::function<void()> f) : descriptor(ioc), fn(std::move(f)) {}
-    asio::posix::stream_descriptor descriptor;
-    std::function<void()> fn;
-    bool failed = false;  // the last wait failed
-  };
-
-  bool watching(os::EventLoop::Id id) const { return watches_.count(id) != 0; }
-
-  // Level-triggered although Asio registers the fd edge-triggered: each
-  // non-speculative async_wait re-arms it with EPOLL_CTL_MOD, which reports
-  // readiness that is already there. fn runs from the completion, so a
-  // callback that never drains still yields to HTTP between calls.
-  void armWatch(os::EventLoop::Id id, const std::shared_ptr<Watch>& watch) {
-    watch->descriptor.async_wait(asio::posix::stream_descriptor::wait_read, [this, id, watch](error_code ec) {
-      if (ec == asio::error::operation_aborted || !watching(id)) return;
-      if (ec) return onWatchError(id, watch, ec);
-      watch->failed = false;
-      runGuarded("watch", watch->fn);
-      if (watching(id)) armWatch(id, watch);
-    });
-  }
-
-  // fn gets one call to discover the error itself (read, waitid); if the
-  // error comes straight back the watch goes quiet rather than spin.
-  void onWatchError(os::EventLoop::Id id, const std::shared_ptr<Watch>& watch, const error_code& ec) {
-    const int fd = watch->descriptor.native_handle();
-    if (watch->failed) {
-      spdlog::warn("loop.watch.stopped fd={} error=\"{}\"", fd, ec.message());
-      return;
-    }
-    spdlog::warn("loop.watch.failed fd={} error=\"{}\"", fd, ec.message());
-    watch->failed = true;
-    runGuarded("watch", watch->fn);
-    if (watching(id)) armWatch(id, watch);
+    if (on_stopped_) on_stopped_();
   }
 
   std::vector<std::shared_ptr<detail::HttpSession>> snapshotSessions() const {
@@ -377,18 +256,12 @@ class HttpServer::Impl final : public detail::SessionHost {
 
   HttpServerOptions options_;
   RequestHandler handler_;
-  asio::io_context ioc_;
+  std::function<void()> on_stopped_;
+  asio::io_context& ioc_;
   std::shared_ptr<detail::PostGate> gate_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer grace_timer_;
-  std::vector<std::unique_ptr<asio::signal_set>> signals_;
-  // EventLoop timers and watches; ids are shared and never reused, so a stale
-  // handler cannot mistake a newer entry for its own.
-  os::EventLoop::Id next_id_ = 1;
-  std::unordered_map<os::EventLoop::Id, std::unique_ptr<asio::steady_timer>> timers_;
-  std::unordered_map<os::EventLoop::Id, std::shared_ptr<Watch>> watches_;
   // Strong references: a session waiting for its handler has no pending I/O
   // to keep it alive, and Responders only hold weak references.
   std::unordered_map<detail::HttpSession*, std::shared_ptr<detail::HttpSession>> sessions_;
@@ -405,29 +278,14 @@ class HttpServer::Impl final : public detail::SessionHost {
   std::shared_ptr<asio::ssl::context> tls_;
 };
 
-HttpServer::HttpServer(HttpServerOptions options, RequestHandler handler)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+HttpServer::HttpServer(os::AsioEventLoop& loop, HttpServerOptions options, RequestHandler handler,
+                       std::function<void()> on_stopped)
+    : impl_(std::make_unique<Impl>(loop.ioContext(), std::move(options), std::move(handler), std::move(on_stopped))) {}
 
 HttpServer::~HttpServer() = default;
 
 std::uint16_t HttpServer::start() { return impl_->start(); }
 bool HttpServer::reloadTls() { return impl_->reloadTls(); }
-void HttpServer::run() { impl_->run(); }
-void HttpServer::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
-void HttpServer::addSignalHandler(int signo, std::function<void()> fn) {
-  impl_->addSignalHandler(signo, std::move(fn));
-}
-void HttpServer::runAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
-  impl_->runAfter(delay, std::move(fn));
-}
-os::EventLoop::Id HttpServer::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
-  return impl_->startTimer(delay, std::move(fn));
-}
-void HttpServer::cancelTimer(Id id) { impl_->cancelTimer(id); }
-os::EventLoop::Id HttpServer::watchReadable(int fd, std::function<void()> fn) {
-  return impl_->watchReadable(fd, std::move(fn));
-}
-void HttpServer::unwatch(Id id) { impl_->unwatch(id); }
 void HttpServer::beginShutdown() { impl_->beginShutdown(); }
 HttpServerStats HttpServer::stats() const { return impl_->stats(); }
 

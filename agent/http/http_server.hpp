@@ -1,15 +1,13 @@
-// HttpServer: the daemon's HTTP/1.1 socket layer. It owns the one io_context
-// the daemon runs HTTP and its timers on, accepts connections, reads requests
-// with timeouts and size limits, hands each one as a plain HttpRequest to the
-// RequestHandler and writes back the HttpResponse it answers with.
+// HttpServer: the daemon's HTTP/1.1 socket layer. On the daemon's event loop
+// (os::AsioEventLoop, which it does not own) it accepts connections, reads
+// requests with timeouts and size limits, hands each one as a plain
+// HttpRequest to the RequestHandler and writes back the HttpResponse it
+// answers with.
 //
 // This header deliberately includes no Boost.Asio/Beast header (pimpl): many
 // translation units include it, and Beast is expensive to compile. The Beast
 // code lives in http_server.cpp (listener, lifecycle) and http_session.cpp
 // (one connection).
-//
-// It is also the daemon's os::EventLoop: the executor's timers and fd
-// watches run on the same io_context thread as HTTP.
 #pragma once
 
 #include <chrono>
@@ -20,9 +18,9 @@
 #include <optional>
 #include <string>
 
-#include "common/os/event_loop.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/config/config.hpp"
+#include "common/os/asio_event_loop.hpp"
 
 namespace phonefarm::http {
 
@@ -43,6 +41,9 @@ struct HttpServerOptions {
   // Serve HTTPS with this certificate and key (read by start() and
   // reloadTls()); nullopt = plain HTTP.
   std::optional<TlsFiles> tls;
+  // Checks a request that expects `100 Continue` before its body is read;
+  // empty = every such request continues.
+  RequestPreflight preflight;
 };
 
 HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpConfig& http);
@@ -55,13 +56,17 @@ struct HttpServerStats {
   std::uint64_t tls_handshake_failures = 0;  // failed or timed out (plain HTTP to a TLS port, old TLS, scanners)
 };
 
-class HttpServer final : public os::EventLoop {
+class HttpServer final {
  public:
-  // Does not bind or start anything.
-  HttpServer(HttpServerOptions options, RequestHandler handler);
-  // run() must have returned (or never been called). Responders still held by
-  // the handler become no-ops.
-  ~HttpServer() override;
+  // Serves on `loop`, which must outlive the server; does not bind or start
+  // anything. `on_stopped` runs on the loop thread once a beginShutdown() has
+  // completed: the daemon stops the loop there.
+  HttpServer(os::AsioEventLoop& loop, HttpServerOptions options, RequestHandler handler,
+             std::function<void()> on_stopped = {});
+  // The loop must not be running (its run() returned, or was never called),
+  // and must not run again: handlers of this server may still be queued in
+  // it. Responders still held by the handler become no-ops.
+  ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
@@ -69,42 +74,20 @@ class HttpServer final : public os::EventLoop {
   // file when they are unusable), binds (SO_REUSEADDR), listens and starts
   // accepting; logs `http.listening addr=HOST:PORT tls=on|off`. Returns the
   // bound port (the ephemeral one when options.port is 0). Throws
-  // std::system_error naming the address.
+  // std::system_error naming the address. Call before the loop runs, or on
+  // its thread.
   std::uint16_t start();
 
   // Re-reads the TLS certificate and key (SIGHUP). New connections use the new
   // pair, established ones keep theirs. A pair that does not load is logged
   // and the one in force stays; returns false then. Without TLS: no-op, true.
-  // Call on the io_context thread (e.g. from addSignalHandler's callback).
+  // Call on the loop thread (e.g. from a signal handler of the loop).
   bool reloadTls();
-
-  // Runs the io_context on the calling thread until a beginShutdown() has
-  // completed (or the server is otherwise stopped).
-  void run();
-
-  // os::EventLoop. post() is thread-safe; the others must be called on the
-  // io_context thread, or before run(). Callbacks that throw are logged and
-  // swallowed. Timers and watches still pending once run() has returned never
-  // fire; the destructor drops them and never closes a watched fd.
-  void post(std::function<void()> fn) override;
-  Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override;
-  void cancelTimer(Id id) override;
-  // Throws std::system_error if fd cannot be watched (not open, or already
-  // watched: each fd may have one watch at a time).
-  Id watchReadable(int fd, std::function<void()> fn) override;
-  void unwatch(Id id) override;
-
-  // Runs fn on the io_context thread each time signo is delivered. Call before
-  // run() or from the io_context thread.
-  void addSignalHandler(int signo, std::function<void()> fn);
-
-  // Runs fn on the io_context thread after delay. Thread-safe.
-  void runAfter(std::chrono::milliseconds delay, std::function<void()> fn);
 
   // Thread-safe and idempotent. Stops accepting, closes idle keep-alive
   // connections, lets in-flight requests finish and their responses be written
   // with `Connection: close`; when every connection has ended (or after
-  // shutdown_grace, force-closing the rest) run() returns.
+  // shutdown_grace, force-closing the rest) it calls on_stopped.
   void beginShutdown();
 
   // Thread-safe snapshot.

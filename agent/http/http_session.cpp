@@ -34,6 +34,9 @@
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#include <vector>
+
+#include "agent/http/request_framing.hpp"
 
 namespace phonefarm::http::detail {
 namespace {
@@ -52,6 +55,9 @@ constexpr std::size_t kReadChunk = 4096;
 // destroy the response before the client reads it (e.g. a 413 mid-upload).
 constexpr std::chrono::milliseconds kLingerTimeout{1000};
 constexpr std::string_view kServerName = "phonefarm-agent";
+// RFC 9112 §2.2: empty lines before a request-line are ignored, but a client
+// must not hold a connection open by sending nothing else.
+constexpr std::size_t kMaxLeadingEmptyLineBytes = 32;
 
 HttpResponse detailResponse(int status, std::string_view detail) {
   HttpResponse res;
@@ -193,6 +199,7 @@ class BeastSession final : public HttpSession,
 
   void doIdleRead() {
     state_ = State::kIdle;
+    if (!skipLeadingEmptyLines()) return respondErrorAndClose(400, "Malformed HTTP request");
     if (buffer_.size() > 0) return doReadHeader();  // a pipelined request is already here
     // A fresh connection gets only header_timeout to start talking: a client
     // that connects and stays silent should not hold a slot for idle_timeout.
@@ -202,8 +209,24 @@ class BeastSession final : public HttpSession,
                               if (self->state_ == State::kClosed) return;
                               self->buffer_.commit(n);
                               if (ec) return self->closeNow();  // eof, idle timeout, reset: nobody to answer
+                              if (!self->skipLeadingEmptyLines()) {
+                                return self->respondErrorAndClose(400, "Malformed HTTP request");
+                              }
+                              if (self->buffer_.size() == 0) return self->doIdleRead();  // only CR/LF so far
                               self->doReadHeader();
                             });
+  }
+
+  // Drops CR and LF bytes in front of the next request-line; false once a
+  // client has sent more of them than any sane one would.
+  bool skipLeadingEmptyLines() {
+    const auto data = buffer_.data();
+    const auto* bytes = static_cast<const char*>(data.data());
+    std::size_t n = 0;
+    while (n < data.size() && (bytes[n] == '\r' || bytes[n] == '\n')) ++n;
+    buffer_.consume(n);
+    leading_empty_bytes_ += n;
+    return leading_empty_bytes_ <= kMaxLeadingEmptyLineBytes;
   }
 
   void doReadHeader() {
@@ -223,12 +246,59 @@ class BeastSession final : public HttpSession,
     if (state_ == State::kClosed) return;
     if (ec) return onReadError(ec);
     first_request_ = false;
+    leading_empty_bytes_ = 0;
+    if (auto refused = checkHead()) return respondErrorAndClose(refused->status, refused->detail);
     if (parser_->is_done()) return dispatch();
     state_ = State::kReadingBody;
     tcpLayer().expires_after(opts().request_timeout);
-    const auto expect = parser_->get()[bhttp::field::expect];
-    if (iequals(expect, "100-continue")) return writeContinue();
+    const auto& header = parser_->get();
+    // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2), and none before the
+    // request is known to be authorised and routed.
+    if (header.version() >= 11 && iequals(header[bhttp::field::expect], "100-continue")) {
+      if (opts().preflight) {
+        HttpRequest head = requestFromHeader(header);
+        if (auto refusal = opts().preflight(head)) {
+          log_method_ = head.method;
+          log_path_ = head.target.substr(0, head.target.find('?'));
+          version_ = header.version();
+          is_head_ = false;
+          request_consumed_ = false;
+          return writeResponse(std::move(*refusal), false);
+        }
+      }
+      return writeContinue();
+    }
     doReadBody();
+  }
+
+  // RFC 9112 framing and Host rules on the complete header, and the target in
+  // origin-form; an error refuses the request and closes the connection, so a
+  // body framed two ways is never read as a second request.
+  std::optional<FramingError> checkHead() {
+    const auto& header = parser_->get();
+    std::vector<std::string_view> codings;
+    for (auto [it, end] = header.equal_range(bhttp::field::transfer_encoding); it != end; ++it) {
+      codings.push_back(it->value());
+    }
+    const bool has_length = header.find(bhttp::field::content_length) != header.end();
+    if (auto bad = checkTransferEncoding(codings, has_length, header.version())) return bad;
+    std::vector<std::string_view> hosts;
+    for (auto [it, end] = header.equal_range(bhttp::field::host); it != end; ++it) hosts.push_back(it->value());
+    if (auto bad = checkHost(hosts, header.version())) return bad;
+    auto origin = toOriginForm(header.target());
+    if (!origin) return FramingError{400, "Malformed request target"};
+    target_ = std::move(*origin);
+    return std::nullopt;
+  }
+
+  HttpRequest requestFromHeader(const bhttp::request<bhttp::string_body>& message) const {
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = target_;
+    request.authorization = std::string(message[bhttp::field::authorization]);
+    request.content_type = std::string(message[bhttp::field::content_type]);
+    request.peer = peer_;
+    return request;
   }
 
   // The client waits for this before sending the body (curl does for large ones).
@@ -263,9 +333,14 @@ class BeastSession final : public HttpSession,
 
   void respondErrorAndClose(int status, std::string_view detail) {
     // The start line may have been parsed before the error; log what we know.
-    const auto& header = parser_->get();
-    log_method_ = header.method_string().empty() ? "-" : std::string(header.method_string());
-    log_path_ = header.target().empty() ? "-" : std::string(header.target().substr(0, header.target().find('?')));
+    log_method_ = "-";
+    log_path_ = "-";
+    if (parser_) {
+      const auto& header = parser_->get();
+      if (!header.method_string().empty()) log_method_ = std::string(header.method_string());
+      if (!header.target().empty()) log_path_ = std::string(header.target().substr(0, header.target().find('?')));
+      if (header.version() == 10) version_ = 10;
+    }
     is_head_ = false;
     request_consumed_ = false;
     writeResponse(detailResponse(status, detail), false);
@@ -284,14 +359,9 @@ class BeastSession final : public HttpSession,
     version_ = message.version();
     is_head_ = message.method() == bhttp::verb::head;
 
-    HttpRequest request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(message.target());
-    request.authorization = std::string(message[bhttp::field::authorization]);
-    request.content_type = std::string(message[bhttp::field::content_type]);
+    HttpRequest request = requestFromHeader(message);
     request.body = std::move(message.body());
     request.has_body = !request.body.empty() || chunked || (content_length && *content_length > 0);
-    request.peer = peer_;
     log_method_ = request.method;
     log_path_ = request.target.substr(0, request.target.find('?'));
 
@@ -318,6 +388,7 @@ class BeastSession final : public HttpSession,
     res.version(version_);
     res.result(static_cast<unsigned>(log_status_));
     res.set(bhttp::field::server, kServerName);
+    res.set(bhttp::field::date, httpDate(std::chrono::system_clock::now()));
     if (!response.content_type.empty()) res.set(bhttp::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) {
       if (extraHeaderAllowed(name, value)) {
@@ -414,6 +485,8 @@ class BeastSession final : public HttpSession,
   std::string peer_;
   State state_ = State::kIdle;
   bool first_request_ = true;
+  std::size_t leading_empty_bytes_ = 0;
+  std::string target_;  // the request's target in origin-form (checkHead)
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
   std::optional<bhttp::response<bhttp::string_body>> response_;

@@ -9,95 +9,61 @@
 // It also brings network phones back: adb forgets a TCP device when its
 // server restarts, and does not re-dial one it was told to disconnect, so a
 // configured `host:port` phone the server does not list is `connect`ed again
-// (at most once per `reconnect_every` per phone).
+// (at most once per `reconnect_every` per phone, measured on the Clock).
+//
+// The interval is a timer on the event loop; a round's adb calls run on the
+// BlockingRunner (real: one thread, pf-adb-sync), and the next interval starts
+// when the round has ended. `on_list` runs on that worker.
 #pragma once
 
-#include <spdlog/spdlog.h>
-
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "agent/phone/adb_client.hpp"
+#include "agent/phone/adb_host.hpp"
+#include "agent/phone/blocking_runner.hpp"
+#include "common/clock.hpp"
+#include "common/os/event_loop.hpp"
 
 namespace phonefarm::phone {
 
 class DeviceReconciler {
  public:
-  DeviceReconciler(const AdbClient& adb, std::chrono::milliseconds interval,
+  // `worker` null: a WorkerThread named pf-adb-sync.
+  DeviceReconciler(os::EventLoop& loop, const Clock& clock, const AdbHost& adb, std::chrono::milliseconds interval,
                    std::function<void(std::vector<AdbDevice>)> on_list, std::vector<std::string> network_serials = {},
-                   std::chrono::milliseconds reconnect_every = std::chrono::seconds(10))
-      : adb_(adb),
-        interval_(interval),
-        on_list_(std::move(on_list)),
-        network_serials_(std::move(network_serials)),
-        reconnect_every_(reconnect_every) {}
+                   std::chrono::milliseconds reconnect_every = std::chrono::seconds(10),
+                   std::unique_ptr<BlockingRunner> worker = nullptr);
   ~DeviceReconciler() { stop(); }
   DeviceReconciler(const DeviceReconciler&) = delete;
   DeviceReconciler& operator=(const DeviceReconciler&) = delete;
 
-  void start() {
-    thread_ = std::thread([this] {
-      std::unique_lock lock(mutex_);
-      while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
-        lock.unlock();
-        // A server that is down is the tracker's business: skip this round.
-        if (auto list = adb_.devices(std::min(interval_, std::chrono::milliseconds(2000)))) {
-          reconnectMissing(*list);
-          on_list_(std::move(*list));
-        }
-        lock.lock();
-      }
-    });
-  }
-
-  void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  // Arms the first interval (posted to the loop). Thread-safe.
+  void start();
+  // No round starts after this; waits for the one running. Call once the loop
+  // no longer runs, or on its thread. Idempotent.
+  void stop();
 
  private:
-  void reconnectMissing(const std::vector<AdbDevice>& devices) {
-    const auto now = std::chrono::steady_clock::now();
-    for (const auto& serial : network_serials_) {
-      bool listed = false;
-      for (const auto& d : devices) listed = listed || d.serial == serial;
-      if (listed) continue;
-      auto& last = last_attempt_[serial];
-      if (last != std::chrono::steady_clock::time_point{} && now - last < reconnect_every_) continue;
-      last = now;
-      auto r = adb_.connect(serial, std::chrono::milliseconds(3000));
-      if (r) {
-        spdlog::info("phone.adb_connect serial={} result=\"{}\"", serial, *r);
-      } else {
-        spdlog::warn("phone.adb_connect_failed serial={} error=\"{}\"", serial, r.error().message);
-      }
-      {
-        std::lock_guard lock(mutex_);
-        if (stopping_) return;
-      }
-    }
-  }
+  void arm();    // loop thread
+  void round();  // the worker
+  void reconnectMissing(const std::vector<AdbDevice>& devices);
 
-  const AdbClient& adb_;
-  std::chrono::milliseconds interval_;
-  std::function<void(std::vector<AdbDevice>)> on_list_;
-  std::vector<std::string> network_serials_;
-  std::chrono::milliseconds reconnect_every_;
-  std::map<std::string, std::chrono::steady_clock::time_point> last_attempt_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
+  os::EventLoop& loop_;
+  const Clock& clock_;
+  const AdbHost& adb_;
+  const std::chrono::milliseconds interval_;
+  const std::function<void(std::vector<AdbDevice>)> on_list_;
+  const std::vector<std::string> network_serials_;
+  const std::chrono::milliseconds reconnect_every_;
+  std::map<std::string, std::int64_t> last_attempt_ns_;  // Clock::bootNowNs; the worker only
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<BlockingRunner> worker_;
 };
 
 }  // namespace phonefarm::phone

@@ -15,6 +15,9 @@
 #include <system_error>
 #include <utility>
 
+#include "agent/phone/adb_server_launcher.hpp"
+#include "common/os/thread_name.hpp"
+
 namespace phonefarm::phone {
 namespace {
 
@@ -54,7 +57,10 @@ void DeviceTracker::start() {
   while (::read(wake_fd_, &drained, sizeof drained) > 0) {
   }
   stopping_.store(false, std::memory_order_release);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    os::setCurrentThreadName("pf-adb-track");
+    run();
+  });
 }
 
 void DeviceTracker::stop() {
@@ -76,9 +82,9 @@ void DeviceTracker::sleepFor(std::chrono::milliseconds delay) const {
   const auto deadline = AdbDeadline::after(delay);
   pollfd wake{wake_fd_, POLLIN, 0};
   while (!stopping()) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline.at - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    const int rc = ::poll(&wake, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 60'000)));
+    const int left_ms = deadline.pollTimeoutMs();
+    if (left_ms <= 0) return;
+    const int rc = ::poll(&wake, 1, std::min(left_ms, 60'000));
     if (rc > 0) return;
     if (rc < 0 && errno != EINTR) return;
   }

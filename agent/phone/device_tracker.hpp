@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/phone/adb_client.hpp"
+#include "agent/phone/adb_host_connection.hpp"
 
 namespace phonefarm::phone {
 

@@ -60,7 +60,6 @@ std::vector<std::string> Inventory::update(const std::vector<AdbDevice>& devices
       if (std::find(claimed.begin(), claimed.end(), &d) == claimed.end()) unassigned_.push_back(d);
     }
   }
-  changed_.notify_all();
   return changed;
 }
 
@@ -80,7 +79,6 @@ std::vector<std::string> Inventory::serverLost() {
       s.adb_state = stateOf(s);
     }
   }
-  changed_.notify_all();
   return changed;
 }
 
@@ -131,23 +129,11 @@ void Inventory::setNeedsAttention(const std::string& phone_id, bool needs_attent
   if (it != phones_.end()) it->second.needs_attention = needs_attention;
 }
 
-bool Inventory::waitForDevice(const std::string& phone_id, std::uint64_t after_generation,
-                              std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mutex_);
+bool Inventory::backInDevice(const std::string& phone_id, std::uint64_t after_generation) const {
+  std::lock_guard lock(mutex_);
   auto it = phones_.find(phone_id);
   if (it == phones_.end()) return false;
-  const PhoneSnapshot& s = it->second;
-  return changed_.wait_for(lock, timeout, [&] {
-    return interrupted_ || (s.generation > after_generation && s.reported_state == kStateDevice);
-  }) && !interrupted_;
-}
-
-void Inventory::interrupt() {
-  {
-    std::lock_guard lock(mutex_);
-    interrupted_ = true;
-  }
-  changed_.notify_all();
+  return it->second.generation > after_generation && it->second.reported_state == kStateDevice;
 }
 
 }  // namespace phonefarm::phone

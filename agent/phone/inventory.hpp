@@ -2,11 +2,10 @@
 // moment — the adb server's view of the device (fed by the DeviceTracker),
 // whether a reset runs, whether it needs a technician — and the devices the
 // server reports that no [[phones]] entry names. Thread-safe: the tracker's
-// thread updates it, reset workers wait on it, the event loop reads it.
+// thread updates it, the event loop and the reset steps read it. Nothing
+// waits on it: who updates it tells the ResetService (phoneStateChanged).
 #pragma once
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -14,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/phone/adb_client.hpp"
+#include "agent/phone/adb_device.hpp"
 #include "common/config/config.hpp"
 
 namespace phonefarm::phone {
@@ -69,12 +68,10 @@ class Inventory {
   void setResetting(const std::string& phone_id, bool resetting);
   void setNeedsAttention(const std::string& phone_id, bool needs_attention);
 
-  // Blocks until the phone's reported state has changed since
-  // `after_generation` (read before kicking its transport, so a stale
-  // `device` does not count) and is `device`, or the timeout passes.
-  bool waitForDevice(const std::string& phone_id, std::uint64_t after_generation, std::chrono::milliseconds timeout);
-  // Wakes every waiter (shutdown).
-  void interrupt();
+  // Whether the phone's reported state has changed since `after_generation`
+  // (read before kicking its transport, so a stale `device` does not count)
+  // and is `device`: what a reset step waits for.
+  bool backInDevice(const std::string& phone_id, std::uint64_t after_generation) const;
 
  private:
   // The device entry that is this phone: same serial, or (USB) same bus-port path.
@@ -82,12 +79,10 @@ class Inventory {
   std::string stateOf(const PhoneSnapshot& s) const;
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
   std::map<std::string, PhoneSnapshot> phones_;  // by id, config order kept in order_
   std::vector<std::string> order_;
   std::vector<AdbDevice> unassigned_;
   bool server_up_ = false;
-  bool interrupted_ = false;
 };
 
 }  // namespace phonefarm::phone

@@ -1,9 +1,13 @@
-// The reset ladder; see reset_service.hpp.
+// The reset ladder; see reset_service.hpp. A ladder is a chain of loop
+// callbacks: nextStep -> (worker) kick -> kicked -> [timer | checkBack] ->
+// endStep -> nextStep ... -> finish.
 #include "agent/phone/reset_service.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <iterator>
+#include <utility>
 
 #include "common/ids.hpp"
 #include "common/model/process_json.hpp"
@@ -17,29 +21,28 @@ std::chrono::milliseconds ms(std::chrono::seconds s) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(s);
 }
 
+constexpr const char* kSteps[] = {"adb_reconnect", "usb_reset", "hub_power_cycle"};
+constexpr std::size_t kStepCount = std::size(kSteps);
+
 }  // namespace
 
-ResetService::ResetService(const AgentConfig& config, store::Store& store, const Clock& clock, Inventory& inventory,
-                           AdbClient& adb, UsbBackend& usb, std::function<void(const std::string&)> phone_changed)
+ResetService::ResetService(const AgentConfig& config, store::Store& store, const Clock& clock, os::EventLoop& loop,
+                           Inventory& inventory, AdbHost& adb, UsbBackend& usb,
+                           std::function<void(const std::string&)> phone_changed,
+                           std::unique_ptr<BlockingRunner> workers)
     : config_(config),
       store_(store),
       clock_(clock),
+      loop_(loop),
       inventory_(inventory),
       adb_(adb),
       usb_(usb),
-      phone_changed_(std::move(phone_changed)) {}
+      phone_changed_(std::move(phone_changed)),
+      workers_(workers ? std::move(workers) : std::make_unique<ThreadPerJob>("pf-reset")) {}
 
 ResetService::~ResetService() {
   stopping_ = true;
-  inventory_.interrupt();
-  std::vector<Worker> workers;
-  {
-    std::lock_guard lock(mutex_);
-    workers.swap(workers_);
-  }
-  for (auto& w : workers) {
-    if (w.thread.joinable()) w.thread.join();
-  }
+  workers_.reset();  // waits for the step calls running now; their posts are never run
 }
 
 void ResetService::restoreHealth() {
@@ -80,7 +83,7 @@ void ResetService::technicianReset(const std::string& phone_id, std::string reas
 std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone_id, const std::string& trigger,
                                                         std::optional<std::string> reason,
                                                         boost::json::object requested_by) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (auto it = running_.find(phone_id); it != running_.end()) {
     ++stats_.joined;
     spdlog::info("phone.reset_joined phone_id={} reset_id={} trigger={}", phone_id, it->second.reset_id, trigger);
@@ -105,23 +108,15 @@ std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone
       [](Result<Unit> r) {
         if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
       });
+  lock.unlock();
   spdlog::info("phone.reset_started phone_id={} reset_id={} trigger={}", phone_id, record.reset_id, trigger);
-  // Join the workers of resets that have ended (a long-lived agent must not
-  // accumulate finished threads), then start this one.
-  for (auto it = workers_.begin(); it != workers_.end();) {
-    if (it->done->load()) {
-      it->thread.join();
-      it = workers_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  workers_.push_back(Worker{std::thread([this, record, done] {
-                              run(record);
-                              done->store(true);
-                            }),
-                            done});
+  Ladder& ladder = ladders_[phone_id];
+  ladder = Ladder{};
+  ladder.record = record;
+  ladder.phone = *config_.findPhone(phone_id);
+  ladder.record.status = "running";
+  save(ladder.record);
+  nextStep(phone_id);
   return {record, false};
 }
 
@@ -143,101 +138,147 @@ void ResetService::save(const store::ResetRecord& record, std::optional<std::str
       });
 }
 
-void ResetService::run(store::ResetRecord record) {
-  const std::string phone_id = record.phone_id;
-  const PhoneConfig phone = *config_.findPhone(phone_id);
-  const bool network = isNetworkSerial(phone.serial);
-  record.status = "running";
-  save(record);
+void ResetService::phoneStateChanged(const std::string& phone_id) {
+  loop_.post([this, phone_id] { checkBack(phone_id); });
+}
 
-  auto inDevice = [&] {
-    auto s = inventory_.phone(phone_id);
-    return s && s->reported_state == kStateDevice;
-  };
+void ResetService::nextStep(const std::string& phone_id) {
+  auto it = ladders_.find(phone_id);
+  if (it == ladders_.end()) return;
+  Ladder& ladder = it->second;
+  if (stopping_) return;
+  if (ladder.ok || ladder.next_step >= kStepCount) return finish(ladder);
+  const std::size_t index = ladder.next_step++;
+  ladder.step = boost::json::object{{"step", kSteps[index]}, {"started_at", formatRfc3339(clock_.wallNowMs())}};
+  ladder.step_started_ns = clock_.bootNowNs();
+  workers_->run([this, index, phone = ladder.phone, reset_id = ladder.record.reset_id] {
+    Kick k = kick(index, phone);
+    loop_.post([this, phone_id = phone.id, reset_id, k = std::move(k)]() mutable {
+      kicked(phone_id, reset_id, std::move(k));
+    });
+  });
+}
+
+ResetService::Kick ResetService::kick(std::size_t index, const PhoneConfig& phone) {
+  const bool network = isNetworkSerial(phone.serial);
   auto generation = [&] {
-    auto s = inventory_.phone(phone_id);
+    auto s = inventory_.phone(phone.id);
     return s ? s->generation : 0;
   };
-  bool ok = false;
-  auto step = [&](const std::string& name, const std::function<std::pair<std::string, std::string>()>& body) {
-    if (ok || stopping_) return;
-    boost::json::object s{{"step", name}, {"started_at", formatRfc3339(clock_.wallNowMs())}};
-    const auto started = std::chrono::steady_clock::now();
-    auto [status, detail] = body();
-    if (metrics_ != nullptr) {
-      metrics_
-          ->histogram("phonefarm_reset_step_seconds", "Duration of each reset ladder step, by step and outcome.",
-                      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}, {{"step", name}, {"outcome", status}})
-          .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    }
-    s["status"] = status;
-    s["ended_at"] = formatRfc3339(clock_.wallNowMs());
-    s["detail"] = detail;
-    record.steps.push_back(std::move(s));
-    spdlog::info("phone.reset_step phone_id={} reset_id={} step={} status={} detail=\"{}\"", phone_id, record.reset_id,
-                 name, status, detail);
-    save(record);
-    ok = status == "succeeded";
+  auto end = [](std::string status, std::string detail) { return Kick{std::move(status), std::move(detail), {}, 0}; };
+  // Kicked: the step's outcome is whether the phone comes back within `timeout`.
+  auto awaitDevice = [](std::uint64_t before, std::chrono::seconds timeout, std::string what) {
+    return Kick{"", std::move(what), timeout, before};
   };
-  // Waits for `device` after the kick; a phone already back counts too.
-  auto awaitDevice = [&](std::uint64_t before, std::chrono::seconds timeout, const std::string& what) {
-    if (inventory_.waitForDevice(phone_id, before, ms(timeout))) {
-      return std::pair<std::string, std::string>{"succeeded", what + "; back in device state"};
-    }
-    return std::pair<std::string, std::string>{
-        "failed", what + "; not back in device state within " + std::to_string(timeout.count()) + " s"};
-  };
-
-  step("adb_reconnect", [&]() -> std::pair<std::string, std::string> {
+  if (index == 0) {  // adb_reconnect
     const auto before = generation();
     const auto timeout = ms(config_.reset.adb_reconnect_timeout);
     std::string what;
     if (network) {
       auto d = adb_.disconnect(phone.serial, timeout);
       auto c = adb_.connect(phone.serial, timeout);
-      if (!c) return {"failed", "disconnect + connect " + phone.serial + ": " + c.error().message};
+      if (!c) return end("failed", "disconnect + connect " + phone.serial + ": " + c.error().message);
       what = "disconnect + connect: " + *c;
     } else {
       if (auto st = adb_.reconnect(phone.serial, timeout); !st) {
-        return {"failed", "reconnect " + phone.serial + ": " + st.error().message};
+        return end("failed", "reconnect " + phone.serial + ": " + st.error().message);
       }
       what = "reconnect " + phone.serial;
     }
     return awaitDevice(before, config_.reset.adb_reconnect_timeout, what);
-  });
-  if (!ok && inDevice()) ok = true;
-
-  step("usb_reset", [&]() -> std::pair<std::string, std::string> {
-    if (!config_.reset.usb_reset) return {"skipped", "disabled ([reset] usb_reset = false)"};
-    if (network) return {"skipped", "network phone " + phone.serial + " has no USB device"};
+  }
+  if (index == 1) {  // usb_reset
+    if (!config_.reset.usb_reset) return end("skipped", "disabled ([reset] usb_reset = false)");
+    if (network) return end("skipped", "network phone " + phone.serial + " has no USB device");
     auto dev = usb_.find(phone.serial, phone.usb_port);
-    if (!dev) return {"skipped", dev.error().message};
+    if (!dev) return end("skipped", dev.error().message);
     const auto before = generation();
-    if (auto st = usb_.reset(*dev); !st) return {"failed", "usb reset " + dev->port_path + ": " + st.error().message};
+    if (auto st = usb_.reset(*dev); !st)
+      return end("failed", "usb reset " + dev->port_path + ": " + st.error().message);
     return awaitDevice(before, config_.reset.usb_reset_timeout, "usb reset " + dev->port_path);
-  });
-  if (!ok && inDevice()) ok = true;
+  }
+  // hub_power_cycle
+  if (!config_.reset.hub_power_cycle) return end("skipped", "disabled ([reset] hub_power_cycle = false)");
+  if (network) return end("skipped", "network phone " + phone.serial + " has no USB port");
+  auto dev = usb_.find(phone.serial, phone.usb_port);
+  if (!dev && phone.usb_port) {
+    // A phone that fell off the bus is what the power cycle is for: its
+    // configured port still names the hub port to switch.
+    UsbDeviceRef by_port;
+    by_port.port_path = *phone.usb_port;
+    dev = by_port;
+  }
+  if (!dev) return end("skipped", dev.error().message);
+  const auto before = generation();
+  if (auto st = usb_.powerCycle(*dev, ms(config_.reset.hub_power_off)); !st) {
+    return end("failed", "hub power cycle " + dev->port_path + ": " + st.error().message);
+  }
+  return awaitDevice(before, config_.reset.usb_reset_timeout, "hub power cycle " + dev->port_path);
+}
 
-  step("hub_power_cycle", [&]() -> std::pair<std::string, std::string> {
-    if (!config_.reset.hub_power_cycle) return {"skipped", "disabled ([reset] hub_power_cycle = false)"};
-    if (network) return {"skipped", "network phone " + phone.serial + " has no USB port"};
-    auto dev = usb_.find(phone.serial, phone.usb_port);
-    if (!dev && phone.usb_port) {
-      // A phone that fell off the bus is what the power cycle is for: its
-      // configured port still names the hub port to switch.
-      UsbDeviceRef by_port;
-      by_port.port_path = *phone.usb_port;
-      dev = by_port;
-    }
-    if (!dev) return {"skipped", dev.error().message};
-    const auto before = generation();
-    if (auto st = usb_.powerCycle(*dev, ms(config_.reset.hub_power_off)); !st) {
-      return {"failed", "hub power cycle " + dev->port_path + ": " + st.error().message};
-    }
-    return awaitDevice(before, config_.reset.usb_reset_timeout, "hub power cycle " + dev->port_path);
-  });
-  if (!ok && inDevice()) ok = true;
+void ResetService::kicked(const std::string& phone_id, const std::string& reset_id, Kick k) {
+  auto it = ladders_.find(phone_id);
+  if (it == ladders_.end() || it->second.record.reset_id != reset_id) return;
+  Ladder& ladder = it->second;
+  if (!k.wait_for_device) return endStep(ladder, k.status, k.detail);
+  const auto timeout = *k.wait_for_device;
+  ladder.waiting = std::move(k);
+  // A phone already back counts too.
+  if (inventory_.backInDevice(phone_id, ladder.waiting->before)) return checkBack(phone_id);
+  ladder.timer =
+      loop_.startTimer(ms(timeout), [this, phone_id, reset_id, timeout] { notBack(phone_id, reset_id, timeout); });
+}
 
+void ResetService::notBack(const std::string& phone_id, const std::string& reset_id, std::chrono::seconds timeout) {
+  auto it = ladders_.find(phone_id);
+  if (it == ladders_.end() || it->second.record.reset_id != reset_id || !it->second.waiting) return;
+  Ladder& ladder = it->second;
+  const std::string what = ladder.waiting->detail;
+  ladder.waiting.reset();
+  ladder.timer = 0;
+  endStep(ladder, "failed", what + "; not back in device state within " + std::to_string(timeout.count()) + " s");
+}
+
+void ResetService::checkBack(const std::string& phone_id) {
+  auto it = ladders_.find(phone_id);
+  if (it == ladders_.end() || !it->second.waiting) return;
+  Ladder& ladder = it->second;
+  if (!inventory_.backInDevice(phone_id, ladder.waiting->before)) return;
+  if (ladder.timer != 0) loop_.cancelTimer(std::exchange(ladder.timer, 0));
+  const std::string what = ladder.waiting->detail;
+  ladder.waiting.reset();
+  endStep(ladder, "succeeded", what + "; back in device state");
+}
+
+void ResetService::endStep(Ladder& ladder, const std::string& status, const std::string& detail) {
+  const std::string name(ladder.step.at("step").as_string());
+  if (metrics_ != nullptr) {
+    metrics_
+        ->histogram("phonefarm_reset_step_seconds", "Duration of each reset ladder step, by step and outcome.",
+                    {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}, {{"step", name}, {"outcome", status}})
+        .observe(static_cast<double>(clock_.bootNowNs() - ladder.step_started_ns) / 1e9);
+  }
+  boost::json::object s = std::move(ladder.step);
+  s["status"] = status;
+  s["ended_at"] = formatRfc3339(clock_.wallNowMs());
+  s["detail"] = detail;
+  ladder.record.steps.push_back(std::move(s));
+  spdlog::info("phone.reset_step phone_id={} reset_id={} step={} status={} detail=\"{}\"", ladder.phone.id,
+               ladder.record.reset_id, name, status, detail);
+  save(ladder.record);
+  ladder.ok = status == "succeeded";
+  if (!ladder.ok) {
+    auto snapshot = inventory_.phone(ladder.phone.id);
+    ladder.ok = snapshot && snapshot->reported_state == kStateDevice;
+  }
+  nextStep(ladder.phone.id);
+}
+
+void ResetService::finish(Ladder& ladder) {
+  store::ResetRecord record = std::move(ladder.record);
+  const std::string phone_id = ladder.phone.id;
+  const bool ok = ladder.ok;
+  ladders_.erase(phone_id);  // `ladder` is gone from here on
   record.status = ok ? "succeeded" : "failed";
   record.ended_at = clock_.wallNowMs();
   inventory_.setResetting(phone_id, false);
@@ -260,11 +301,6 @@ void ResetService::run(store::ResetRecord record) {
 bool ResetService::resetting(const std::string& phone_id) const {
   std::lock_guard lock(mutex_);
   return running_.count(phone_id) > 0;
-}
-
-std::size_t ResetService::workerThreads() const {
-  std::lock_guard lock(mutex_);
-  return workers_.size();
 }
 
 ResetStats ResetService::stats() const {

@@ -16,6 +16,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/text/printable.hpp"
+
 namespace phonefarm::phone {
 namespace {
 
@@ -73,16 +75,7 @@ struct Location {
 
 // Config and device strings end up in messages and logs: printable ASCII only,
 // bounded, quoted.
-std::string printable(std::string_view s) {
-  constexpr std::size_t kMax = 64;
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
-    const char c = s[i];
-    out += (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? c : '?';
-  }
-  if (s.size() > kMax) out += "...";
-  return out + "\"";
-}
+std::string printable(std::string_view s) { return text::printable(s, {.max_bytes = 64, .quoted = true}); }
 
 Error usbError(const std::string& context, int rc) {
   ErrorKind kind = ErrorKind::kInternal;

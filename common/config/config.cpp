@@ -1,22 +1,23 @@
-// Loads agent.toml into AgentConfig. Every table is read through a Section
-// that records the keys it consumed, so whatever is left over is rejected as
-// unknown with its full dotted name and line: a typo in a key must never fall
-// back silently to a default on a production rack.
+// Loads agent.toml into AgentConfig: one reader per table ([http], [work],
+// [adb], [reset], [[phones]]) with the value checks of its keys. Every table
+// is read through a TomlSection (toml_section.hpp) that records the keys it
+// consumed, so whatever is left over is rejected as unknown with its full
+// dotted name and line: a typo in a key must never fall back silently to a
+// default on a production rack. The --dev configuration is dev_config.cpp.
 #include "common/config/config.hpp"
 
 #include <arpa/inet.h>
-#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <system_error>
+
+#include "common/config/toml_section.hpp"
 
 namespace phonefarm {
 namespace {
@@ -27,28 +28,6 @@ constexpr std::int64_t kMaxBodyBytes = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxConnections = 100000;
 constexpr std::size_t kMaxPhoneIdLength = 128;
 constexpr std::size_t kMaxSerialLength = 128;
-
-// Keys and values may be quoted TOML strings holding anything; escape control
-// characters so that an error stays one readable log line.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
-[[noreturn]] void failAt(std::string_view origin, const toml::source_region& where, const std::string& message) {
-  std::string text(origin);
-  if (where.begin.line != 0) text += ":" + std::to_string(where.begin.line);
-  throw ConfigError(text + ": " + message);
-}
 
 bool hasControlChar(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
@@ -85,116 +64,7 @@ std::string splitHostPort(std::string_view text, ListenAddress& out) {
   return {};
 }
 
-// One TOML table under a dotted path ("http", "phones[2]"). Readers leave the
-// target alone (or return nullopt) when the key is absent, so the struct's
-// default stays in place; rejectUnknown() then flags every key not read.
-class Section {
- public:
-  Section(std::string_view origin, const toml::table& table, std::string path)
-      : origin_(origin), table_(table), path_(std::move(path)) {}
-
-  std::string name(std::string_view key) const {
-    return printable(path_.empty() ? std::string(key) : path_ + "." + std::string(key));
-  }
-
-  [[noreturn]] void fail(const toml::node& at, std::string_view key, const std::string& what) const {
-    failAt(origin_, at.source(), "'" + name(key) + "' " + what);
-  }
-
-  // The node under `key` (nullptr when absent); marks the key as known.
-  const toml::node* find(std::string_view key) {
-    consumed_.emplace(key);
-    return table_.get(key);
-  }
-
-  std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max) {
-    const toml::node* node = find(key);
-    if (node == nullptr) return std::nullopt;
-    const auto* value = node->as_integer();
-    if (value == nullptr) fail(*node, key, "must be an integer");
-    const std::int64_t v = value->get();
-    if (v < min || v > max) {
-      fail(*node, key,
-           "must be from " + std::to_string(min) + " to " + std::to_string(max) + " (got " + std::to_string(v) + ")");
-    }
-    return v;
-  }
-
-  void seconds(std::string_view key, std::int64_t max, std::chrono::seconds& out) {
-    if (auto v = integer(key, 1, max)) out = std::chrono::seconds(*v);
-  }
-
-  void boolean(std::string_view key, bool& out) {
-    const toml::node* node = find(key);
-    if (node == nullptr) return;
-    const auto* value = node->as_boolean();
-    if (value == nullptr) fail(*node, key, "must be a boolean (true or false)");
-    out = value->get();
-  }
-
-  std::optional<std::string> string(std::string_view key) {
-    const toml::node* node = find(key);
-    if (node == nullptr) return std::nullopt;
-    const auto* value = node->as_string();
-    if (value == nullptr) fail(*node, key, "must be a string");
-    return value->get();
-  }
-
-  // A filesystem path: non-empty (unless allowed), no NUL, and absolute when
-  // the daemon would otherwise resolve it against an unpredictable cwd.
-  std::optional<std::string> path(std::string_view key, bool absolute, bool allow_empty) {
-    auto v = string(key);
-    if (v) checkPath(*find(key), key, *v, absolute, allow_empty);
-    return v;
-  }
-
-  void checkPath(const toml::node& at, std::string_view key, std::string_view v, bool absolute,
-                 bool allow_empty) const {
-    if (v.empty()) {
-      if (allow_empty) return;
-      fail(at, key, "must not be empty");
-    }
-    if (v.find('\0') != std::string_view::npos) fail(at, key, "must not contain NUL characters");
-    if (absolute && !v.starts_with('/')) fail(at, key, "must be an absolute path (got \"" + printable(v) + "\")");
-  }
-
-  const toml::table* table(std::string_view key) {
-    const toml::node* node = find(key);
-    if (node == nullptr) return nullptr;
-    const auto* value = node->as_table();
-    if (value == nullptr) fail(*node, key, "must be a table");
-    return value;
-  }
-
-  const toml::array* array(std::string_view key, std::string_view of_what) {
-    const toml::node* node = find(key);
-    if (node == nullptr) return nullptr;
-    const auto* value = node->as_array();
-    if (value == nullptr) fail(*node, key, "must be an array of " + std::string(of_what));
-    return value;
-  }
-
-  // Throws for the earliest (by line) key that no reader asked for.
-  void rejectUnknown() const {
-    const toml::key* first = nullptr;
-    for (auto&& [key, node] : table_) {
-      if (consumed_.contains(key.str())) continue;
-      if (first == nullptr || key.source().begin.line < first->source().begin.line) first = &key;
-    }
-    if (first != nullptr) failAt(origin_, first->source(), "unknown key '" + name(first->str()) + "'");
-  }
-
-  std::string_view origin() const { return origin_; }
-  const toml::table& node() const { return table_; }
-
- private:
-  std::string_view origin_;
-  const toml::table& table_;
-  std::string path_;
-  std::set<std::string, std::less<>> consumed_;
-};
-
-void readHostPort(Section& s, std::string_view key, bool allow_port_zero, std::string& host, std::uint16_t& port) {
+void readHostPort(TomlSection& s, std::string_view key, bool allow_port_zero, std::string& host, std::uint16_t& port) {
   auto text = s.string(key);
   if (!text) return;
   const toml::node& at = *s.find(key);
@@ -207,7 +77,7 @@ void readHostPort(Section& s, std::string_view key, bool allow_port_zero, std::s
   port = addr.port;
 }
 
-void readHttp(Section s, HttpConfig& http) {
+void readHttp(TomlSection s, HttpConfig& http) {
   s.seconds("header_timeout_seconds", kMaxHttpSeconds, http.header_timeout);
   s.seconds("idle_timeout_seconds", kMaxHttpSeconds, http.idle_timeout);
   s.seconds("request_timeout_seconds", kMaxHttpSeconds, http.request_timeout);
@@ -234,7 +104,7 @@ constexpr std::pair<std::string_view, ShutdownPolicy> kShutdownPolicies[] = {
     {"cancel", ShutdownPolicy::kCancel},
 };
 
-void readWork(Section s, WorkConfig& work) {
+void readWork(TomlSection s, WorkConfig& work) {
   if (auto v = s.string("run_as")) {
     if (v->empty() || hasControlChar(*v)) s.fail(*s.find("run_as"), "run_as", "must be a non-empty user name");
     work.run_as = std::move(*v);
@@ -264,13 +134,13 @@ void readWork(Section s, WorkConfig& work) {
   s.rejectUnknown();
 }
 
-void readAdb(Section s, AdbConfig& adb) {
+void readAdb(TomlSection s, AdbConfig& adb) {
   readHostPort(s, "server", /*allow_port_zero=*/false, adb.server_host, adb.server_port);
   if (auto v = s.path("adb_path", /*absolute=*/true, /*allow_empty=*/false)) adb.adb_path = std::move(*v);
   s.rejectUnknown();
 }
 
-void readReset(Section s, ResetConfig& reset) {
+void readReset(TomlSection s, ResetConfig& reset) {
   s.boolean("on_forced_cancel", reset.on_forced_cancel);
   s.seconds("adb_reconnect_timeout_seconds", kMaxResetSeconds, reset.adb_reconnect_timeout);
   s.boolean("usb_reset", reset.usb_reset);
@@ -311,7 +181,7 @@ bool isUsbPort(std::string_view port) {
   return !after_separator;
 }
 
-PhoneConfig readPhone(Section s) {
+PhoneConfig readPhone(TomlSection s) {
   PhoneConfig phone;
   const auto required = [&](std::string_view key) {
     auto v = s.string(key);
@@ -346,7 +216,7 @@ void readPhones(std::string_view origin, const toml::array& phones, std::vector<
     const std::string path = "phones[" + std::to_string(i) + "]";
     const auto* table = node.as_table();
     if (table == nullptr) failAt(origin, node.source(), "'" + path + "' must be a table ([[phones]])");
-    PhoneConfig phone = readPhone(Section(origin, *table, path));
+    PhoneConfig phone = readPhone(TomlSection(origin, *table, path));
     if (auto [it, fresh] = ids.emplace(phone.id, i); !fresh) {
       failAt(origin, table->get("id")->source(),
              "'" + path + ".id' duplicates phones[" + std::to_string(it->second) + "] (\"" + phone.id + "\")");
@@ -385,15 +255,15 @@ AgentConfig parseConfig(std::string_view toml_text, std::string_view origin) {
   }
 
   AgentConfig config;
-  Section top(origin, root, "");
+  TomlSection top(origin, root, "");
   readHostPort(top, "listen", /*allow_port_zero=*/true, config.listen.host, config.listen.port);
   // Relative state and token paths are allowed: --dev and tests run from a work tree.
   if (auto v = top.path("state_dir", /*absolute=*/false, /*allow_empty=*/false)) config.state_dir = *v;
   if (auto v = top.path("tokens_file", /*absolute=*/false, /*allow_empty=*/false)) config.tokens_file = *v;
-  if (const toml::table* t = top.table("http")) readHttp(Section(origin, *t, "http"), config.http);
-  if (const toml::table* t = top.table("work")) readWork(Section(origin, *t, "work"), config.work);
-  if (const toml::table* t = top.table("adb")) readAdb(Section(origin, *t, "adb"), config.adb);
-  if (const toml::table* t = top.table("reset")) readReset(Section(origin, *t, "reset"), config.reset);
+  if (const toml::table* t = top.table("http")) readHttp(TomlSection(origin, *t, "http"), config.http);
+  if (const toml::table* t = top.table("work")) readWork(TomlSection(origin, *t, "work"), config.work);
+  if (const toml::table* t = top.table("adb")) readAdb(TomlSection(origin, *t, "adb"), config.adb);
+  if (const toml::table* t = top.table("reset")) readReset(TomlSection(origin, *t, "reset"), config.reset);
   if (const toml::array* a = top.array("phones", "tables ([[phones]])")) readPhones(origin, *a, config.phones);
   top.rejectUnknown();
   return config;
@@ -410,27 +280,6 @@ AgentConfig loadConfigFile(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(path.string() + ": read error");
   return parseConfig(text.str(), path.string());
-}
-
-AgentConfig devConfig() {
-  AgentConfig config;
-  config.listen = ListenAddress{"127.0.0.1", 8787};
-  config.state_dir = "./var";
-  config.tokens_file = "./var/tokens";
-  config.phones = {
-      {"phone_01", "emulator-5554", std::nullopt},
-      {"phone_02", "emulator-5556", std::nullopt},
-      {"phone_03", "emulator-5558", std::nullopt},
-  };
-  // Work runs as nobody, from ./var/jobs (scripts/dev-up puts a demo job there).
-  config.work.run_as = "nobody";
-  config.work.allowed_command_prefixes = {(std::filesystem::absolute(config.state_dir) / "jobs").string() + "/"};
-  // A developer's machine usually has none of the emulators running: work
-  // starts anyway, and a forced kill does not park the absent phone as
-  // needs_attention (which would hold every later demo job).
-  config.work.wait_for_device = false;
-  config.reset.on_forced_cancel = false;
-  return config;
 }
 
 }  // namespace phonefarm

@@ -94,9 +94,8 @@ struct AgentConfig {
 AgentConfig parseConfig(std::string_view toml_text, std::string_view origin);
 // Reads and parses a file. Throws ConfigError (also when unreadable).
 AgentConfig loadConfigFile(const std::filesystem::path& path);
-// The built-in configuration of `phonefarm-agent --dev`: listen
-// 127.0.0.1:8787, state in ./var, tokens in ./var/tokens, three sample phones.
-AgentConfig devConfig();
+// devConfig(), the built-in configuration of `phonefarm-agent --dev`, is in
+// dev_config.hpp.
 
 // "host:port" -> ListenAddress; throws ConfigError naming `key`.
 ListenAddress parseHostPort(std::string_view text, std::string_view key);

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <set>
 
+#include "common/hex_digit.hpp"
+
 namespace phonefarm {
 namespace {
 
@@ -35,13 +37,6 @@ bool isBlank(char c) { return c == ' ' || c == '\t'; }
 
 bool isNameChar(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 std::vector<std::string_view> splitFields(std::string_view line) {
@@ -67,8 +62,8 @@ std::optional<Sha256Digest> secretDigest(std::string_view secret, std::string& w
       return std::nullopt;
     }
     for (std::size_t i = 0; i < digest.size(); ++i) {
-      const int hi = hexValue(hex[2 * i]);
-      const int lo = hexValue(hex[2 * i + 1]);
+      const int hi = hexDigitValue(hex[2 * i]);
+      const int lo = hexDigitValue(hex[2 * i + 1]);
       if (hi < 0 || lo < 0) {
         why = "a sha256: secret must have exactly 64 hex digits";
         return std::nullopt;

@@ -23,7 +23,8 @@ class FileDescriptor {
   }
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd) {
+  // Closes the one held (if any) and takes fd; reset() just closes.
+  void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
   }

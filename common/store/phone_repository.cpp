@@ -81,16 +81,4 @@ std::map<std::string, std::int64_t> PhoneRepository::queueDepths() {
   return out;
 }
 
-boost::json::object toJson(const ResetRecord& r) {
-  return {{"reset_id", r.reset_id},
-          {"phone_id", r.phone_id},
-          {"trigger", r.trigger},
-          {"status", r.status},
-          {"reason", r.reason ? boost::json::value(*r.reason) : boost::json::value(nullptr)},
-          {"requested_by", r.requested_by},
-          {"requested_at", optionalTime(r.requested_at)},
-          {"ended_at", optionalTime(r.ended_at)},
-          {"steps", r.steps}};
-}
-
 }  // namespace phonefarm::store

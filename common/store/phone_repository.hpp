@@ -1,6 +1,7 @@
 // PhoneRepository: phone health that must survive a restart (a phone that
 // needs a technician stays that way) and the reset records with their steps.
-// Like the other repositories, every function runs inside a Store job.
+// Like the other repositories, every function runs inside a Store job. It
+// returns data; the API's JSON for a reset record is agent/api/phones_api.cpp.
 #pragma once
 
 #include <boost/json/array.hpp>
@@ -46,8 +47,5 @@ class PhoneRepository {
  private:
   Db& db_;
 };
-
-// The reset record as docs/api.md shows it.
-boost::json::object toJson(const ResetRecord& r);
 
 }  // namespace phonefarm::store

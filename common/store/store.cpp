@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/os/thread_name.hpp"
 #include "common/store/migrations.hpp"
 
 namespace phonefarm::store {
@@ -62,7 +63,10 @@ Store::Store(StoreOptions options) : options_(std::move(options)) {
         "phonefarm_store_commit_seconds", "Duration of COMMIT, the fsync of a batch (seconds).",
         {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
   }
-  thread_ = std::thread([this] { threadMain(); });
+  thread_ = std::thread([this] {
+    os::setCurrentThreadName("pf-store");
+    threadMain();
+  });
 }
 
 Store::~Store() { stop(); }

@@ -4,11 +4,16 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include "common/os/thread_name.hpp"
+
 namespace phonefarm::store {
 
 WalCheckpointer::WalCheckpointer(const std::filesystem::path& path, const DbOptions& options)
     : db_(Db::open(path, options)) {
-  thread_ = std::thread([this] { threadMain(); });
+  thread_ = std::thread([this] {
+    os::setCurrentThreadName("pf-ckpt");
+    threadMain();
+  });
 }
 
 WalCheckpointer::~WalCheckpointer() {

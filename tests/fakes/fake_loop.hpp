@@ -41,7 +41,7 @@ class FakeLoop final : public os::EventLoop {
   }
   void cancelTimer(Id id) override { timers_.erase(id); }
 
-  Id watchReadable(int fd, std::function<void()> fn) override {
+  Result<Id> watchReadable(int fd, std::function<void()> fn) override {
     const Id id = next_id_++;
     watches_[id] = Watch{fd, std::move(fn)};
     return id;

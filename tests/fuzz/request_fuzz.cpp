@@ -2,14 +2,18 @@
 // They go through the same Beast parser settings as the server (header and
 // body limits), then the target's query and the body through every request
 // validator; the raw bytes also go straight to the validators so the JSON
-// paths are reached without valid framing. Any crash, sanitizer report or
+// paths are reached without valid framing. A parsed header also goes through
+// the session's RFC 9112 checks (Transfer-Encoding, Host, the target's form)
+// and the router's path decoding. Any crash, sanitizer report or
 // exception escaping a validator is a bug.
 #include <boost/beast/http.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "agent/api/request_validation.hpp"
+#include "agent/http/request_framing.hpp"
 
 namespace {
 
@@ -39,6 +43,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t used = parser.put(boost::asio::buffer(data + offset, size - offset), ec);
     if (ec || used == 0) break;
     offset += used;
+  }
+  if (!ec && parser.is_header_done()) {
+    const auto& head = parser.get();
+    std::vector<std::string_view> codings;
+    for (auto [it, end] = head.equal_range(http::field::transfer_encoding); it != end; ++it)
+      codings.push_back(it->value());
+    std::vector<std::string_view> hosts;
+    for (auto [it, end] = head.equal_range(http::field::host); it != end; ++it) hosts.push_back(it->value());
+    (void)phonefarm::http::checkTransferEncoding(codings, head.find(http::field::content_length) != head.end(),
+                                                 head.version());
+    (void)phonefarm::http::checkHost(hosts, head.version());
+    if (auto origin = phonefarm::http::toOriginForm(head.target())) {
+      (void)phonefarm::api::percentDecode(std::string_view(*origin).substr(0, origin->find('?')), false);
+    }
   }
   if (!ec && parser.is_done()) {
     const auto& req = parser.get();

@@ -1,7 +1,10 @@
 // GET /debug against the real agent with work running: operate scope only,
 // and what it shows — version, config without secrets, readiness, the adb
-// server's state, the work's cgroup leaf with its pids — with none of the
-// tokens anywhere in the answer.
+// server's state, the work's cgroup leaf with its pids, the agent's named
+// threads — with none of the tokens anywhere in the answer.
+#include <set>
+#include <string>
+
 #include "tests/integration/work_fixture.hpp"
 
 namespace phonefarm::testing {
@@ -58,6 +61,28 @@ TEST_F(DebugApi, ShowsTheAgentAndItsWorkButNoSecret) {
   }
   ASSERT_EQ(call("POST", "/processes/dbg-1/cancel", cancelBody("hard"), kOperateToken).status, 200);
   waitForStatus("dbg-1", "cancelled");
+}
+
+TEST_F(DebugApi, ListsTheAgentsThreadsByName) {
+  auto r = call("GET", "/debug", "", kOperateToken);
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::multiset<std::string> names;
+  std::set<std::int64_t> tids;
+  std::string main_name;
+  const auto body = r.json();
+  const auto& threads = body.at("threads").as_array();
+  for (const auto& t : threads) {
+    const auto tid = t.at("tid").as_int64();
+    const std::string name(t.at("name").as_string());
+    EXPECT_TRUE(tids.insert(tid).second) << "tid " << tid << " twice: " << r.body;
+    names.insert(name);
+    if (tid == static_cast<std::int64_t>(agent_->pid())) main_name = name;
+  }
+  // The main thread keeps the process's name (ps, pgrep); the loop runs on pf-io.
+  EXPECT_EQ(main_name, "phonefarm-agent") << r.body;
+  for (const char* name : {"pf-io", "pf-store", "pf-ckpt", "pf-log-flush", "pf-adb-probe"}) {
+    EXPECT_EQ(names.count(name), 1u) << name << " in " << json::serialize(threads);
+  }
 }
 
 }  // namespace

@@ -35,6 +35,9 @@
 #include <thread>
 #include <vector>
 
+#include "agent/phone/adb_device.hpp"
+#include "agent/phone/adb_host_connection.hpp"
+#include "agent/phone/adb_server_launcher.hpp"
 #include "agent/phone/device_tracker.hpp"
 #include "tests/support/free_port.hpp"
 #include "tests/support/temp_dir.hpp"

@@ -16,8 +16,6 @@
 #include <future>
 #include <mutex>
 
-#include "agent/api/adb_probe.hpp"
-#include "agent/phone/adb_client.hpp"
 #include "common/store/execution_repository.hpp"
 #include "tests/fakes/fake_clock.hpp"
 
@@ -153,12 +151,39 @@ TEST_F(ApiHandlerTest, RoutingAndMethods) {
   auto r = call("PUT", "/processes/p1");
   EXPECT_EQ(r.status, 405);
   ASSERT_EQ(r.headers.size(), 1u);
-  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Allow", "GET"}));
-  EXPECT_EQ(call("HEAD", "/healthz").status, 405);
+  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Allow", "GET, HEAD"}));
+  // HEAD is served wherever GET is (the socket layer drops the body).
+  EXPECT_EQ(call("HEAD", "/healthz").status, 200);
+  EXPECT_EQ(call("HEAD", "/processes/p1", "", "read-token").status, 404);
+  EXPECT_EQ(call("HEAD", "/cancel").status, 405);
+  // The path is percent-decoded once before routing; broken escapes are 400.
+  EXPECT_EQ(call("GET", "/%68ealthz").status, 200);
+  EXPECT_EQ(call("GET", "/processes/p%zz", "", "read-token").status, 400);
+  EXPECT_EQ(call("GET", "/processes/p%00", "", "read-token").status, 400);
+  EXPECT_EQ(call("GET", "/processes/p%2F1", "", "read-token").status, 404);
   // Ids outside the id alphabet cannot exist.
   auto bad_id = call("GET", "/processes/a%20b", "", "read-token");
   EXPECT_EQ(bad_id.status, 404);
   EXPECT_EQ(json::parse(bad_id.body), json::parse(R"({"detail":"Process not found"})"));
+}
+
+TEST_F(ApiHandlerTest, PreflightRefusesWhatHandleWouldBeforeTheBody) {
+  auto preflight = [this](const std::string& method, const std::string& target, const std::string& token) {
+    http::HttpRequest head;
+    head.method = method;
+    head.target = target;
+    if (!token.empty()) head.authorization = "Bearer " + token;
+    auto refusal = handler_->preflight(head);
+    return refusal ? refusal->status : 0;
+  };
+  EXPECT_EQ(preflight("POST", "/processes", "schedule-token"), 0);
+  EXPECT_EQ(preflight("POST", "/processes/p%3A1/cancel", "operate-token"), 0);
+  EXPECT_EQ(preflight("POST", "/processes", "wrong"), 401);
+  EXPECT_EQ(preflight("POST", "/processes", ""), 401);
+  EXPECT_EQ(preflight("POST", "/processes", "read-token"), 403);
+  EXPECT_EQ(preflight("POST", "/nowhere", "schedule-token"), 404);
+  EXPECT_EQ(preflight("POST", "/healthz", "schedule-token"), 405);
+  EXPECT_EQ(preflight("POST", "/processes/p%zz/cancel", "operate-token"), 400);
 }
 
 TEST_F(ApiHandlerTest, ContentTypes) {
@@ -542,20 +567,6 @@ TEST_F(ApiHandlerTest, DebugNeedsOperateAndHoldsNoSecret) {
   // The request counters, summarized: the 403 above is there.
   EXPECT_EQ(body.at("metrics").at(R"(phonefarm_http_requests_total{route="/debug",method="GET",status="403"})"), 1.0)
       << r.body;
-}
-
-TEST(AdbProbeTest, ReportsAServerThatIsNotRunning) {
-  // Port 1 on loopback: nothing listens, the probe answers at once.
-  phone::AdbClient adb(phone::AdbEndpoint{"127.0.0.1", 1});
-  AdbProbe probe(adb, std::chrono::milliseconds(500));
-  std::promise<json::object> got;
-  probe.probe([&got](json::object o) { got.set_value(std::move(o)); });
-  auto f = got.get_future();
-  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  const auto o = f.get();
-  EXPECT_EQ(o.at("server"), "127.0.0.1:1");
-  EXPECT_EQ(o.at("up"), false);
-  EXPECT_NE(std::string(o.at("error").as_string()).find("not running"), std::string::npos) << json::serialize(o);
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <string>
 
+#include "common/config/dev_config.hpp"
+
 namespace phonefarm {
 namespace {
 

@@ -493,7 +493,7 @@ int fakeCapsetSuccess() {
   return 0;
 }
 
-// The agent's side of the exec dir: its uid, run_as's group, 0770 (executor.cpp).
+// The agent's side of the exec dir: its uid, run_as's group, 0770 (executor_launch.cpp).
 class ExecShimUnprivileged : public ExecShimRun {
  protected:
   void SetUp() override {

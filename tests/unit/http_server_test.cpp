@@ -1,22 +1,20 @@
-// HttpServer over real loopback sockets: the server runs in-process on its own
-// thread, a tiny raw-socket client (tests/support/test_socket.hpp) speaks HTTP/1.1 to it
-// byte by byte so tests can send exactly what a broken or slow client would. Every wait has a
-// deadline (poll(), future::wait_for); nothing sleeps to wait for state.
+// HttpServer over real loopback sockets: the server runs in-process on an
+// event loop of its own thread (the loop itself is tested in
+// event_loop_test.cpp); a tiny raw-socket client (tests/support/test_socket.hpp) speaks
+// HTTP/1.1 to it byte by byte so tests can send exactly what a broken or slow
+// client would. Every wait has a deadline (poll(), future::wait_for); nothing
+// sleeps to wait for state.
 #include "agent/http/http_server.hpp"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -377,44 +375,16 @@ TEST(HttpServerTest, ShutdownGraceForceClosesStuckRequests) {
   parked.responders.front()(HttpResponse{});
 }
 
-TEST(HttpServerTest, PostRunAfterAndSignalsRunOnTheIoThread) {
-  std::promise<std::thread::id> io_thread;
+TEST(HttpServerTest, HandlerRunsOnTheLoopThread) {
+  std::promise<std::thread::id> handler_thread;
   RunningServer srv(testOptions(), [&](HttpRequest, Responder respond) {
-    io_thread.set_value(std::this_thread::get_id());
+    handler_thread.set_value(std::this_thread::get_id());
     respond(HttpResponse{});
   });
   auto client = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(client.roundtrip(get("/")));
-  const auto io_id = io_thread.get_future().get();
-
-  std::promise<std::thread::id> posted;
-  srv.server().post([&] { posted.set_value(std::this_thread::get_id()); });
-  auto posted_future = posted.get_future();
-  ASSERT_EQ(posted_future.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(posted_future.get(), io_id);
-
-  std::promise<Clock::duration> timer;
-  const auto armed = Clock::now();
-  srv.server().runAfter(100ms, [&] { timer.set_value(Clock::now() - armed); });
-  auto timer_future = timer.get_future();
-  ASSERT_EQ(timer_future.wait_for(5s), std::future_status::ready);
-  EXPECT_GE(timer_future.get(), 100ms);
-
-  // Delivered twice: the handler is re-armed after each delivery.
-  std::promise<std::thread::id> signalled[2];
-  int deliveries = 0;  // touched on the io thread only
-  srv.server().post([&] {
-    srv.server().addSignalHandler(SIGUSR1, [&] {
-      if (deliveries < 2) signalled[deliveries++].set_value(std::this_thread::get_id());
-    });
-  });
-  srv.sync();
-  for (auto& promise : signalled) {
-    ::kill(::getpid(), SIGUSR1);
-    auto f = promise.get_future();
-    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-    EXPECT_EQ(f.get(), io_id);
-  }
+  const auto loop_thread = srv.onLoop([] { return std::this_thread::get_id(); });
+  EXPECT_EQ(handler_thread.get_future().get(), loop_thread);
 }
 
 TEST(HttpServerTest, AccessLogLineHasPathWithoutQueryAndPrincipal) {
@@ -438,274 +408,9 @@ TEST(HttpServerTest, StartThrowsWhenPortIsTaken) {
   RunningServer srv(testOptions(), echoHandler());
   auto options = testOptions();
   options.port = srv.port();
-  HttpServer second(options, echoHandler());
+  os::AsioEventLoop loop;
+  HttpServer second(loop, options, echoHandler());
   EXPECT_THROW(second.start(), std::system_error);
-}
-
-// --- os::EventLoop ---------------------------------------------------------
-
-// os::EventLoop calls other than post() belong on the io thread: runs f there and
-// returns its result (or rethrows what it threw).
-template <class F>
-auto onIoThread(HttpServer& server, F f) {
-  auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
-  auto result = task->get_future();
-  server.post([task] { (*task)(); });
-  if (result.wait_for(5s) != std::future_status::ready)
-    throw std::runtime_error("io thread did not run the task in 5 s");
-  return result.get();
-}
-
-// Both ends close with it; the read end is non-blocking unless flags say otherwise.
-class Pipe {
- public:
-  explicit Pipe(int flags = O_NONBLOCK) {
-    int fds[2];
-    if (::pipe2(fds, flags | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
-    read_end_ = fds[0];
-    write_end_ = fds[1];
-  }
-  ~Pipe() {
-    if (read_end_ >= 0) ::close(read_end_);
-    if (write_end_ >= 0) ::close(write_end_);
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-
-  int readEnd() const { return read_end_; }
-  int writeEnd() const { return write_end_; }
-  bool write(const std::string& data) const {
-    return ::write(write_end_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-  }
-  // Up to 64 bytes already in the pipe (the read end is non-blocking).
-  std::string readAvailable() const {
-    char buf[64];
-    const auto n = ::read(read_end_, buf, sizeof buf);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  }
-
- private:
-  int read_end_ = -1;
-  int write_end_ = -1;
-};
-
-bool isOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
-
-TEST(HttpServerTest, EventLoopIdsStartAtOneAndAreSharedByTimersAndWatches) {
-  Pipe pipe;
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  const auto ids = onIoThread(srv.server(), [&] {
-    std::vector<os::EventLoop::Id> out;
-    out.push_back(loop.startTimer(1h, [] {}));
-    out.push_back(loop.watchReadable(pipe.readEnd(), [] {}));
-    out.push_back(loop.startTimer(1h, [] {}));
-    loop.cancelTimer(out[0]);
-    loop.unwatch(out[1]);
-    loop.cancelTimer(out[2]);
-    return out;
-  });
-  EXPECT_EQ(ids, (std::vector<os::EventLoop::Id>{1, 2, 3}));
-  EXPECT_THROW(onIoThread(srv.server(), [&] { return loop.watchReadable(-1, [] {}); }), std::system_error);
-}
-
-TEST(HttpServerTest, EventLoopTimerFiresOnceAfterItsDelay) {
-  std::promise<Clock::duration> fired;
-  std::atomic<int> calls{0};
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  const auto armed = Clock::now();
-  const auto id = onIoThread(srv.server(), [&] {
-    return loop.startTimer(100ms, [&] {
-      if (calls++ == 0) fired.set_value(Clock::now() - armed);
-    });
-  });
-  auto fired_future = fired.get_future();
-  ASSERT_EQ(fired_future.wait_for(5s), std::future_status::ready);
-  EXPECT_GE(fired_future.get(), 100ms);
-  onIoThread(srv.server(), [&] { loop.cancelTimer(id); });  // already fired: ignored
-  srv.sync();
-  EXPECT_EQ(calls.load(), 1);
-}
-
-TEST(HttpServerTest, EventLoopCancelledTimerNeverFires) {
-  std::atomic<bool> cancelled_fired{false};
-  std::promise<void> sentinel;
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  onIoThread(srv.server(), [&] {
-    const auto id = loop.startTimer(50ms, [&] { cancelled_fired = true; });
-    loop.cancelTimer(id);
-    loop.cancelTimer(id);       // idempotent
-    loop.cancelTimer(999'999);  // unknown
-    loop.startTimer(200ms, [&] { sentinel.set_value(); });
-  });
-  ASSERT_EQ(sentinel.get_future().wait_for(5s), std::future_status::ready);
-  EXPECT_FALSE(cancelled_fired.load());
-}
-
-TEST(HttpServerTest, EventLoopTimerCancelledAfterItExpiredDoesNotRun) {
-  // Both timers expire while the loop is blocked, so their completions are
-  // queued in the same turn, earlier deadline first: the canceller runs while
-  // the other's completion (with success, not operation_aborted) is pending.
-  std::atomic<bool> late_fired{false};
-  std::promise<void> cancelled;
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  onIoThread(srv.server(), [&] {
-    const auto late = loop.startTimer(30ms, [&] { late_fired = true; });
-    loop.startTimer(10ms, [&, late] {
-      loop.cancelTimer(late);
-      cancelled.set_value();
-    });
-    std::this_thread::sleep_for(60ms);  // stalls the loop past both deadlines, not a wait for state
-  });
-  ASSERT_EQ(cancelled.get_future().wait_for(5s), std::future_status::ready);
-  srv.sync();  // the late timer's queued completion has run by now
-  EXPECT_FALSE(late_fired.load());
-}
-
-TEST(HttpServerTest, EventLoopWatchOnAPipeIsLevelTriggered) {
-  Pipe pipe;
-  std::atomic<int> bytes_read{0};
-  std::atomic<int> empty_calls{0};
-  std::promise<void> three_read;
-  std::promise<void> four_read;
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  // One byte per call: the rest must bring the callback back.
-  const auto id = onIoThread(srv.server(), [&] {
-    return loop.watchReadable(pipe.readEnd(), [&] {
-      char c = 0;
-      if (::read(pipe.readEnd(), &c, 1) != 1) {
-        ++empty_calls;
-        return;
-      }
-      const int n = ++bytes_read;
-      if (n == 3) three_read.set_value();
-      if (n == 4) four_read.set_value();
-    });
-  });
-  srv.sync();
-  srv.sync();
-  EXPECT_EQ(bytes_read.load() + empty_calls.load(), 0);  // nothing written yet
-
-  ASSERT_TRUE(pipe.write("abc"));
-  ASSERT_EQ(three_read.get_future().wait_for(5s), std::future_status::ready);
-  srv.sync();
-  srv.sync();
-  EXPECT_EQ(bytes_read.load(), 3);
-
-  ASSERT_TRUE(pipe.write("d"));  // drained and quiet; new data wakes it again
-  ASSERT_EQ(four_read.get_future().wait_for(5s), std::future_status::ready);
-  onIoThread(srv.server(), [&] { loop.unwatch(id); });
-  EXPECT_EQ(empty_calls.load(), 0);  // never called while nothing was readable
-}
-
-TEST(HttpServerTest, EventLoopUnwatchFromInsideTheCallbackStopsCallsAndLeavesTheFdOpen) {
-  // Two readable pipes, never drained; whichever callback runs first unwatches
-  // both (its own id included) while it is running.
-  Pipe a;
-  Pipe b;
-  std::atomic<int> calls{0};
-  std::promise<void> first_call;
-  os::EventLoop::Id ids[2] = {0, 0};  // io thread only
-  ASSERT_TRUE(a.write("x"));
-  ASSERT_TRUE(b.write("y"));
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  const auto callback = [&] {
-    if (calls++ == 0) first_call.set_value();
-    loop.unwatch(ids[0]);
-    loop.unwatch(ids[1]);
-    loop.unwatch(ids[0]);  // idempotent
-  };
-  onIoThread(srv.server(), [&] {
-    ids[0] = loop.watchReadable(a.readEnd(), callback);
-    ids[1] = loop.watchReadable(b.readEnd(), callback);
-  });
-  ASSERT_EQ(first_call.get_future().wait_for(5s), std::future_status::ready);
-  srv.sync();
-  ASSERT_TRUE(isOpen(a.readEnd()));  // before writing: a closed read end would raise SIGPIPE
-  ASSERT_TRUE(isOpen(b.readEnd()));
-  ASSERT_TRUE(a.write("z"));
-  srv.sync();
-  srv.sync();
-  EXPECT_EQ(calls.load(), 1);
-  EXPECT_EQ(a.readAvailable(), "xz");
-  EXPECT_EQ(b.readAvailable(), "y");
-}
-
-TEST(HttpServerTest, EventLoopWatchOnAPidfdFiresWhenTheChildExits) {
-  // The child exits once it can read a byte from `go`.
-  Pipe go(0);
-  struct Child {
-    pid_t pid = -1;
-    ~Child() {
-      if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-    }
-  } child;
-  child.pid = ::fork();
-  ASSERT_GE(child.pid, 0);
-  if (child.pid == 0) {
-    char c = 0;
-    ::close(go.writeEnd());
-    const auto n = ::read(go.readEnd(), &c, 1);
-    ::_exit(n == 1 ? 0 : 1);
-  }
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child.pid, 0));
-  ASSERT_GE(pidfd, 0) << "pidfd_open: " << std::strerror(errno);
-  struct CloseFd {
-    int fd;
-    ~CloseFd() { ::close(fd); }
-  } close_pidfd{pidfd};
-
-  std::atomic<int> calls{0};
-  std::promise<void> exited;
-  RunningServer srv(testOptions(), echoHandler());
-  os::EventLoop& loop = srv.server();
-  os::EventLoop::Id id = 0;  // io thread only
-  onIoThread(srv.server(), [&] {
-    id = loop.watchReadable(pidfd, [&] {
-      // An exited child's pidfd stays readable: without unwatch this would spin.
-      loop.unwatch(id);
-      if (calls++ == 0) exited.set_value();
-    });
-  });
-  srv.sync();
-  srv.sync();
-  EXPECT_EQ(calls.load(), 0);  // still running
-
-  ASSERT_TRUE(go.write("x"));
-  ASSERT_EQ(exited.get_future().wait_for(5s), std::future_status::ready);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child.pid, &status, 0), child.pid);
-  child.pid = -1;
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  srv.sync();
-  EXPECT_EQ(calls.load(), 1);
-  EXPECT_TRUE(isOpen(pidfd));
-}
-
-TEST(HttpServerTest, EventLoopDestructionDropsPendingTimersAndReleasesWatchedFds) {
-  Pipe pipe;
-  auto token = std::make_shared<int>(0);  // held by the pending callbacks
-  {
-    RunningServer srv(testOptions(), echoHandler());
-    os::EventLoop& loop = srv.server();
-    onIoThread(srv.server(), [&] {
-      loop.startTimer(1h, [token] {});
-      loop.watchReadable(pipe.readEnd(), [token] {});
-    });
-    EXPECT_EQ(token.use_count(), 3);
-  }
-  EXPECT_EQ(token.use_count(), 1);  // both callbacks destroyed, never run
-  ASSERT_TRUE(isOpen(pipe.readEnd()));
-  EXPECT_TRUE(pipe.write("still a pipe"));
-  EXPECT_EQ(pipe.readAvailable(), "still a pipe");
 }
 
 }  // namespace

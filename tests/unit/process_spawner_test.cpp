@@ -161,10 +161,29 @@ TEST(ProcessSpawnerTest, ChildStartsWithDefaultSignalStateWhateverTheAgentHas) {
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
   ::sigprocmask(SIG_BLOCK, &usr1, &old_mask);
-  const std::string state = runShell("grep -E '^Sig(Blk|Ign)' /proc/$$/status");
+  const std::string state = runShell("exec grep -E '^Sig(Blk|Ign)' /proc/self/status");
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::sigaction(SIGPIPE, &old_pipe, nullptr);
   EXPECT_EQ(state, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+TEST(ProcessSpawnerTest, RequestedSignalsStayBlockedThroughExec) {
+  // What the exec shim relies on: a stop signal sent at any moment of its
+  // start stays pending instead of killing it.
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  SpawnRequest request;
+  request.argv = {"/bin/sh", "-c", "exec grep -E '^SigBlk' /proc/self/status"};
+  request.blocked_signals = {SIGTERM, SIGUSR1};
+  request.stdout_fd = out[1];
+  Child child = spawnOrFail(request);
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  // Bit (signo - 1): SIGUSR1 (10) is 0x200, SIGTERM (15) is 0x4000.
+  EXPECT_EQ(text, "SigBlk:\t0000000000004200\n");
 }
 
 TEST(ProcessSpawnerTest, NewSessionIsOptional) {

@@ -1,20 +1,17 @@
-// RunningServer: an HttpServer on its own thread for the server's unit tests
-// (plain and TLS). The destructor shuts it down and aborts the test binary
-// (rather than hanging CI) if run() does not return. Helpers let a test act on
-// the io thread and wait for the server's state under a deadline, turn by
-// turn, instead of sleeping.
+// RunningServer: an HttpServer on an event loop of its own thread
+// (RunningLoop) for the server's unit tests (plain and TLS). The destructor
+// shuts it down and aborts the test binary (rather than hanging CI) if the
+// shutdown does not stop the loop. Helpers let a test act on the loop thread
+// and wait for the server's state under a deadline, turn by turn, instead of
+// sleeping.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <future>
-#include <stdexcept>
-#include <thread>
 #include <utility>
 
 #include "agent/http/http_server.hpp"
+#include "tests/unit/running_loop.hpp"
 
 namespace phonefarm::http::test {
 
@@ -37,54 +34,33 @@ inline HttpServerOptions testServerOptions() {
 class RunningServer {
  public:
   RunningServer(HttpServerOptions options, RequestHandler handler)
-      : server_(std::move(options), std::move(handler)), stopped_(stopped_promise_.get_future()) {
+      : server_(running_.loop(), std::move(options), std::move(handler), [this] { running_.loop().stop(); }) {
     port_ = server_.start();
-    thread_ = std::thread([this] {
-      server_.run();
-      stopped_promise_.set_value();
-    });
+    running_.start();
   }
   ~RunningServer() {
     server_.beginShutdown();
-    if (stopped_.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-      std::fprintf(stderr, "watchdog: HttpServer::run() did not return 10 s after beginShutdown()\n");
-      std::abort();
-    }
-    thread_.join();
+    running_.joinWithin(std::chrono::seconds(10),
+                        "watchdog: the loop did not stop 10 s after HttpServer::beginShutdown()");
   }
   RunningServer(const RunningServer&) = delete;
   RunningServer& operator=(const RunningServer&) = delete;
 
   HttpServer& server() { return server_; }
+  os::AsioEventLoop& loop() { return running_.loop(); }
   std::uint16_t port() const { return port_; }
-  bool waitStopped(std::chrono::milliseconds timeout) {
-    return stopped_.wait_for(timeout) == std::future_status::ready;
-  }
+  // Whether the shutdown has completed (and stopped the loop).
+  bool waitStopped(std::chrono::milliseconds timeout) { return running_.waitStopped(timeout); }
 
-  // Runs fn on the io thread and returns its result (throws if the loop does
-  // not run it within 5 s).
+  // Runs fn on the loop thread and returns its result (throws if the loop
+  // does not run it within 5 s).
   template <class F>
   auto onLoop(F fn) {
-    std::promise<decltype(fn())> done;
-    server_.post([&] {
-      if constexpr (std::is_void_v<decltype(fn())>) {
-        fn();
-        done.set_value();
-      } else {
-        done.set_value(fn());
-      }
-    });
-    auto f = done.get_future();
-    if (f.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
-      throw std::runtime_error("io thread did not run the task");
-    }
-    return f.get();
+    return running_.onLoop(std::move(fn));
   }
 
-  // Returns once everything posted before this call has run on the io thread.
-  void sync() {
-    onLoop([] {});
-  }
+  // Returns once everything posted before this call has run on the loop thread.
+  void sync() { running_.sync(); }
 
   // Waits, turn by turn under a deadline, until pred(stats) holds.
   template <class Pred>
@@ -107,10 +83,8 @@ class RunningServer {
   }
 
  private:
+  os::test::RunningLoop running_;  // declared first: outlives the server
   HttpServer server_;
-  std::promise<void> stopped_promise_;
-  std::shared_future<void> stopped_;
-  std::thread thread_;
   std::uint16_t port_ = 0;
 };
 

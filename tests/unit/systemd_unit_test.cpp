@@ -158,7 +158,7 @@ TEST_F(SystemdUnit, HasTheSettingsTheAgentDependsOn) {
   // Exactly the capabilities documented in the unit, held as ambient
   // capabilities by the phonefarm user and nothing else in the bounding set.
   // Not CAP_DAC_OVERRIDE nor CAP_CHOWN: execution dirs are the agent's, with
-  // the work user's group (executor.cpp). Not CAP_SYS_PTRACE: see the unit.
+  // the work user's group (executor_launch.cpp). Not CAP_SYS_PTRACE: see the unit.
   const std::string caps = "CAP_SETUID CAP_SETGID CAP_KILL";
   EXPECT_EQ(setting(s, "CapabilityBoundingSet"), caps);
   EXPECT_EQ(setting(s, "AmbientCapabilities"), caps);

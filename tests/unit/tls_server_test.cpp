@@ -255,7 +255,8 @@ TEST_F(HttpServerTlsTest, ReloadSwapsThePairAndABadPairKeepsTheOneInForce) {
 
 TEST_F(HttpServerTlsTest, StartRefusesAKeyReadableByOthers) {
   ASSERT_EQ(::chmod(pki_.key.c_str(), 0644), 0);
-  HttpServer server(options(), echoHandler());
+  os::AsioEventLoop loop;
+  HttpServer server(loop, options(), echoHandler());
   try {
     server.start();
     FAIL() << "start() accepted a world-readable key";

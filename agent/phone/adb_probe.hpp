@@ -1,9 +1,10 @@
 // AdbProbe: the adb server's state for GET /debug — `host:version` and
-// `host:devices-l` through the AdbClient, each bounded by a short deadline —
-// asked on a worker thread of its own, because the I/O thread must never wait
-// on the adb server. Requests that arrive while a probe runs share the next
-// one. The owner destroys it before the AdbClient and before whatever `done`
-// posts to (the daemon declares it after both); the destructor joins.
+// `host:devices-l` through the AdbHost, each bounded by a short deadline —
+// asked on a worker thread of its own (pf-adb-probe), because the I/O thread
+// must never wait on the adb server. Requests that arrive while a probe runs
+// share the next one. The owner destroys it before the AdbHost and before
+// whatever `done` posts to (the daemon declares it after both); the
+// destructor joins.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -14,17 +15,15 @@
 #include <thread>
 #include <vector>
 
-namespace phonefarm::phone {
-class AdbClient;
-}
+#include "agent/phone/adb_host.hpp"
 
-namespace phonefarm::api {
+namespace phonefarm::phone {
 
 class AdbProbe {
  public:
   using Done = std::function<void(boost::json::object)>;
 
-  AdbProbe(const phone::AdbClient& adb, std::chrono::milliseconds timeout) : adb_(adb), timeout_(timeout) {}
+  AdbProbe(const AdbHost& adb, std::chrono::milliseconds timeout) : adb_(adb), timeout_(timeout) {}
   ~AdbProbe();
   AdbProbe(const AdbProbe&) = delete;
   AdbProbe& operator=(const AdbProbe&) = delete;
@@ -40,7 +39,7 @@ class AdbProbe {
  private:
   void work();
 
-  const phone::AdbClient& adb_;
+  const AdbHost& adb_;
   const std::chrono::milliseconds timeout_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -49,4 +48,4 @@ class AdbProbe {
   std::thread worker_;  // started by the first probe
 };
 
-}  // namespace phonefarm::api
+}  // namespace phonefarm::phone

@@ -1,11 +1,11 @@
 // The adb server probe of GET /debug; see adb_probe.hpp.
-#include "agent/api/adb_probe.hpp"
+#include "agent/phone/adb_probe.hpp"
 
 #include <boost/json/array.hpp>
 
-#include "agent/phone/adb_client.hpp"
+#include "common/os/thread_name.hpp"
 
-namespace phonefarm::api {
+namespace phonefarm::phone {
 
 namespace json = boost::json;
 
@@ -22,7 +22,12 @@ void AdbProbe::probe(Done done) {
   std::lock_guard lock(mutex_);
   if (stopping_) return;
   waiting_.push_back(std::move(done));
-  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+  if (!worker_.joinable()) {
+    worker_ = std::thread([this] {
+      os::setCurrentThreadName("pf-adb-probe");
+      work();
+    });
+  }
   wake_.notify_one();
 }
 
@@ -66,4 +71,4 @@ void AdbProbe::work() {
   }
 }
 
-}  // namespace phonefarm::api
+}  // namespace phonefarm::phone

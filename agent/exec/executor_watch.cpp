@@ -1,0 +1,164 @@
+// Watching and ending an execution. The container's descriptors (cgroup.events
+// inotify, pidfds) are on the event loop; when one turns readable the tree is
+// polled once, and when it is gone the item ends with the outcome the exec
+// shim wrote (status.json), in one store transaction (item, process,
+// execution row, escalation row); then the container is removed and the
+// phone's slot released. Also whenIdle(), which waits for the last end.
+#include <spdlog/spdlog.h>
+
+#include "agent/exec/exec_status.hpp"
+#include "agent/exec/executor_execution.hpp"
+
+namespace phonefarm::exec {
+
+using executor_detail::storeTransition;
+
+namespace {
+
+std::string describeOutcome(const ItemOutcome& o) {
+  if (o.exit_code) return "exit " + std::to_string(*o.exit_code);
+  if (o.signal) return "signal " + *o.signal;
+  return "lost";
+}
+
+}  // namespace
+
+void Executor::attach(std::unique_ptr<Execution> e) {
+  const std::string item_id = e->item_id;
+  executions_[item_id] = std::move(e);
+  syncWatches(*executions_[item_id]);
+  onReady(item_id);  // it may have ended before the watches were armed
+}
+
+void Executor::syncWatches(Execution& e) {
+  std::vector<int> want = e.container && !e.ending ? e.container->watchFds() : std::vector<int>{};
+  for (auto it = e.watches.begin(); it != e.watches.end();) {
+    if (std::find(want.begin(), want.end(), it->first) == want.end()) {
+      loop_.unwatch(it->second);
+      it = e.watches.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (int fd : want) {
+    if (e.watches.count(fd) == 0) {
+      const std::string item_id = e.item_id;
+      auto watch = loop_.watchReadable(fd, [this, item_id] { onReady(item_id); });
+      // Not recorded: the next onReady (a timer, another fd) tries again.
+      if (!watch) {
+        spdlog::warn("exec.watch_failed queue_item_id={} fd={} error=\"{}\"", item_id, fd, watch.error().message);
+        continue;
+      }
+      e.watches[fd] = *watch;
+    }
+  }
+}
+
+void Executor::onReady(const std::string& item_id) {
+  Execution* e = find(item_id);
+  if (e == nullptr || e->ending) return;
+  auto gone = e->container->poll();
+  syncWatches(*e);  // e.g. stop watching a reaped leader's pidfd, which stays readable
+  if (!gone) {
+    spdlog::warn("exec.watch_failed queue_item_id={} error=\"{}\"", item_id, gone.error().message);
+    return;
+  }
+  if (*gone) end(*e);
+}
+
+void Executor::end(Execution& e) {
+  e.ending = true;
+  syncWatches(e);
+  for (auto* timer : {&e.timeout_timer, &e.escalation_timer, &e.stuck_timer}) {
+    if (*timer != 0) loop_.cancelTimer(std::exchange(*timer, 0));
+  }
+  ItemOutcome& o = e.outcome;
+  auto status = readExecStatus(e.dir);
+  if (status && *status) {
+    o.exit_code = (*status)->exit_code;
+    o.signal = (*status)->signal;
+    if ((*status)->error) o.note = (*status)->error;
+  } else if (e.kill_issued) {
+    o.signal = "SIGKILL";  // the kill took the shim too, before it could write
+  } else {
+    ++stats_.lost;
+    o.note = "lost: the execution ended without an exit status from the exec shim";
+    if (!status) *o.note += " (" + status.error().message + ")";
+  }
+  o.timed_out = e.timed_out;
+  o.cancelled = e.item_cancel;
+  if (e.stuck_note && !o.note) o.note = e.stuck_note;
+  storeEnd(e.item_id);
+}
+
+void Executor::storeEnd(const std::string& item_id) {
+  Execution* e = find(item_id);
+  if (e == nullptr) return;
+  const WallMs now = clock_.wallNowMs();
+  store_.submit<Unit>(
+      [process_id = e->process_id, item_id, execution_id = e->execution_id, outcome = e->outcome, now](store::Db& db) {
+        store::ProcessRepository procs(db);
+        store::ExecutionRepository execs(db);
+        auto before = procs.loadProcess(process_id);
+        if (before) {
+          for (const auto& item : before->items) {
+            if (item.queue_item_id == item_id && item.status == ItemStatus::kExecuting) {
+              Process after = finishItem(*before, item_id, outcome, now);
+              storeTransition(procs, *before, after, item_id);
+            }
+          }
+        }
+        execs.finishExecution(execution_id, now, describeOutcome(outcome));
+        execs.deleteEscalation(item_id);
+        return Unit{};
+      },
+      [this, item_id](Result<Unit> r) {
+        Status st = r ? okStatus() : Status(r.error());
+        loop_.post([this, item_id, st] { onEndCommitted(item_id, st); });
+      });
+}
+
+void Executor::onEndCommitted(const std::string& item_id, Status committed) {
+  Execution* e = find(item_id);
+  if (e == nullptr) return;
+  if (!committed) {
+    spdlog::error("exec.end_store_failed queue_item_id={} error=\"{}\" retrying", item_id, committed.error().message);
+    loop_.startTimer(options_.store_retry, [this, item_id] { storeEnd(item_id); });
+    return;
+  }
+  if (e->container) {
+    if (auto st = e->container->remove(); !st) {
+      spdlog::warn("exec.cleanup_failed execution_id={} error=\"{}\"", e->execution_id, st.error().message);
+    }
+  }
+  ++stats_.finished;
+  spdlog::info("exec.ended process_id={} queue_item_id={} execution_id={} outcome=\"{}\"{}", e->process_id, item_id,
+               e->execution_id, describeOutcome(e->outcome), e->outcome.timed_out ? " timed_out=true" : "");
+  const std::string phone_id = e->phone_id;
+  executions_.erase(item_id);
+  releaseSlot(phone_id);
+  checkIdle();
+}
+
+void Executor::whenIdle(std::chrono::milliseconds timeout, std::function<void()> done) {
+  if (executions_.empty()) return done();
+  const os::EventLoop::Id timer = loop_.startTimer(timeout, [this] {
+    auto waiters = std::move(idle_waiters_);
+    idle_waiters_.clear();
+    spdlog::warn("exec.shutdown_wait_expired executions_left={}", executions_.size());
+    for (auto& [id, fn] : waiters) fn();
+  });
+  idle_waiters_.emplace_back(timer, std::move(done));
+}
+
+void Executor::checkIdle() {
+  if (!executions_.empty()) return;
+  auto waiters = std::move(idle_waiters_);
+  idle_waiters_.clear();
+  for (auto& [id, fn] : waiters) {
+    loop_.cancelTimer(id);
+    fn();
+  }
+}
+
+}  // namespace phonefarm::exec
