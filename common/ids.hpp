@@ -1,4 +1,4 @@
-// Identifiers: API.md ids are 1–128 chars of [A-Za-z0-9._:-]; ids the agent
+// Identifiers: docs/api.md ids are 1–128 chars of [A-Za-z0-9._:-]; ids the agent
 // generates are random UUIDv4.
 #pragma once
 

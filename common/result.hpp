@@ -1,6 +1,6 @@
 // Result<T>: the value of an I/O or request-path operation, or an Error that
 // says which kind of failure it was and carries its context. Exceptions are for
-// start-up and config (see STYLE.md); everything on the request path returns
+// start-up and config (docs/design.md, "Errors"); everything on the request path returns
 // one of these.
 #pragma once
 

@@ -1,4 +1,4 @@
-// ApiHandler: the request handler of the HTTP API (API.md) as a function
+// ApiHandler: the request handler of the HTTP API (docs/api.md) as a function
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,

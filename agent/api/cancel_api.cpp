@@ -1,6 +1,6 @@
 // POST /processes/{id}/cancel (the seed contract) and the legacy
 // queue-item-level POST /cancel: validation, then the CancelService, then the
-// response shape of API.md.
+// response shape of docs/api.md.
 #include <boost/json/object.hpp>
 #include <boost/json/value_from.hpp>
 

@@ -1,4 +1,4 @@
-// FastAPI-compatible error responses (API.md "Errors"): {"detail": "..."} for
+// FastAPI-compatible error responses (docs/api.md "Errors"): {"detail": "..."} for
 // most codes, {"detail": [{loc, msg, type}, ...]} for 422, and an error_id on
 // 500 that matches the log line carrying the cause.
 #pragma once

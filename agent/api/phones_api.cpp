@@ -1,4 +1,4 @@
-// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (API.md "Phones"):
+// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (docs/api.md "Phones"):
 // the inventory's live view, the executor's current item, and from the store
 // the queue depth and the last reset record.
 #include <boost/json.hpp>
@@ -21,7 +21,7 @@ struct PhoneFacts {
   std::map<std::string, store::ResetRecord> last_resets;
 };
 
-// The reset record as API.md shows it (also the body of POST .../reset's 202).
+// The reset record as docs/api.md ("Phones") shows it (also the body of POST .../reset's 202).
 json::object resetJson(const store::ResetRecord& r) {
   return {{"reset_id", r.reset_id},
           {"phone_id", r.phone_id},

@@ -1,4 +1,4 @@
-// Field-by-field validation of the API's request bodies (API.md), reporting
+// Field-by-field validation of the API's request bodies (docs/api.md), reporting
 // every problem at once in Pydantic's vocabulary, which the control plane
 // already parses.
 #include "agent/api/request_validation.hpp"

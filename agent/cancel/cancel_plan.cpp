@@ -1,4 +1,4 @@
-// Pure cancel transitions; see cancel_plan.hpp and API.md.
+// Pure cancel transitions; see cancel_plan.hpp and docs/api.md.
 #include "agent/cancel/cancel_plan.hpp"
 
 #include <array>

@@ -1,4 +1,4 @@
-// The cancel state machine (API.md "POST /processes/{id}/cancel", steps 1–5,
+// The cancel state machine (docs/api.md "POST /processes/{id}/cancel", steps 1–5,
 // and the legacy item-level cancel), as pure functions: given the stored
 // process, the request and the time, compute the process as it must be stored
 // afterwards, the audit entry, and what must happen to executing work. The

@@ -1,5 +1,5 @@
 // EscalationDeadline: when a soft_then_force cancel escalates. The deadline is
-// stored twice (API.md shows the wall-clock time; the timer uses
+// stored twice (docs/api.md shows the wall-clock time; the timer uses
 // CLOCK_BOOTTIME with the boot id), so a wall-clock jump does not move it and
 // an agent restarted on the same boot fires at the original deadline, not
 // after a fresh window. After a reboot the boot clock means nothing and the

@@ -1,5 +1,5 @@
 // phonefarmctl: the technician's command-line tool. It talks HTTP/1.1 to the
-// local phonefarm-agent (API.md) and prints what it answers as aligned tables
+// local phonefarm-agent (docs/api.md) and prints what it answers as aligned tables
 // or, with --json, as the agent sent it. This file parses the command line,
 // builds the client and runs the subcommand (commands.hpp, one file each).
 #include <unistd.h>

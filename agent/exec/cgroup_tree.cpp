@@ -220,7 +220,7 @@ void waitReadable(int fd, std::chrono::milliseconds timeout) {
   ::poll(&pfd, 1, static_cast<int>(timeout.count()));
 }
 
-// SIGKILLs every process listed in the leaf, through pidfds (DESIGN.md). Only
+// SIGKILLs every process listed in the leaf, through pidfds (docs/design.md). Only
 // pids still listed after their pidfds were opened are signalled: a pid reused
 // between the first read and pidfd_open names a process outside the leaf,
 // which is not listed again (and while frozen nothing can exit anyway).

@@ -1,4 +1,4 @@
-// CgroupTree: the cgroup v2 side of containment (DESIGN.md, "Containment and
+// CgroupTree: the cgroup v2 side of containment (docs/design.md, "Containment and
 // termination"). The agent owns one managed directory, `<root>/phonefarm-work`,
 // and gives every execution its own leaf below it; the spawner starts the
 // leader directly inside the leaf (process_spawner.hpp), so the whole process

@@ -1,5 +1,5 @@
 // Containment runtimes: how one execution's process tree is started, watched,
-// signalled and killed (DESIGN.md, "Containment and termination").
+// signalled and killed (docs/design.md, "Containment and termination").
 //   - "cgroup": each execution in its own cgroup v2 leaf, entered at spawn;
 //     the tree is gone when the leaf reports `populated 0`; kill is
 //     cgroup.kill, repeated until empty.
@@ -37,7 +37,7 @@ struct ContainerInfo {
   std::optional<std::string> cgroup;
   pid_t leader_pid = 0;                        // 0 when unknown (a re-adopted tree whose leader is gone)
   std::optional<long long> leader_start_time;  // /proc/<pid>/stat starttime, to verify after a restart
-  boost::json::object toJson() const;          // API.md termination.container
+  boost::json::object toJson() const;          // docs/api.md termination.container
 };
 
 // One execution's process tree.

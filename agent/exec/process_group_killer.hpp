@@ -1,5 +1,5 @@
 // The fallback runtime's kill, for hosts without a writable cgroup v2
-// (DESIGN.md, "Containment and termination"): each execution's leader starts
+// (docs/design.md, "Containment and termination"): each execution's leader starts
 // a new session and process group (SpawnRequest::new_session), the agent is
 // a child subreaper, and a kill is `killpg` plus a sweep of /proc for the
 // descendants that left the group.

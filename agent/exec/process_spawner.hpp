@@ -2,7 +2,7 @@
 // a cgroup leaf (clone3 + CLONE_INTO_CGROUP, so not one instruction of the
 // child runs outside its container), and hands back a pidfd so every later
 // signal and wait targets exactly that process, never a recycled pid
-// (DESIGN.md, "Containment and termination").
+// (docs/design.md, "Containment and termination").
 //
 // Raw syscall() throughout: glibc 2.36 has no clone3 wrapper and its
 // <sys/pidfd.h> is not usable from C++ (no extern "C").

@@ -18,7 +18,7 @@
 
 namespace phonefarm::phone {
 
-// API.md adb_state / health values.
+// docs/api.md adb_state / health values.
 inline constexpr const char* kStateDevice = "device";
 inline constexpr const char* kStateOffline = "offline";
 inline constexpr const char* kStateUnauthorized = "unauthorized";
@@ -32,14 +32,14 @@ inline constexpr const char* kHealthNeedsAttention = "needs_attention";
 
 struct PhoneSnapshot {
   PhoneConfig config;
-  std::string adb_state;       // as API.md: resetting while a reset runs
+  std::string adb_state;       // as docs/api.md: resetting while a reset runs
   std::string reported_state;  // what the adb server says (absent when it does not list the device)
   bool resetting = false;
   bool needs_attention = false;
   std::uint64_t generation = 0;  // bumps whenever the server's reported state of this phone changes
 };
 
-// API.md `health` of a phone; `busy` = an item of it is executing.
+// docs/api.md `health` of a phone; `busy` = an item of it is executing.
 inline const char* healthOf(const PhoneSnapshot& s, bool busy) {
   if (s.needs_attention) return kHealthNeedsAttention;
   if (s.resetting) return kHealthResetting;

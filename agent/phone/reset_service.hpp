@@ -1,4 +1,4 @@
-// ResetService: the ADB/USB session reset ladder (DESIGN.md). A forced kill
+// ResetService: the ADB/USB session reset ladder (docs/design.md). A forced kill
 // (hard cancel, escalation, timeout) or a technician's POST
 // /phones/{id}/reset starts one; each step runs only while the phone is not
 // back in `device` state, with its own timeout, and is stored with its times,

@@ -1,5 +1,5 @@
 // UsbBackend: the OS seam for the USB steps of the phone session reset ladder
-// (DESIGN.md, "Phone ADB/USB session reset"): find a phone on the bus by its
+// (docs/design.md, "Phone ADB/USB session reset"): find a phone on the bus by its
 // serial or its configured port path, reset it (`usb_reset`), or switch its
 // hub port's power off and on (`hub_power_cycle`). The reset logic talks to
 // this interface only, so it runs in unit tests against a fake; the real

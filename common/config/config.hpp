@@ -1,4 +1,4 @@
-// AgentConfig: the typed form of /etc/phonefarm-agent/agent.toml (DESIGN.md
+// AgentConfig: the typed form of /etc/phonefarm-agent/agent.toml (docs/design.md
 // lists every key and its default). Parsed once at start; unknown keys, wrong
 // types and out-of-range values are ConfigError exceptions that name the key
 // (and the line, when it came from a file).
@@ -40,7 +40,7 @@ struct HttpConfig {
   std::size_t max_body_bytes = 65536;
   std::size_t max_connections = 512;
   std::optional<TlsFiles> tls;  // nullopt = plain HTTP (the default)
-  // GET /metrics needs a read token unless this is false (API.md: "read, or
+  // GET /metrics needs a read token unless this is false (docs/api.md, "Auth": "read, or
   // none if configured"): for a Prometheus that scrapes without credentials.
   bool metrics_require_token = true;
 };

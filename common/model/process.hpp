@@ -1,4 +1,4 @@
-// The public work model (API.md "Model"): a process targets one phone with one
+// The public work model (docs/api.md "Model"): a process targets one phone with one
 // account and holds ordered queue items, each one host command. Plain values;
 // the store persists them and common/model/process_json renders them.
 #pragma once
@@ -84,7 +84,7 @@ struct CancelAuditEntry {
   std::int64_t force_after_seconds = 10;
   boost::json::object requested_by;
   std::string outcome;             // "cancel_requested" | "ignored_terminal"
-  std::string termination_status;  // API.md termination.status
+  std::string termination_status;  // docs/api.md termination.status
   std::optional<std::string> detail;
 };
 

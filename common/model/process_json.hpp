@@ -1,4 +1,4 @@
-// JSON rendering of the model, exactly the shapes of API.md (process object,
+// JSON rendering of the model, exactly the shapes of docs/api.md (process object,
 // queue item, cancel record) plus the audit trail entry.
 #pragma once
 
@@ -15,7 +15,7 @@ namespace phonefarm {
 boost::json::object toJson(const QueueItem& item);
 boost::json::object toJson(const CancelRecord& cancel);
 boost::json::object toJson(const CancelAuditEntry& entry);
-// The process object of API.md. `audit`, when given, is added as
+// The process object of docs/api.md. `audit`, when given, is added as
 // "cancel_audit" (GET /processes/{id} shows the whole trail).
 boost::json::object toJson(const Process& process, const std::vector<CancelAuditEntry>* audit = nullptr);
 

@@ -2,9 +2,11 @@
 // starts phonefarm-agent on a fresh state dir (on a real disk, so every
 // commit is fsync'd), submits N single-item processes, then cancels all of
 // them over K concurrent keep-alive connections and prints cancels/s, p50/p99
-// latency and the agent's RSS; after R runs, the medians.
+// latency and the agent's RSS; after R runs, the medians. Any answer other
+// than 201 (submit) or 200 (cancel) fails the run (exit 1).
 //
 //   cancel_bench [-n 20000] [-c 64] [-r 3] [--dir /var/tmp] [--agent PATH]
+//   cancel_bench --smoke     # -n 300 -c 8 -r 1: the same path in a second (ctest, label "bench")
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -168,9 +170,20 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  const char* usage = "usage: cancel_bench [--smoke] [-n N] [-c K] [-r RUNS] [--dir DIR] [--agent PATH]\n";
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
+    if (flag == "--smoke") {
+      o.n = 300;
+      o.connections = 8;
+      o.runs = 1;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s", usage);
+      return 2;
+    }
+    const std::string value = argv[++i];
     if (flag == "-n")
       o.n = std::stoul(value);
     else if (flag == "-c")
@@ -182,7 +195,7 @@ int main(int argc, char** argv) {
     else if (flag == "--agent")
       o.agent = value;
     else {
-      std::fprintf(stderr, "usage: cancel_bench [-n N] [-c K] [-r RUNS] [--dir DIR] [--agent PATH]\n");
+      std::fprintf(stderr, "%s", usage);
       return 2;
     }
   }

@@ -24,8 +24,6 @@ inline constexpr const char* kScheduleToken = "schedule-token-0123456789abcdef";
 class AgentFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    // The work user (nobody) must reach its execution dir under state/ and the jobs.
-    std::filesystem::permissions(dir_.path(), std::filesystem::perms(0711), std::filesystem::perm_options::replace);
     std::filesystem::create_directories(jobsDir());
     writeFile(jobsDir() / "post.sh", "#!/bin/sh\nexit 0\n", 0755);
     writeConfig();
@@ -90,8 +88,11 @@ class AgentFixture : public ::testing::Test {
   virtual std::string stateDirSetting() const { return (dir_.path() / "state").string(); }
 
   void startAgent() {
-    agent_ = std::make_unique<AgentProcess>(
-        PHONEFARM_AGENT_BINARY, std::vector<std::string>{"--config", configPath().string()}, dir_.path(), agentEnv());
+    // In dir_, not the test's working directory: that is in the build tree,
+    // which work running as another user may not be able to enter.
+    agent_ = std::make_unique<AgentProcess>(PHONEFARM_AGENT_BINARY,
+                                            std::vector<std::string>{"--config", configPath().string()}, dir_.path(),
+                                            agentEnv(), dir_.path());
     port_ = agent_->waitForListening(std::chrono::seconds(20));
     ASSERT_NE(port_, 0);
     client_ = std::make_unique<HttpClient>("127.0.0.1", port_);
@@ -134,7 +135,8 @@ class AgentFixture : public ::testing::Test {
            R"(,"requested_by":{"system":"test"}})";
   }
 
-  TempDir dir_;
+  // The work user (nobody) must reach its execution dir under state/ and the jobs.
+  TempDir dir_{DirAccess::kTraversableByOthers};
   std::unique_ptr<AgentProcess> agent_;
   std::unique_ptr<HttpClient> client_;
   std::uint16_t port_ = 0;

@@ -258,11 +258,12 @@ TEST_F(Executor, SubmitRejectsCommandsOutsideTheAllowedPrefixes) {
 
 // A state_dir relative to the agent's working directory (as --dev's ./var):
 // work still runs and reports its exit code.
+// A relative state_dir resolves against the agent's working directory, which
+// AgentFixture makes the test's dir_ (the shim, running as nobody, must reach
+// the execution files through it).
 class ExecutorRelativeStateDir : public Executor {
  protected:
-  std::string stateDirSetting() const override {
-    return std::filesystem::relative(dir_.path() / "state", std::filesystem::current_path()).string();
-  }
+  std::string stateDirSetting() const override { return "state"; }
 };
 
 TEST_F(ExecutorRelativeStateDir, RunsWorkAndReadsItsStatus) {

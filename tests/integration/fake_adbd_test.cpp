@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "tests/support/agent_process.hpp"
+#include "tests/support/free_port.hpp"
 
 extern char** environ;
 
@@ -380,20 +381,6 @@ TEST(FakeAdbdCli, RejectsBadArguments) {
 }
 
 // ---- a real adb server ------------------------------------------------------
-
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::system_error(errno, std::generic_category(), "free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct RunResult {
   int exit_code = -1;  // -1: did not exit in time (killed) or could not start

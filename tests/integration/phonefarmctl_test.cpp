@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "tests/integration/work_fixture.hpp"
+#include "tests/support/run_command.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -25,36 +26,14 @@ struct CtlResult {
   std::string err;
 };
 
-std::string shellQuote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      q += "'\\''";
-    } else {
-      q += c;
-    }
-  }
-  return q + "'";
-}
-
-// Runs a shell command line; stdout captured, stderr into `err_path`.
-CtlResult runShell(const std::string& cmd, const std::filesystem::path& err_path) {
-  CtlResult r;
-  FILE* p = ::popen((cmd + " 2>" + shellQuote(err_path.string())).c_str(), "r");
-  if (p == nullptr) {
-    ADD_FAILURE() << "popen failed";
-    return r;
-  }
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.err = ss.str();
-  return r;
+// Runs argv (in `cwd` if given); stdout and stderr apart.
+CtlResult run(const std::vector<std::string>& argv, const std::filesystem::path& cwd = {}) {
+  CommandOptions options;
+  options.cwd = cwd;
+  options.separate_stderr = true;
+  const auto r = runCommand(argv, options);
+  if (r.timed_out) ADD_FAILURE() << argv.front() << " did not finish in time";
+  return CtlResult{r.exit_code, r.output, r.error};
 }
 
 // Runs argv on a new pseudo-terminal (stdout and stderr both on it) with
@@ -126,9 +105,7 @@ class CtlFixture : public Base {
   // Runs phonefarmctl --url <agent> --token-file <token> args... (in `cwd` if given).
   CtlResult ctl(const std::vector<std::string>& args, const char* token = kOperateToken,
                 const std::string& url_override = "", const std::filesystem::path& cwd = {}) {
-    std::string cmd = cwd.empty() ? "" : "cd " + shellQuote(cwd.string()) + " && ";
-    for (const auto& a : ctlArgv(args, token, url_override)) cmd += shellQuote(a) + " ";
-    return runShell(cmd, this->dir_.path() / "ctl-stderr");
+    return run(ctlArgv(args, token, url_override), cwd);
   }
 };
 
@@ -408,7 +385,7 @@ TEST_F(Phonefarmctl, DebugDumpWritesOneArchiveWithEveryPart) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, archive.string() + "\n");
 
-  auto listing = runShell("tar -tzf " + shellQuote(archive.string()), dir_.path() / "tar-stderr");
+  auto listing = run({"tar", "-tzf", archive.string()});
   ASSERT_EQ(listing.exit_code, 0) << listing.err;
   auto names = lines(listing.out);
   ASSERT_FALSE(names.empty());
@@ -424,8 +401,7 @@ TEST_F(Phonefarmctl, DebugDumpWritesOneArchiveWithEveryPart) {
 
   const auto out = dir_.path() / "extracted";
   std::filesystem::create_directories(out);
-  auto x = runShell("tar -xzf " + shellQuote(archive.string()) + " -C " + shellQuote(out.string()),
-                    dir_.path() / "tar-stderr");
+  auto x = run({"tar", "-xzf", archive.string(), "-C", out.string()});
   ASSERT_EQ(x.exit_code, 0) << x.err;
   const auto debug = json::parse(readAll(out / top / "debug.json"));
   EXPECT_EQ(debug.at("agent").at("version"), PHONEFARM_VERSION);
@@ -438,8 +414,7 @@ TEST_F(Phonefarmctl, DebugDumpWritesOneArchiveWithEveryPart) {
             std::string::npos);
   // No token anywhere in the archive (grep -r exits 1 when nothing matches).
   for (const char* secret : {kReadToken, kOperateToken, kScheduleToken}) {
-    auto grep =
-        runShell("grep -r -l -F " + shellQuote(secret) + " " + shellQuote(out.string()), dir_.path() / "grep-stderr");
+    auto grep = run({"grep", "-r", "-l", "-F", secret, out.string()});
     EXPECT_EQ(grep.exit_code, 1) << secret << " found in " << grep.out;
   }
 }
@@ -466,7 +441,7 @@ TEST_F(Phonefarmctl, DebugDumpWithAReadTokenKeepsWhatItCouldGet) {
   EXPECT_TRUE(name.starts_with("phonefarm-debug-")) << name;
   EXPECT_TRUE(name.ends_with("Z.tar.gz")) << name;
   EXPECT_EQ(r.out, archives[0].string() + "\n");
-  auto listing = runShell("tar -tzf " + shellQuote(archives[0].string()), dir_.path() / "tar-stderr");
+  auto listing = run({"tar", "-tzf", archives[0].string()});
   EXPECT_NE(listing.out.find("/debug.json.error.txt\n"), std::string::npos) << listing.out;
   EXPECT_NE(listing.out.find("/phones.json\n"), std::string::npos) << listing.out;
   EXPECT_EQ(listing.out.find("/debug.json\n"), std::string::npos) << listing.out;
@@ -480,7 +455,7 @@ TEST_F(Phonefarmctl, DebugDumpOfAnUnreachableAgentStillWritesTheArchive) {
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_NE(r.err.find("the archive lacks 4 parts"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::exists(archive));
-  auto listing = runShell("tar -tzf " + shellQuote(archive.string()), dir_.path() / "tar-stderr");
+  auto listing = run({"tar", "-tzf", archive.string()});
   EXPECT_NE(listing.out.find("/journal.txt\n"), std::string::npos) << listing.out;
   EXPECT_NE(listing.out.find("/metrics.txt.error.txt\n"), std::string::npos) << listing.out;
 }

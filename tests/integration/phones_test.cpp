@@ -2,12 +2,12 @@
 // fake-adbd connected as a network phone, the agent tracking it; GET /phones,
 // work held on an absent phone, the reset ladder after a hard cancel and on a
 // technician's request, a phone that is unplugged, an adb server that dies.
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "tests/integration/work_fixture.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/run_command.hpp"
 
 namespace phonefarm::testing {
@@ -16,18 +16,6 @@ namespace {
 namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct FakeStats {
   unsigned long connections = 0;
@@ -64,16 +52,14 @@ class Phones : public WorkFixture {
     fake_port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.find("port=") + 5)));
   }
 
-  // Runs `adb -P <private port> ARGS` with HOME in the test dir.
+  // Runs `adb -P <private port> ARGS` (split at spaces) with HOME in the test dir.
   std::pair<int, std::string> adb(const std::string& args) const {
-    const std::string cmd =
-        "HOME=" + adb_home_.string() + " /usr/bin/adb -P " + std::to_string(adb_port_) + " " + args + " 2>&1";
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[512];
-    while (pipe != nullptr && std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-    const int status = pipe != nullptr ? ::pclose(pipe) : -1;
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    std::vector<std::string> argv{"/usr/bin/env", "HOME=" + adb_home_.string(), "/usr/bin/adb", "-P",
+                                  std::to_string(adb_port_)};
+    std::istringstream words(args);
+    for (std::string word; words >> word;) argv.push_back(word);
+    const auto r = runCommand(argv);
+    return {r.exit_code, r.output};
   }
 
   std::string serial() const { return "127.0.0.1:" + std::to_string(fake_port_); }

@@ -1,5 +1,5 @@
 // The real agent over HTTP: health, auth and scopes, submit/get/list, the
-// error status codes and bodies of API.md.
+// error status codes and bodies of docs/api.md.
 #include "tests/integration/agent_fixture.hpp"
 
 namespace phonefarm::testing {
@@ -140,7 +140,7 @@ TEST_F(ProcessesApi, RoutingErrors) {
   EXPECT_EQ(call("GET", "/processes/unknown-id").status, 404);
   auto wrong = call("DELETE", "/processes");
   EXPECT_EQ(wrong.status, 405);
-  EXPECT_EQ(wrong.headers["allow"], "GET, POST");
+  EXPECT_EQ(wrong.headers["allow"], "GET, HEAD, POST");
   EXPECT_EQ(call("GET", "/processes/x/cancel").status, 405);
   EXPECT_EQ(call("GET", "/processes/x/cancel").headers["allow"], "POST");
   auto text =

@@ -4,7 +4,9 @@
 // exactly the unit's ambient capabilities, with no_new_privs, inside a cgroup
 // chowned to it the way Delegate=yes does (the directory, cgroup.procs,
 // cgroup.subtree_control, cgroup.threads). It is started with setpriv(1) from
-// a shell that first moves itself into that cgroup. The work runs as nobody:
+// a shell that first moves itself into that cgroup, from a copy of the binary
+// outside the build tree (sharedExecutable: the build tree may be where the
+// agent's user cannot enter). The work runs as nobody:
 // another uid than the agent's, so every signal, every read of the shim's
 // status and every write of cancel.json crosses users without
 // CAP_DAC_OVERRIDE. Needs root (CI runs as root) to set that up.
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "tests/integration/work_fixture.hpp"
+#include "tests/support/shared_executable.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -77,7 +80,6 @@ class UnprivilegedAgent : public WorkFixture {
 
     fs::create_directories(outDir());
     fs::permissions(outDir(), fs::perms(0777), fs::perm_options::replace);
-    fs::permissions(dir_.path(), fs::perms(0711), fs::perm_options::replace);
     fs::create_directories(jobsDir());
     // The state dir as tmpfiles and StateDirectoryMode= leave it.
     fs::create_directories(stateDir());
@@ -120,11 +122,11 @@ class UnprivilegedAgent : public WorkFixture {
                                            "--bounding-set=" + caps,
                                            "--no-new-privs",
                                            "--",
-                                           PHONEFARM_AGENT_BINARY,
+                                           sharedExecutable(PHONEFARM_AGENT_BINARY).string(),
                                            "--config",
                                            configPath().string()};
-    agent_ =
-        std::make_unique<AgentProcess>("/bin/sh", args, dir_.path(), AgentProcess::Env{{"HOME", stateDir().string()}});
+    agent_ = std::make_unique<AgentProcess>("/bin/sh", args, dir_.path(),
+                                            AgentProcess::Env{{"HOME", stateDir().string()}}, dir_.path());
     port_ = agent_->waitForListening(seconds(20));
     ASSERT_NE(port_, 0);
     client_ = std::make_unique<HttpClient>("127.0.0.1", port_);

@@ -57,7 +57,8 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 }  // namespace
 
 AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vector<std::string>& args,
-                           const std::filesystem::path& log_dir, const Env& extra_env) {
+                           const std::filesystem::path& log_dir, const Env& extra_env,
+                           const std::filesystem::path& cwd) {
   // Everything the child needs is prepared before fork(): between fork and
   // exec in a multi-threaded process only async-signal-safe calls are allowed.
   std::vector<std::string> argv_strings{binary.string()};
@@ -65,6 +66,7 @@ AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vecto
   auto env_strings = buildEnvironment(extra_env);
   auto argv = pointers(argv_strings);
   auto envp = pointers(env_strings);
+  const std::string cwd_string = cwd.string();
 
   int output[2];
   int exec_error[2];
@@ -87,7 +89,7 @@ AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vecto
     ::dup2(dev_null, STDIN_FILENO);
     ::dup2(output[1], STDOUT_FILENO);
     ::dup2(output[1], STDERR_FILENO);
-    ::execve(argv[0], argv.data(), envp.data());
+    if (cwd_string.empty() || ::chdir(cwd_string.c_str()) == 0) ::execve(argv[0], argv.data(), envp.data());
     const int error = errno;
     [[maybe_unused]] auto n = ::write(exec_error[1], &error, sizeof error);
     ::_exit(127);
@@ -106,7 +108,8 @@ AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vecto
     int status;
     ::waitpid(pid_, &status, 0);
     ::close(output[0]);
-    throw std::system_error(exec_errno, std::generic_category(), "exec " + binary.string());
+    throw std::system_error(exec_errno, std::generic_category(),
+                            "exec " + binary.string() + (cwd_string.empty() ? "" : " in " + cwd_string));
   }
 
   output_fd_ = output[0];

@@ -28,13 +28,15 @@ class AgentProcess {
  public:
   using Env = std::vector<std::pair<std::string, std::string>>;
 
-  // Starts `binary args...` with the test's environment plus `extra_env`.
-  // Output goes to <log_dir>/<binary name>-<pid>.log as well. The child gets
-  // SIGKILL if the thread that started it exits (PR_SET_PDEATHSIG), so a
-  // crashed test does not leave daemons behind; start it from the test's main
-  // thread. Throws std::system_error if it cannot be started.
+  // Starts `binary args...` with the test's environment plus `extra_env`, in
+  // `cwd` (empty: the test's own working directory, which may be in a build
+  // tree other users cannot enter). Output goes to
+  // <log_dir>/<binary name>-<pid>.log as well. The child gets SIGKILL if the
+  // thread that started it exits (PR_SET_PDEATHSIG), so a crashed test does
+  // not leave daemons behind; start it from the test's main thread. Throws
+  // std::system_error if it cannot be started (or cannot enter `cwd`).
   AgentProcess(const std::filesystem::path& binary, const std::vector<std::string>& args,
-               const std::filesystem::path& log_dir, const Env& extra_env = {});
+               const std::filesystem::path& log_dir, const Env& extra_env = {}, const std::filesystem::path& cwd = {});
   // SIGKILLs the child if still running and reaps it.
   ~AgentProcess();
   AgentProcess(const AgentProcess&) = delete;

@@ -89,6 +89,12 @@ RawConnection::RawConnection(const std::string& host, std::uint16_t port) {
   fd_ = fd;
 }
 
+RawConnection RawConnection::adopt(int fd) {
+  RawConnection connection;
+  connection.fd_ = fd;
+  return connection;
+}
+
 RawConnection::RawConnection(RawConnection&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
 
 RawConnection& RawConnection::operator=(RawConnection&& other) noexcept {
@@ -163,6 +169,25 @@ bool RawConnection::peerClosed() const {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+std::optional<Response> parseResponseHead(std::string_view head) {
+  std::size_t line_end = head.find("\r\n");
+  const std::string_view status_line = head.substr(0, line_end);
+  if (status_line.size() < 12 || status_line.substr(0, 7) != "HTTP/1.") return std::nullopt;
+  Response res;
+  res.status = std::stoi(std::string(status_line.substr(9, 3)));
+  while (line_end != std::string_view::npos && line_end < head.size()) {
+    const auto start = line_end + 2;
+    line_end = head.find("\r\n", start);
+    const auto line =
+        head.substr(start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    auto& slot = res.headers[lowercase(trim(line.substr(0, colon)))];
+    slot = slot.empty() ? trim(line.substr(colon + 1)) : slot + ", " + trim(line.substr(colon + 1));
+  }
+  return res;
+}
+
 HttpClient::HttpClient(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {}
 
 void HttpClient::setDefaultHeader(std::string name, std::string value) {
@@ -231,26 +256,15 @@ Response HttpClient::readResponse(const std::string& method, const std::string& 
     }
   }
 
-  Response res;
   const std::string_view head(pending_.data(), header_end);
-  std::size_t line_end = head.find("\r\n");
-  const std::string_view status_line = head.substr(0, line_end);
-  if (status_line.size() < 12 || status_line.substr(0, 7) != "HTTP/1.") {
+  auto parsed = parseResponseHead(head);
+  if (!parsed) {
+    const auto status_line = std::string(head.substr(0, head.find("\r\n")));
     disconnect();
-    throw std::runtime_error(what + ": bad status line: " + std::string(status_line));
+    throw std::runtime_error(what + ": bad status line: " + status_line);
   }
-  const bool http10 = status_line[7] == '0';
-  res.status = std::stoi(std::string(status_line.substr(9, 3)));
-  while (line_end != std::string_view::npos && line_end < head.size()) {
-    const auto start = line_end + 2;
-    line_end = head.find("\r\n", start);
-    const auto line =
-        head.substr(start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    auto& slot = res.headers[lowercase(trim(line.substr(0, colon)))];
-    slot = slot.empty() ? trim(line.substr(colon + 1)) : slot + ", " + trim(line.substr(colon + 1));
-  }
+  Response res = std::move(*parsed);
+  const bool http10 = head.starts_with("HTTP/1.0");
   pending_.erase(0, header_end + 4);
 
   const bool no_body = method == "HEAD" || res.status / 100 == 1 || res.status == 204 || res.status == 304;

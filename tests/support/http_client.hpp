@@ -27,12 +27,20 @@ struct Response {
   boost::json::value json() const;
 };
 
+// Parses a response's status line and header fields (`head`: up to, not
+// including, the blank line). nullopt when the status line is not HTTP/1.x.
+// Names are lowercased; a repeated field's values are joined with ", ".
+std::optional<Response> parseResponseHead(std::string_view head);
+
 // One TCP connection with deadline-bounded I/O. Errors throw std::system_error.
 class RawConnection {
  public:
   enum class Recv { kData, kClosed, kTimeout };
 
   RawConnection(const std::string& host, std::uint16_t port);
+  // Takes ownership of a socket, connected or not (a test that must hold the
+  // descriptor before it can connect).
+  static RawConnection adopt(int fd);
 
   RawConnection(RawConnection&& other) noexcept;
   RawConnection& operator=(RawConnection&& other) noexcept;
@@ -55,6 +63,7 @@ class RawConnection {
   int fd() const { return fd_; }
 
  private:
+  RawConnection() = default;
   int fd_ = -1;
 };
 

@@ -12,10 +12,13 @@
 
 namespace phonefarm::testing {
 
-TempDir::TempDir() {
+TempDir::TempDir(DirAccess access) {
   std::string pattern = "/tmp/phonefarm-test-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
   path_ = pattern;
+  if (access == DirAccess::kTraversableByOthers && ::chmod(path_.c_str(), 0711) != 0) {
+    throw std::system_error(errno, std::generic_category(), "chmod " + path_.string());
+  }
 }
 
 TempDir::~TempDir() {

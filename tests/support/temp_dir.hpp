@@ -9,11 +9,21 @@
 
 namespace phonefarm::testing {
 
+// Who may enter a TempDir.
+enum class DirAccess {
+  kOwnerOnly,            // 0700, as mkdtemp makes it
+  kTraversableByOthers,  // 0711: for what work running as another user must reach
+};
+
 // A fresh directory under /tmp, removed recursively on destruction unless
 // PHONEFARM_KEEP_TEST_DIRS is set in the environment (to inspect a failure).
+// Whatever a program running as another user must reach (state dirs, job
+// scripts, copies of binaries) lives in one made kTraversableByOthers: /tmp
+// lets anyone through, while the build tree may sit under a directory only
+// its owner can enter.
 class TempDir {
  public:
-  TempDir();
+  explicit TempDir(DirAccess access = DirAccess::kOwnerOnly);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -39,6 +39,8 @@
 #include "agent/phone/adb_host_connection.hpp"
 #include "agent/phone/adb_server_launcher.hpp"
 #include "agent/phone/device_tracker.hpp"
+#include "tests/support/free_port.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace phonefarm::phone {
 namespace {
@@ -227,30 +229,12 @@ class RefusingPort {
   std::uint16_t port_ = 0;
 };
 
-// Scratch directory, removed at the end.
-class ScratchDir {
- public:
-  ScratchDir() {
-    char path[] = "/tmp/adb-client-test-XXXXXX";
-    if (::mkdtemp(path) == nullptr) ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
-    path_ = path;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  // An executable /bin/sh script named `name`.
-  std::string script(const std::string& name, const std::string& body) const {
-    const auto file = path_ / name;
-    std::ofstream(file) << "#!/bin/sh\n" << body << "\n";
-    std::filesystem::permissions(file, std::filesystem::perms::owner_all);
-    return file.string();
-  }
-
- private:
-  std::filesystem::path path_;
-};
+// An executable /bin/sh script named `name` in `dir`.
+std::string writeScript(const testing::TempDir& dir, const std::string& name, const std::string& body) {
+  const auto file = dir / name;
+  testing::writeFile(file, "#!/bin/sh\n" + body + "\n", 0700);
+  return file.string();
+}
 
 // What a DeviceTracker reported, in order, with waits on it.
 class TrackerLog {
@@ -693,9 +677,9 @@ TEST(StartAdbServerTest, ReportsAMissingBinary) {
 }
 
 TEST(StartAdbServerTest, PassesArgumentsAndEnvironmentAndCapturesOutputOnFailure) {
-  ScratchDir dir;
-  const auto adb =
-      dir.script("adb", "echo \"args: $*\"; echo \"HOME=$HOME fds=$(ls /proc/self/fd | tr '\\n' ' ')\" >&2; exit 3");
+  testing::TempDir dir;
+  const auto adb = writeScript(
+      dir, "adb", "echo \"args: $*\"; echo \"HOME=$HOME fds=$(ls /proc/self/fd | tr '\\n' ' ')\" >&2; exit 3");
   const int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC: the child must still not get it
   ASSERT_GT(leaked, 2);
   auto status = startAdbServer(adb, AdbEndpoint{"127.0.0.1", 5123}, 5s, {"HOME=/tmp/adb-home-x"});
@@ -709,13 +693,13 @@ TEST(StartAdbServerTest, PassesArgumentsAndEnvironmentAndCapturesOutputOnFailure
 }
 
 TEST(StartAdbServerTest, SucceedsWhenAdbExitsZero) {
-  ScratchDir dir;
-  EXPECT_TRUE(startAdbServer(dir.script("adb", "exit 0"), AdbEndpoint{}, 5s).ok());
+  testing::TempDir dir;
+  EXPECT_TRUE(startAdbServer(writeScript(dir, "adb", "exit 0"), AdbEndpoint{}, 5s).ok());
 }
 
 TEST(StartAdbServerTest, KillsAHungChildAtTheTimeout) {
-  ScratchDir dir;
-  const auto adb = dir.script("adb", "echo starting; exec sleep 30");
+  testing::TempDir dir;
+  const auto adb = writeScript(dir, "adb", "echo starting; exec sleep 30");
   const auto started = SteadyClock::now();
   auto status = startAdbServer(adb, AdbEndpoint{"127.0.0.1", 5124}, 300ms);
   ASSERT_FALSE(status.ok());
@@ -836,11 +820,11 @@ TEST(DeviceTrackerTest, StopIsPromptWhileFollowingAndWhileBackingOff) {
 
 TEST(DeviceTrackerTest, StartsTheServerWhenRefusedAndReportsAFailedStart) {
   RefusingPort nobody;
-  ScratchDir dir;
+  testing::TempDir dir;
   TrackerLog log;
   auto options = fastOptions(nobody.endpoint());
   options.start_server = true;
-  options.adb_path = dir.script("adb", "echo \"cannot bind $2\" >&2; exit 1");
+  options.adb_path = writeScript(dir, "adb", "echo \"cannot bind $2\" >&2; exit 1");
   auto tracker = makeTracker(options, log);
   tracker.start();
   ASSERT_TRUE(log.waitForEvents(1));
@@ -857,7 +841,7 @@ TEST(DeviceTrackerTest, StartsTheServerWhenRefusedAndReportsAFailedStart) {
 
 TEST(DeviceTrackerTest, StopKillsAHangingServerStart) {
   RefusingPort nobody;
-  ScratchDir dir;
+  testing::TempDir dir;
   const auto fifo = dir.path() / "started";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const int started_fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -866,7 +850,7 @@ TEST(DeviceTrackerTest, StopKillsAHangingServerStart) {
   auto options = fastOptions(nobody.endpoint());
   options.start_server = true;
   options.server_start_timeout = 60s;
-  options.adb_path = dir.script("adb", "echo started > '" + fifo.string() + "'; exec sleep 60");
+  options.adb_path = writeScript(dir, "adb", "echo started > '" + fifo.string() + "'; exec sleep 60");
   auto tracker = makeTracker(options, log);
   tracker.start();
   pollfd ready{started_fd, POLLIN, 0};
@@ -911,18 +895,6 @@ int runAdb(const std::vector<std::string>& args, const std::vector<std::string>&
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), length), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  ::close(fd);
-  return ntohs(address.sin_port);
 }
 
 // Enough of adbd's wire protocol, over TCP, for the real server to list it as
@@ -1002,7 +974,7 @@ class RealAdbServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::access(kAdb, X_OK), 0) << kAdb << " is not installed (scripts/setup installs the adb package)";
-    endpoint_ = AdbEndpoint{"127.0.0.1", freePort()};
+    endpoint_ = AdbEndpoint{"127.0.0.1", testing::freePort()};
     env_ = {"HOME=" + home_.path().string()};
     auto started = startAdbServer(kAdb, endpoint_, 30s, env_);
     ASSERT_TRUE(started.ok()) << started.error().message;
@@ -1013,7 +985,7 @@ class RealAdbServerTest : public ::testing::Test {
     if (started_) runAdb({"-P", std::to_string(endpoint_.port), "kill-server"}, env_);
   }
 
-  ScratchDir home_;
+  testing::TempDir home_;
   AdbEndpoint endpoint_;
   std::vector<std::string> env_;
   bool started_ = false;

@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "common/store/execution_repository.hpp"
+#include "tests/fakes/fake_clock.hpp"
 
 namespace phonefarm::api {
 namespace {

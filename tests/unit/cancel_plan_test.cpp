@@ -1,4 +1,4 @@
-// The cancel state machine: every transition of API.md's cancel effects and
+// The cancel state machine: every transition of docs/api.md's cancel effects and
 // the legacy item cancel, on hand-built processes.
 #include "agent/cancel/cancel_plan.hpp"
 

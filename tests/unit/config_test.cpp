@@ -1,4 +1,4 @@
-// Unit tests for the agent.toml loader: the defaults match DESIGN.md, every
+// Unit tests for the agent.toml loader: the defaults match docs/design.md, every
 // key is read, and every mistake an operator can make is a ConfigError that
 // names the dotted key and the line it is on.
 #include "common/config/config.hpp"
@@ -133,7 +133,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.phones[1].usb_port, std::nullopt);
 }
 
-// The example in DESIGN.md, comments included, must stay a valid file.
+// The example in docs/design.md ("Configuration"), comments included, must stay a valid file.
 constexpr std::string_view kDesignExample = R"(listen = "127.0.0.1:8787"
 state_dir = "/var/lib/phonefarm-agent"
 tokens_file = "/etc/phonefarm-agent/tokens"   # lines: NAME SCOPE SECRET|sha256:HEX

@@ -8,6 +8,7 @@
 
 #include "tests/fakes/fake_adb_host.hpp"
 #include "tests/fakes/fake_blocking_runner.hpp"
+#include "tests/fakes/fake_clock.hpp"
 #include "tests/fakes/fake_event_loop.hpp"
 
 namespace phonefarm::phone {

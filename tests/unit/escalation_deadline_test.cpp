@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/fakes/fake_clock.hpp"
+
 namespace phonefarm::cancel {
 namespace {
 

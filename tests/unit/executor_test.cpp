@@ -1,7 +1,7 @@
 // Unit tests for the executor: its logic against a fake event loop (stepped by
 // hand on a fake millisecond timeline), a fake containment runtime (the test
-// decides when a tree is gone and what its shim wrote), a real store in a temp
-// dir and a FakeClock. The cancel cases go through the real CancelService.
+// decides when a tree is gone and what its shim wrote; both in tests/fakes/),
+// a real store in a temp dir and a FakeClock. The cancel cases go through the real CancelService.
 // Everything executor-side runs on the test thread (the fake loop's thread);
 // the store completes jobs on its own thread and the executor posts back, so
 // the test waits on the loop's posted queue (condition variable, 5 s real
@@ -39,6 +39,9 @@
 #include "agent/exec/exec_status.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
+#include "tests/fakes/fake_clock.hpp"
+#include "tests/fakes/fake_containment.hpp"
+#include "tests/fakes/fake_loop.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -52,235 +55,9 @@ constexpr auto kRealDeadline = 5s;
 constexpr const char* kBootId = "boot-test";
 constexpr const char* kShim = "/usr/libexec/phonefarm/phonefarm-agent";
 
-// ---------------------------------------------------------------- fake loop
+using os::FakeLoop;
 
-// Posted work is a thread-safe queue; timers live on a fake millisecond
-// timeline that only advance() moves (it moves the FakeClock along, so wall
-// deadlines and loop timers agree); watches are kept by fd and fired by hand.
-class FakeLoop final : public os::EventLoop {
- public:
-  explicit FakeLoop(FakeClock& clock) : clock_(clock) {}
-
-  void post(std::function<void()> fn) override {
-    {
-      std::lock_guard lock(mu_);
-      posted_.push_back(std::move(fn));
-    }
-    cv_.notify_all();
-  }
-
-  Id startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override {
-    const Id id = next_id_++;
-    timers_[id] = Timer{now_ms_ + std::max<std::int64_t>(0, delay.count()), std::move(fn)};
-    return id;
-  }
-  void cancelTimer(Id id) override { timers_.erase(id); }
-
-  Result<Id> watchReadable(int fd, std::function<void()> fn) override {
-    const Id id = next_id_++;
-    watches_[id] = Watch{fd, std::move(fn)};
-    return id;
-  }
-  void unwatch(Id id) override { watches_.erase(id); }
-
-  // Runs posted callbacks until the queue is empty; returns how many ran.
-  std::size_t runPosted() {
-    std::size_t n = 0;
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::lock_guard lock(mu_);
-        if (posted_.empty()) return n;
-        fn = std::move(posted_.front());
-        posted_.pop_front();
-      }
-      ++ran_;
-      ++n;
-      fn();
-    }
-  }
-
-  // Fires the timers due now (deadline <= the fake now), in deadline order,
-  // running posted work in between.
-  void runDueTimers() {
-    runPosted();
-    while (fireNextTimerUpTo(now_ms_)) runPosted();
-  }
-
-  // Runs posted work and due timers until pred() holds; waits for posts from
-  // other threads (store completions) until the real deadline.
-  bool runUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout = kRealDeadline) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      runDueTimers();
-      if (pred()) return true;
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_until(lock, deadline, [this] { return !posted_.empty(); })) {
-        lock.unlock();
-        return pred();
-      }
-    }
-  }
-
-  // Moves the fake timeline (and the clock) forward by `ms`, firing every
-  // timer that falls due on the way at its deadline, posted work in between.
-  void advance(std::int64_t ms) {
-    const std::int64_t target = now_ms_ + ms;
-    runPosted();
-    while (fireNextTimerUpTo(target)) runPosted();
-    setNow(target);
-    runPosted();
-  }
-
-  // "fd became readable": calls every callback registered for it.
-  void fire(int fd) {
-    std::vector<Id> ids;
-    for (const auto& [id, w] : watches_) {
-      if (w.fd == fd) ids.push_back(id);
-    }
-    for (Id id : ids) {
-      auto it = watches_.find(id);
-      if (it == watches_.end()) continue;  // unwatched by an earlier callback
-      auto fn = it->second.fn;             // the callback may unwatch itself
-      fn();
-    }
-    runPosted();
-  }
-
-  bool watching(int fd) const {
-    return std::any_of(watches_.begin(), watches_.end(), [fd](const auto& kv) { return kv.second.fd == fd; });
-  }
-  std::size_t pendingTimers() const { return timers_.size(); }
-  std::uint64_t ran() const { return ran_; }
-  std::int64_t nowMs() const { return now_ms_; }
-
- private:
-  struct Timer {
-    std::int64_t deadline = 0;
-    std::function<void()> fn;
-  };
-  struct Watch {
-    int fd = -1;
-    std::function<void()> fn;
-  };
-
-  bool fireNextTimerUpTo(std::int64_t limit) {
-    auto next = timers_.end();
-    for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-      // Ids grow, so equal deadlines fire in the order they were armed.
-      if (next == timers_.end() || it->second.deadline < next->second.deadline) next = it;
-    }
-    if (next == timers_.end() || next->second.deadline > limit) return false;
-    setNow(std::max(now_ms_, next->second.deadline));
-    auto fn = std::move(next->second.fn);
-    timers_.erase(next);
-    fn();
-    return true;
-  }
-
-  void setNow(std::int64_t ms) {
-    clock_.advanceMs(ms - now_ms_);
-    now_ms_ = ms;
-  }
-
-  FakeClock& clock_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> posted_;
-  std::uint64_t ran_ = 0;
-  std::int64_t now_ms_ = 0;
-  Id next_id_ = 1;
-  std::map<Id, Timer> timers_;
-  std::map<Id, Watch> watches_;
-};
-
-// ---------------------------------------------------------------- fake containment
-
-// What the test controls and observes of one container; shared so it outlives
-// the Container the executor owns (and removes) at the end.
-struct ContainerState {
-  ContainerInfo info;
-  int fd = -1;
-  bool gone = false;
-  std::vector<int> signals;  // signalLeader() calls, in order
-  int kills = 0;
-  bool removed = false;
-  std::vector<pid_t> pids;
-};
-
-class FakeContainer final : public Container {
- public:
-  explicit FakeContainer(std::shared_ptr<ContainerState> s) : s_(std::move(s)) {}
-  const ContainerInfo& info() const override { return s_->info; }
-  std::vector<int> watchFds() const override { return {s_->fd}; }
-  Result<bool> poll() override { return s_->gone; }
-  Status signalLeader(int sig) override {
-    s_->signals.push_back(sig);
-    return okStatus();
-  }
-  Status kill() override {
-    ++s_->kills;
-    return okStatus();
-  }
-  std::vector<pid_t> pids() override { return s_->pids; }
-  Status remove() override {
-    s_->removed = true;
-    return okStatus();
-  }
-
- private:
-  std::shared_ptr<ContainerState> s_;
-};
-
-class FakeContainment final : public Containment {
- public:
-  struct Launched {
-    LaunchRequest request;
-    std::shared_ptr<ContainerState> state;
-  };
-  struct Adopted {
-    ContainerInfo info;
-    std::string marker;
-  };
-
-  std::string_view runtime() const override { return kRuntimeCgroup; }
-  boost::json::object describe() const override { return {{"runtime", "cgroup"}}; }
-  std::optional<std::string> plannedCgroup(const std::string& execution_id) const override {
-    return "/sys/fs/cgroup/test/" + execution_id;
-  }
-
-  Result<std::unique_ptr<Container>> launch(const LaunchRequest& request) override {
-    ++launch_attempts;
-    if (fail_launches > 0) {
-      --fail_launches;
-      return makeError(ErrorKind::kInternal, "clone3: Resource temporarily unavailable");
-    }
-    auto s = std::make_shared<ContainerState>();
-    s->info = ContainerInfo{request.execution_id, std::string(kRuntimeCgroup), plannedCgroup(request.execution_id),
-                            static_cast<pid_t>(5000 + launched.size()), 777};
-    s->fd = next_fd_++;
-    launched.push_back({request, s});
-    return std::unique_ptr<Container>(std::make_unique<FakeContainer>(s));
-  }
-
-  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override {
-    adopted.push_back({info, marker});
-    auto it = adoptable.find(info.id);
-    if (it == adoptable.end()) return makeError(ErrorKind::kNotFound, "cgroup gone");
-    it->second->info = info;
-    it->second->fd = next_fd_++;
-    return std::unique_ptr<Container>(std::make_unique<FakeContainer>(it->second));
-  }
-
-  std::vector<Launched> launched;
-  std::vector<Adopted> adopted;
-  std::map<std::string, std::shared_ptr<ContainerState>> adoptable;  // by execution id
-  int fail_launches = 0;
-  int launch_attempts = 0;
-
- private:
-  int next_fd_ = 10'000;  // never a real descriptor: only the fake loop sees them
-};
+// ---------------------------------------------------------------- fakes
 
 class FakeResets final : public PhoneResetRequester {
  public:

@@ -1,6 +1,6 @@
 // HttpServer over real loopback sockets: the server runs in-process on an
 // event loop of its own thread (the loop itself is tested in
-// event_loop_test.cpp); a tiny raw-socket client (raw_http_socket.hpp) speaks
+// event_loop_test.cpp); a tiny raw-socket client (tests/support/test_socket.hpp) speaks
 // HTTP/1.1 to it byte by byte so tests can send exactly what a broken or slow
 // client would. Every wait has a deadline (poll(), future::wait_for); nothing
 // sleeps to wait for state.
@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "tests/unit/raw_http_socket.hpp"
+#include "tests/support/test_socket.hpp"
 #include "tests/unit/running_server.hpp"
 
 namespace phonefarm::http {
@@ -37,9 +37,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using test::RawResponse;
 using test::RunningServer;
-using test::TestSocket;
+using testing::TestSocket;
 
 std::string get(const std::string& target, const std::string& extra = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra + "\r\n";

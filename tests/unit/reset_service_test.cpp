@@ -15,6 +15,7 @@
 #include "common/store/phone_repository.hpp"
 #include "tests/fakes/fake_adb_host.hpp"
 #include "tests/fakes/fake_blocking_runner.hpp"
+#include "tests/fakes/fake_clock.hpp"
 #include "tests/fakes/fake_event_loop.hpp"
 #include "tests/fakes/fake_usb.hpp"
 

@@ -12,7 +12,6 @@
 // Debian 12 has 252), so every check below runs on Debian 12.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +22,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/support/run_command.hpp"
 
 #ifndef PHONEFARM_SOURCE_DIR
 #error "PHONEFARM_SOURCE_DIR must name the source tree (tests/CMakeLists.txt)"
@@ -45,22 +46,8 @@ std::string readFile(const fs::path& path) {
   return out.str();
 }
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using phonefarm::testing::CommandResult;
+using phonefarm::testing::runCommand;
 
 // Every `Key=value` of the unit, in order (a key may repeat).
 std::multimap<std::string, std::string> settings(const std::string& unit) {
@@ -109,7 +96,7 @@ class SystemdUnit : public ::testing::Test {
   }
 
   CommandResult verify(const fs::path& unit) const {
-    return run(std::string(kAnalyze) + " verify --man=no " + unit.string());
+    return runCommand({kAnalyze, "verify", "--man=no", unit.string()});
   }
 
   fs::path dir_;
@@ -135,7 +122,7 @@ TEST_F(SystemdUnit, VerifyReportsAMisspeltKey) {
 }
 
 TEST_F(SystemdUnit, SecurityExposureIsAtMost3_5) {
-  const auto r = run(std::string(kAnalyze) + " security --offline=true --no-pager " + copyUnit(unit_text_).string());
+  const auto r = runCommand({kAnalyze, "security", "--offline=true", "--no-pager", copyUnit(unit_text_).string()});
   // The exit code is 0 whatever the figure (no --threshold given).
   EXPECT_EQ(r.exit_code, 0) << r.output;
   std::smatch m;

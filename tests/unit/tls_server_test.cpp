@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "agent/http/http_server.hpp"
+#include "tests/support/test_socket.hpp"
 #include "tests/support/tls_test_client.hpp"
 #include "tests/support/tls_test_pki.hpp"
-#include "tests/unit/raw_http_socket.hpp"
 #include "tests/unit/running_server.hpp"
 
 namespace phonefarm::http {
@@ -31,7 +31,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using test::RunningServer;
-using test::TestSocket;
+using testing::TestSocket;
 using testtls::ClientOptions;
 using testtls::TlsTestClient;
 
