@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "agent/http/request_framing.hpp"
+#include "agent/http/responder_state.hpp"
 
 namespace phonefarm::http::detail {
 namespace {
@@ -58,13 +59,6 @@ constexpr std::string_view kServerName = "phonefarm-agent";
 // RFC 9112 §2.2: empty lines before a request-line are ignored, but a client
 // must not hold a connection open by sending nothing else.
 constexpr std::size_t kMaxLeadingEmptyLineBytes = 32;
-
-HttpResponse detailResponse(int status, std::string_view detail) {
-  HttpResponse res;
-  res.status = status;
-  res.body = std::string(R"({"detail":")") + std::string(detail) + "\"}";
-  return res;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -88,52 +82,6 @@ bool isHttpProtocolError(const beast::error_code& ec) {
 }
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-// What a Responder delivers to: the session, whatever its stream type.
-class ResponseTarget {
- public:
-  // Runs on the io_context thread.
-  virtual void onResponse(HttpResponse response) = 0;
-
- protected:
-  ~ResponseTarget() = default;
-};
-
-// Shared by every copy of one request's Responder. Answers exactly once; if
-// the handler loses the Responder without answering, the client gets a 500
-// instead of a connection that hangs until shutdown.
-class ResponderState {
- public:
-  ResponderState(std::weak_ptr<ResponseTarget> session, std::shared_ptr<PostGate> gate)
-      : session_(std::move(session)), gate_(std::move(gate)) {}
-  ResponderState(const ResponderState&) = delete;
-  ResponderState& operator=(const ResponderState&) = delete;
-
-  ~ResponderState() {
-    if (answered_.exchange(true)) return;
-    if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
-  }
-
-  void answer(HttpResponse response) {
-    if (answered_.exchange(true)) {
-      spdlog::error("http.responder.answered_twice status={}", response.status);
-      return;
-    }
-    deliver(std::move(response));
-  }
-
-  // For the server's own fallback (handler threw): silent if already answered.
-  void answerIfUnanswered(HttpResponse response) {
-    if (!answered_.exchange(true)) deliver(std::move(response));
-  }
-
- private:
-  bool deliver(HttpResponse response);
-
-  std::weak_ptr<ResponseTarget> session_;
-  std::shared_ptr<PostGate> gate_;
-  std::atomic<bool> answered_{false};
-};
 
 template <class Stream>
 class BeastSession final : public HttpSession,
@@ -501,12 +449,6 @@ class BeastSession final : public HttpSession,
   int log_status_ = 0;
   std::string log_principal_ = "-";
 };
-
-bool ResponderState::deliver(HttpResponse response) {
-  return gate_->post([session = session_, response = std::move(response)]() mutable {
-    if (auto s = session.lock()) s->onResponse(std::move(response));
-  });
-}
 
 }  // namespace
 

@@ -1,6 +1,6 @@
 // Internal to the HTTP server: the contract between the listener
 // (HttpServer::Impl in http_server.cpp) and one connection (http_session.cpp).
-// Only those two files include this header; it names Asio but not Beast, so
+// Only the server's own files include this header; it names Asio but not Beast, so
 // the Beast parser/serializer templates are compiled in http_session.cpp only
 // (and the SSL context only by name).
 #pragma once

@@ -22,16 +22,10 @@ using namespace std::chrono_literals;
 constexpr const char* kVictim = "p:victim-1";
 
 struct RawResponse {
-  int status = 0;
-  std::string head;  // status line and headers
-  std::string body;
+  Response response;    // status, lower-cased headers, body
+  std::string head;     // the status line and fields as sent
   bool closed = false;  // the server closed the connection after it
 };
-
-std::string lowered(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Reads one response (Content-Length framed; no body for HEAD) and then
 // whether the server closes the connection within `close_wait`.
@@ -46,33 +40,20 @@ std::optional<RawResponse> readResponse(RawConnection& conn, std::string& buffer
     if (remaining() <= 0ms || conn.recvSome(buffer, remaining()) != RawConnection::Recv::kData) return std::nullopt;
   }
   RawResponse r;
-  r.head = buffer.substr(0, end + 2);
+  r.head = buffer.substr(0, end);
   buffer.erase(0, end + 4);
-  if (r.head.size() < 12 || r.head.compare(0, 5, "HTTP/") != 0) return std::nullopt;
-  r.status = std::stoi(r.head.substr(9, 3));
-  std::size_t length = 0;
-  const std::string lower = lowered(r.head);
-  if (auto at = lower.find("\r\ncontent-length:"); at != std::string::npos) {
-    length = std::stoul(lower.substr(at + 17));
-  }
-  if (head_request) length = 0;
+  auto parsed = parseResponseHead(r.head);
+  if (!parsed) return std::nullopt;
+  r.response = std::move(*parsed);
+  const std::string length_field = r.response.header("content-length");
+  const std::size_t length = head_request || length_field.empty() ? 0 : std::stoul(length_field);
   while (buffer.size() < length) {
     if (remaining() <= 0ms || conn.recvSome(buffer, remaining()) != RawConnection::Recv::kData) return std::nullopt;
   }
-  r.body = buffer.substr(0, length);
+  r.response.body = buffer.substr(0, length);
   buffer.erase(0, length);
   r.closed = conn.waitClosed(close_wait);
   return r;
-}
-
-std::string header(const RawResponse& r, const std::string& name) {
-  const std::string lower = lowered(r.head);
-  const auto at = lower.find("\r\n" + lowered(name) + ":");
-  if (at == std::string::npos) return {};
-  const auto start = at + 2 + name.size() + 1;
-  std::string value = r.head.substr(start, r.head.find("\r\n", start) - start);
-  while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-  return value;
 }
 
 std::string cancelRequest(const std::string& id) {
@@ -117,9 +98,9 @@ class HttpProtocolTest : public AgentFixture {
     // A kept-alive connection is not closed within this time.
     auto r = readResponse(conn, buffer, c.head_request, c.closes ? 5000ms : 300ms);
     ASSERT_TRUE(r.has_value()) << "no complete response";
-    EXPECT_EQ(r->status, c.status) << r->head << r->body;
+    EXPECT_EQ(r->response.status, c.status) << r->head << r->response.body;
     EXPECT_EQ(r->closed, c.closes) << r->head;
-    EXPECT_FALSE(header(*r, "Date").empty()) << "no Date header: " << r->head;
+    EXPECT_FALSE(r->response.header("date").empty()) << "no Date header: " << r->head;
     if (c.closes) {
       EXPECT_TRUE(buffer.empty()) << "a second response followed: " << buffer;
     }
@@ -187,10 +168,10 @@ TEST_F(HttpProtocolTest, HeadAnswersLikeGetWithoutTheBody) {
   conn.sendAll("HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
   auto head = readResponse(conn, buffer, true, 300ms);
   ASSERT_TRUE(head.has_value());
-  EXPECT_EQ(head->status, 200);
-  EXPECT_FALSE(get->body.empty());
-  EXPECT_EQ(header(*head, "Content-Length"), std::to_string(get->body.size()));
-  EXPECT_EQ(header(*head, "Content-Type"), header(*get, "Content-Type"));
+  EXPECT_EQ(head->response.status, 200);
+  EXPECT_FALSE(get->response.body.empty());
+  EXPECT_EQ(head->response.header("content-length"), std::to_string(get->response.body.size()));
+  EXPECT_EQ(head->response.header("content-type"), get->response.header("content-type"));
   EXPECT_TRUE(buffer.empty()) << "HEAD sent a body: " << buffer;
 }
 
@@ -212,7 +193,7 @@ TEST_F(HttpProtocolTest, NoContinueToHttp10) {
   std::string buffer = early;
   auto r = readResponse(conn, buffer, false, 5000ms);
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 422) << r->head;
+  EXPECT_EQ(r->response.status, 422) << r->head;
   EXPECT_EQ(r->head.find("100 Continue"), std::string::npos);
 }
 
@@ -223,11 +204,11 @@ TEST_F(HttpProtocolTest, ContinueToAnAuthorisedHttp11Request) {
   std::string buffer;
   auto interim = readResponse(conn, buffer, true, 0ms);
   ASSERT_TRUE(interim.has_value());
-  EXPECT_EQ(interim->status, 100);
+  EXPECT_EQ(interim->response.status, 100);
   conn.sendAll("{}");
   auto r = readResponse(conn, buffer, false, 300ms);
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 422);
+  EXPECT_EQ(r->response.status, 422);
 }
 
 TEST_F(HttpProtocolTest, EncodedIdsRoundTripThroughCancel) {
