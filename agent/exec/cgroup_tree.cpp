@@ -179,9 +179,9 @@ Status probeCanStartIn(const fs::path& dir) {
   const auto procs = common / "cgroup.procs";
   if (::faccessat(AT_FDCWD, procs.c_str(), W_OK, AT_EACCESS) != 0) {
     return os::sysError("cgroup " + dir.string() + " cannot take work: " + procs.string() +
-                        " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
-                        "hands it to User=",
-                    errno);
+                            " (the agent's and the work's common cgroup) is not writable; with systemd, Delegate=yes "
+                            "hands it to User=",
+                        errno);
   }
   return okStatus();
 }

@@ -29,9 +29,9 @@
 #include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "common/clock.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
-#include "common/clock.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -87,9 +87,9 @@ Status becomeRunAsUser(const std::string& user) {
   if (!already_run_as) {
     auto cannot = [&](const std::string& call) {
       const int err = errno;
-      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user + "' (uid " +
-                          uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
-                      err);
+      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user +
+                              "' (uid " + uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
+                          err);
     };
     // Groups before uid: once setuid has run there is no privilege left to
     // change them, and the caller's supplementary groups must not leak into

@@ -17,9 +17,9 @@
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
+#include "common/ids.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
-#include "common/ids.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
 

@@ -39,10 +39,10 @@
 
 #include "agent/cancel/work_terminator.hpp"
 #include "agent/exec/containment.hpp"
-#include "common/os/event_loop.hpp"
 #include "agent/exec/item_transitions.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
+#include "common/os/event_loop.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm::exec {
@@ -92,8 +92,8 @@ struct ExecutorStats {
 
 class Executor final : public cancel::WorkTerminator {
  public:
-  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop, Containment& containment,
-           PhoneResetRequester& resets);
+  Executor(ExecutorOptions options, store::Store& store, const Clock& clock, os::EventLoop& loop,
+           Containment& containment, PhoneResetRequester& resets);
   ~Executor() override;
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

@@ -20,9 +20,9 @@
 #include <optional>
 #include <string>
 
-#include "common/os/event_loop.hpp"
 #include "agent/http/http_message.hpp"
 #include "common/config/config.hpp"
+#include "common/os/event_loop.hpp"
 
 namespace phonefarm::http {
 
