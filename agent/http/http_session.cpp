@@ -105,7 +105,11 @@ class ResponderState {
 
   ~ResponderState() {
     if (answered_.exchange(true)) return;
-    if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
+    try {
+      if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
+    } catch (...) {
+      // Out of memory: a destructor must not throw; the connection closes unanswered.
+    }
   }
 
   void answer(HttpResponse response) {
