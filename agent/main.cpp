@@ -33,9 +33,7 @@ int checkConfig(const std::string& path) {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int runAgent(int argc, char** argv) {
   // The exec shim leads one execution and must outlive the agent: it runs
   // before CLI11, logging, config or the state lock are touched.
   if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kExecShimSubcommand) {
@@ -76,4 +74,18 @@ int main(int argc, char** argv) {
     std::cerr << "phonefarm-agent: " << e.what() << "\n";
     return 1;
   }
+}
+
+}  // namespace
+
+// Nothing escapes: CLI11's set-up and the exec shim's argument copy throw too.
+int main(int argc, char** argv) {
+  try {
+    return runAgent(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "phonefarm-agent: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "phonefarm-agent: unknown exception\n";
+  }
+  return 1;
 }

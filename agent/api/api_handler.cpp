@@ -289,7 +289,7 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
       case Route::kPhone:
         return getPhones(call, std::move(match->id));
       case Route::kPhoneReset:
-        return resetPhone(call, std::move(match->id));
+        return resetPhone(call, match->id);
       case Route::kLegacyCancel:
         return cancelQueueItem(call);
       case Route::kItemLogs:

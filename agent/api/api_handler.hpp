@@ -94,7 +94,7 @@ class ApiHandler {
   void cancelProcess(const CallPtr& call, std::string process_id);
   void cancelQueueItem(const CallPtr& call);
   void getPhones(const CallPtr& call, std::optional<std::string> phone_id);
-  void resetPhone(const CallPtr& call, std::string phone_id);
+  void resetPhone(const CallPtr& call, const std::string& phone_id);
   void getMetrics(const CallPtr& call);
   void getItemLogs(const CallPtr& call, std::string process_id, std::string queue_item_id);
   void getDebug(const CallPtr& call);

@@ -75,12 +75,19 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
   const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size - offset, max_bytes));
   chunk.bytes.resize(want);
   std::size_t got = 0;
+  int read_errno = 0;
   while (got < want) {
     const ssize_t n = ::pread(file.get(), chunk.bytes.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return os::sysError(ErrorKind::kInternal, "read " + file_name + " of execution " + exec_name, errno);
+    if (n < 0) {
+      read_errno = errno;
+      break;
+    }
     if (n == 0) break;  // truncated meanwhile
     got += static_cast<std::size_t>(n);
+  }
+  if (read_errno != 0) {
+    return os::sysError(ErrorKind::kInternal, "read " + file_name + " of execution " + exec_name, read_errno);
   }
   chunk.bytes.resize(got);
   return chunk;

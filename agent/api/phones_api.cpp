@@ -101,7 +101,7 @@ void ApiHandler::getPhones(const CallPtr& call, std::optional<std::string> phone
       });
 }
 
-void ApiHandler::resetPhone(const CallPtr& call, std::string phone_id) {
+void ApiHandler::resetPhone(const CallPtr& call, const std::string& phone_id) {
   // The body is a cancel-shaped {reason, requested_by}; other fields are ignored.
   auto parsed = parseCancelRequest(call->request.body);
   if (auto* errors = std::get_if<FieldErrors>(&parsed)) return call->reply(validationResponse(*errors));

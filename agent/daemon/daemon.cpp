@@ -278,7 +278,7 @@ int Daemon::run() {
     input.strategy = CancelStrategy::kHard;
     input.force_after_seconds = 0;
     for (const auto& process_id : executor.executingProcessIds()) {
-      cancels.cancelProcess(process_id, input, [process_id](Result<cancel::CancelOutcome> r) {
+      cancels.cancelProcess(process_id, input, [process_id](const Result<cancel::CancelOutcome>& r) {
         if (!r) spdlog::error("agent.shutdown_cancel_failed process_id={} error=\"{}\"", process_id, r.error().message);
       });
     }
@@ -322,7 +322,7 @@ int Daemon::run() {
   };
   phone::DeviceTracker tracker(
       tracker_options,
-      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
+      [&inventory, logChanges](const std::vector<phone::AdbDevice>& devices) { logChanges(inventory.update(devices)); },
       [&inventory, logChanges](const std::string& reason) {
         spdlog::warn("phone.adb_server_lost reason=\"{}\"", reason);
         logChanges(inventory.serverLost());

@@ -176,6 +176,7 @@ Status redirectStdio() {
 
 std::vector<char*> cStrings(std::vector<std::string>& strings) {
   std::vector<char*> out;
+  out.reserve(strings.size() + 1);
   for (auto& s : strings) out.push_back(s.data());
   out.push_back(nullptr);
   return out;

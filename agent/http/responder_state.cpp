@@ -14,7 +14,11 @@ HttpResponse detailResponse(int status, std::string_view detail) {
 
 ResponderState::~ResponderState() {
   if (answered_.exchange(true)) return;
-  if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
+  try {
+    if (deliver(detailResponse(500, "Internal error"))) spdlog::error("http.responder.dropped");
+  } catch (...) {
+    // Out of memory: a destructor must not throw; the connection closes unanswered.
+  }
 }
 
 void ResponderState::answer(HttpResponse response) {

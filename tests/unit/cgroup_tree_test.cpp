@@ -398,8 +398,8 @@ TEST_P(CgroupTreeKillTest, KillsAHundredProcessTreeWithEscapees) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kill, CgroupTreeKillTest, testing::Values(false, true),
-                         [](const testing::TestParamInfo<bool>& info) {
-                           return info.param ? "FreezeFallback" : "CgroupKill";
+                         [](const testing::TestParamInfo<bool>& param_info) {
+                           return param_info.param ? "FreezeFallback" : "CgroupKill";
                          });
 
 }  // namespace

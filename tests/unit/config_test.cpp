@@ -215,7 +215,7 @@ const BadConfig kUnknownKeys[] = {
     {"EarliestReported", "[http]\nzz = 1\naa = 2\n", "agent.toml:2: unknown key 'http.zz'"},
 };
 INSTANTIATE_TEST_SUITE_P(UnknownKey, RejectedConfigTest, ::testing::ValuesIn(kUnknownKeys),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kWrongTypes[] = {
     {"Listen", "listen = 8787\n", "agent.toml:1: 'listen' must be a string"},
@@ -247,7 +247,7 @@ const BadConfig kWrongTypes[] = {
     {"PhoneIdInt", "[[phones]]\nid = 1\nserial = \"s\"\n", "agent.toml:2: 'phones[0].id' must be a string"},
 };
 INSTANTIATE_TEST_SUITE_P(WrongType, RejectedConfigTest, ::testing::ValuesIn(kWrongTypes),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kBadValues[] = {
     {"HeaderTimeoutZero", "[http]\nheader_timeout_seconds = 0\n",
@@ -286,7 +286,7 @@ const BadConfig kBadValues[] = {
     {"StateDirEmpty", "state_dir = \"\"\n", "agent.toml:1: 'state_dir' must not be empty"},
 };
 INSTANTIATE_TEST_SUITE_P(BadValue, RejectedConfigTest, ::testing::ValuesIn(kBadValues),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kBadPhones[] = {
     {"MissingId", "\n[[phones]]\nserial = \"s\"\n", "agent.toml:2: 'phones[0].id' is required"},
@@ -311,7 +311,7 @@ const BadConfig kBadPhones[] = {
      "agent.toml:6: 'phones[1].serial' duplicates phones[0] (\"s1\")"},
 };
 INSTANTIATE_TEST_SUITE_P(BadPhone, RejectedConfigTest, ::testing::ValuesIn(kBadPhones),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kBadTls[] = {
     {"CertWithoutKey", "[http]\nmax_connections = 8\ntls_cert = \"/etc/pf/cert.pem\"\n",
@@ -323,7 +323,7 @@ const BadConfig kBadTls[] = {
     {"TopLevelTlsCert", "tls_cert = \"/c\"\n", "agent.toml:1: unknown key 'tls_cert'"},
 };
 INSTANTIATE_TEST_SUITE_P(BadTls, RejectedConfigTest, ::testing::ValuesIn(kBadTls),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& param_info) { return std::string(param_info.param.label); });
 
 TEST(ConfigTest, TlsCertAndKeyTogetherEnableTls) {
   const AgentConfig c =

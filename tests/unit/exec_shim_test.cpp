@@ -129,7 +129,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadArgs{"FlagWithoutValue", {"--exec-dir"}, "needs a value"},
         BadArgs{
             "DuplicateExecDir", {"--exec-dir", "/x", "--exec-dir", "/y", "--run-as", "u", "--", "/bin/true"}, "twice"}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& param_info) { return std::string(param_info.param.name); });
 
 // ---- fixtures -----------------------------------------------------------------
 
@@ -407,7 +407,7 @@ TEST_P(ExecShimForwards, StopSignalToTheCommandAndSurvivesIt) {
 INSTANTIATE_TEST_SUITE_P(EveryStopSignal, ExecShimForwards,
                          ::testing::Values(SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
                                            SIGPWR),
-                         [](const auto& info) { return signalName(info.param); });
+                         [](const auto& param_info) { return signalName(param_info.param); });
 
 // Stopped state of a process that is not our child: no event reports it, so
 // this is the one short-interval poll, under a deadline.

@@ -187,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "tokens:1: a sha256: secret must have exactly 64 hex digits", std::string(63, 'a')},
         BadTokens{"HashTooLong", "bob read sha256:" + std::string(kAbcHex) + "0\n",
                   "tokens:1: a sha256: secret must have exactly 64 hex digits", std::string(kAbcHex)}),
-    [](const auto& info) { return std::string(info.param.label); });
+    [](const auto& param_info) { return std::string(param_info.param.label); });
 
 TEST(TokenAuthenticateTest, RejectsEmptyUnknownAndNearMissTokens) {
   const TokenSet set = TokenSet::parse(kGood, "tokens");
