@@ -531,9 +531,9 @@ class Bench {
     log.close();
     // Keep draining the agent's output into the log so it never blocks.
     reader_ = std::thread([out, path = dir_ / "agent.log"] {
-      std::ofstream log(path, std::ios::app);
+      std::ofstream sink(path, std::ios::app);
       char buf[4096];
-      while (std::fgets(buf, sizeof buf, out) != nullptr) log << buf << std::flush;
+      while (std::fgets(buf, sizeof buf, out) != nullptr) sink << buf << std::flush;
       std::fclose(out);
     });
     if (port_ == 0) throw std::runtime_error("the agent did not start (" + o_.agent + ")");

@@ -173,7 +173,7 @@ TEST_F(Phones, UnassignedDevicesAreListedWithAll) {
 TEST_F(Phones, UnpluggedPhoneIsNoticed) {
   waitForPhone("phone_01", [](const json::object& p) { return p.at("adb_state") == "device"; });
   fake_->stop(SIGTERM);
-  auto p = waitForPhone("phone_01", [](const json::object& p) { return p.at("adb_state") != "device"; });
+  auto p = waitForPhone("phone_01", [](const json::object& phone) { return phone.at("adb_state") != "device"; });
   EXPECT_TRUE(p.at("adb_state") == "offline" || p.at("adb_state") == "absent") << json::serialize(p);
 }
 
