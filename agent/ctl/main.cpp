@@ -47,7 +47,8 @@ std::string footer() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Everything but the last-resort catch of main().
+static int runCtl(int argc, char** argv) {
   CLI::App app{"phonefarmctl: see and fix this rack's phones and work (talks to phonefarm-agent)"};
   app.set_version_flag("--version", std::string("phonefarmctl ") + PHONEFARM_VERSION);
   app.require_subcommand(1);
@@ -103,4 +104,15 @@ int main(int argc, char** argv) {
     std::cerr << "phonefarmctl: " << e.what() << '\n';
     return kExitApi;
   }
+}
+
+int main(int argc, char** argv) {
+  try {
+    return runCtl(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "phonefarmctl: " << e.what() << '\n';
+  } catch (...) {
+    std::cerr << "phonefarmctl: unexpected error\n";
+  }
+  return kExitApi;
 }

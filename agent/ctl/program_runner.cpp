@@ -35,6 +35,7 @@ ProgramResult runProgram(const std::vector<std::string>& argv, const std::option
                          std::chrono::milliseconds timeout) {
   ProgramResult result;
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 

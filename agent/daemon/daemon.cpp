@@ -335,7 +335,7 @@ int Daemon::run() {
   }
   phone::DeviceReconciler reconciler(
       loop, clock, adb, std::chrono::seconds(2),
-      [&inventory, logChanges](std::vector<phone::AdbDevice> devices) { logChanges(inventory.update(devices)); },
+      [&inventory, logChanges](const std::vector<phone::AdbDevice>& devices) { logChanges(inventory.update(devices)); },
       network_serials);
 
   // systemd: WATCHDOG=1 every WATCHDOG_USEC/2 from the loop (when the unit

@@ -140,9 +140,10 @@ std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::str
   groups.resize(static_cast<std::size_t>(count > 0 ? count : 0));
   for (const auto& prefix : prefixes) {
     if (auto dir = writableDirOnPrefix(prefix, pw.pw_uid, pw.pw_gid, groups)) {
-      return "work.allowed_command_prefixes entry " + prefix + ": " + *dir +
-             " is writable by (or owned by) run_as user " + run_as +
-             ", who could swap a command between its check and its exec";
+      std::string why = "work.allowed_command_prefixes entry ";
+      why.append(prefix).append(": ").append(*dir).append(" is writable by (or owned by) run_as user ");
+      why.append(run_as).append(", who could swap a command between its check and its exec");
+      return why;
     }
   }
   return std::nullopt;

@@ -146,7 +146,7 @@ class Executor final : public cancel::WorkTerminator {
   void syncWatches(Execution& e);
   void end(Execution& e);
   void storeEnd(const std::string& item_id);
-  void onEndCommitted(const std::string& item_id, Status committed);
+  void onEndCommitted(const std::string& item_id, const Status& committed);
   void releaseSlot(const std::string& phone_id);
   Status kill(Execution& e, const std::string& why);
   void armEscalation(Execution& e, std::chrono::milliseconds delay);

@@ -108,7 +108,9 @@ std::vector<std::string> Executor::commandEnv(const StartedItem& started, const 
   for (const auto& [k, v] : started.item.env) {
     have_path = have_path || k == "PATH";
     have_home = have_home || k == "HOME";
-    env.push_back(k + "=" + v);
+    std::string entry = k;
+    entry.append("=").append(v);
+    env.push_back(std::move(entry));
   }
   if (!have_path) env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
   if (!have_home) env.push_back("HOME=" + home_);
@@ -203,7 +205,7 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
         store::ExecutionRepository(db).setExecutionLeader(execution_id, pid, start);
         return Unit{};
       },
-      [execution_id](Result<Unit> r) {
+      [execution_id](const Result<Unit>& r) {
         if (!r) spdlog::warn("exec.leader_store_failed execution_id={} error=\"{}\"", execution_id, r.error().message);
       });
 

@@ -128,7 +128,7 @@ void Executor::onEscalation(const std::string& item_id) {
         store::ExecutionRepository(db).markEscalationFired(item_id, now);
         return Unit{};
       },
-      [](Result<Unit>) {});
+      [](const Result<Unit>&) {});
 }
 
 void Executor::onTimeout(const std::string& item_id) {
@@ -171,7 +171,7 @@ void Executor::onStuckCheck(const std::string& item_id) {
         }
         return Unit{};
       },
-      [](Result<Unit>) {});
+      [](const Result<Unit>&) {});
 }
 
 }  // namespace phonefarm::exec

@@ -112,13 +112,13 @@ void Executor::storeEnd(const std::string& item_id) {
         execs.deleteEscalation(item_id);
         return Unit{};
       },
-      [this, item_id](Result<Unit> r) {
+      [this, item_id](const Result<Unit>& r) {
         Status st = r ? okStatus() : Status(r.error());
         loop_.post([this, item_id, st] { onEndCommitted(item_id, st); });
       });
 }
 
-void Executor::onEndCommitted(const std::string& item_id, Status committed) {
+void Executor::onEndCommitted(const std::string& item_id, const Status& committed) {
   Execution* e = find(item_id);
   if (e == nullptr) return;
   if (!committed) {

@@ -114,6 +114,7 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
   }
   env.insert(env.end(), env_overrides.begin(), env_overrides.end());
   std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
   std::string arg0 = adb_path, arg1 = "-P", arg2 = port, arg3 = "start-server";

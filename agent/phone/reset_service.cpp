@@ -74,7 +74,7 @@ void ResetService::technicianReset(const std::string& phone_id, std::string reas
   // The record was queued on the store before the worker's updates; answer
   // once it is durable.
   store_.submit<Unit>([](store::Db&) { return Unit{}; },
-                      [record = record, done = std::move(done)](Result<Unit> r) {
+                      [record = record, done = std::move(done)](const Result<Unit>& r) {
                         if (!r) return done(r.error());
                         done(record);
                       });
@@ -105,7 +105,7 @@ std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone
         store::PhoneRepository(db).insertReset(record);
         return Unit{};
       },
-      [](Result<Unit> r) {
+      [](const Result<Unit>& r) {
         if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
       });
   lock.unlock();
@@ -120,7 +120,7 @@ std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone
   return {record, false};
 }
 
-void ResetService::save(const store::ResetRecord& record, std::optional<std::string> health) {
+void ResetService::save(const store::ResetRecord& record, const std::optional<std::string>& health) {
   {
     std::lock_guard lock(mutex_);
     if (auto it = running_.find(record.phone_id); it != running_.end()) it->second = record;
@@ -133,7 +133,7 @@ void ResetService::save(const store::ResetRecord& record, std::optional<std::str
         if (health) repo.upsertPhone(phone.id, phone.serial, phone.usb_port, *health, now);
         return Unit{};
       },
-      [](Result<Unit> r) {
+      [](const Result<Unit>& r) {
         if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
       });
 }

@@ -115,7 +115,7 @@ class ResetService final : public exec::PhoneResetRequester {
   // Creates the record and starts the ladder; the running record if joined.
   std::pair<store::ResetRecord, bool> begin(const std::string& phone_id, const std::string& trigger,
                                             std::optional<std::string> reason, boost::json::object requested_by);
-  void save(const store::ResetRecord& record, std::optional<std::string> health = std::nullopt);
+  void save(const store::ResetRecord& record, const std::optional<std::string>& health = std::nullopt);
   // The ladder's next step, or its end when none is left or one succeeded.
   void nextStep(const std::string& phone_id);
   // The blocking part of step `index` (on a worker thread).

@@ -117,7 +117,7 @@ class AsioEventLoop::Impl {
     bool failed = false;  // the last wait failed
   };
 
-  void armSignal(asio::signal_set& set, std::shared_ptr<std::function<void()>> fn) {
+  void armSignal(asio::signal_set& set, const std::shared_ptr<std::function<void()>>& fn) {
     set.async_wait([this, &set, fn](error_code ec, int) {
       if (ec) return;
       armSignal(set, fn);  // re-arm first so a signal during fn is not lost

@@ -30,9 +30,7 @@ std::string printable(std::string_view text, const PrintableOptions& options) {
       } else {
         out += '?';
       }
-    } else if (u >= 0x80 && !options.keep_utf8) {
-      out += '?';
-    } else if (options.quoted && (c == '"' || c == '\\')) {
+    } else if ((u >= 0x80 && !options.keep_utf8) || (options.quoted && (c == '"' || c == '\\'))) {
       out += '?';
     } else {
       out += c;
