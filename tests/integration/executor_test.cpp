@@ -129,7 +129,7 @@ TEST_F(Executor, SoftDeliversTheNoticeAndNeverKills) {
   EXPECT_EQ(r.json().at("termination").at("status"), "requested");
   EXPECT_EQ(r.json().at("termination").at("terminate_issued"), false);
 
-  EXPECT_EQ(waitForFile(outDir() / "soft.signals"), "TERM\n");
+  EXPECT_EQ(waitForLine(outDir() / "soft.signals"), "TERM\n");
   const auto notice = json::parse(
       waitForFile(outDir() / "soft.notice", [](const std::string& t) { return t.find('}') != std::string::npos; }));
   EXPECT_EQ(notice.at("reason"), "test");
@@ -160,7 +160,7 @@ TEST_F(Executor, SoftThenForceKillsAtForceAtNotBefore) {
   const auto t = r.json().at("termination").as_object();
   EXPECT_EQ(t.at("status"), "scheduled");
   const std::int64_t force_at = parseTimeMs(t.at("force_at"));
-  waitForFile(outDir() / "stf.signals");
+  waitForLine(outDir() / "stf.signals");
 
   auto p = waitForStatus("stf", "cancelled", seconds(10));
   EXPECT_FALSE(alive(pid));
@@ -226,7 +226,7 @@ TEST_F(Executor, SoftCancelAfterARestartReachesTheReadoptedWork) {
   auto r = cancel("adopted", "soft");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json().at("termination").at("status"), "requested");
-  EXPECT_EQ(waitForFile(outDir() / "adopted.signals"), "TERM\n");
+  EXPECT_EQ(waitForLine(outDir() / "adopted.signals"), "TERM\n");
   EXPECT_TRUE(alive(pid));
   EXPECT_EQ(cancel("adopted", "hard").json().at("termination").at("status"), "issued");
   auto p = waitForStatus("adopted", "cancelled");

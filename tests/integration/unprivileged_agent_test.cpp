@@ -185,7 +185,7 @@ class UnprivilegedAgent : public WorkFixture {
     auto r = cancel(id, "soft");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json().at("termination").at("status"), "requested") << r.body;
-    EXPECT_EQ(waitForFile(outDir() / (id + ".signals")), "TERM\n") << agent_->output();
+    EXPECT_EQ(waitForLine(outDir() / (id + ".signals")), "TERM\n") << agent_->output();
     const auto notice = json::parse(waitForFile(outDir() / (id + ".notice"),
                                                 [](const std::string& t) { return t.find('}') != std::string::npos; }));
     EXPECT_EQ(notice.at("strategy"), "soft");
@@ -286,7 +286,7 @@ TEST_F(UnprivilegedAgent, RestartedAgentReadoptsAndCancelsTheWork) {
   auto r = cancel("adopted", "soft");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json().at("termination").at("status"), "requested") << r.body;
-  EXPECT_EQ(waitForFile(outDir() / "adopted.signals"), "TERM\n") << agent_->output();
+  EXPECT_EQ(waitForLine(outDir() / "adopted.signals"), "TERM\n") << agent_->output();
   EXPECT_EQ(cancel("adopted", "hard").json().at("termination").at("status"), "issued");
   auto p = waitForStatus("adopted", "cancelled");
   EXPECT_EQ(p.at("queue_items").at(0).at("signal"), "SIGKILL");

@@ -142,6 +142,12 @@ class WorkFixture : public AgentFixture {
     });
   }
 
+  // Waits until `path` holds at least one complete line (a shell's `>>`
+  // creates the file before it writes); returns the content.
+  std::string waitForLine(const std::filesystem::path& path) {
+    return waitForFile(path, [](const std::string& t) { return !t.empty() && t.back() == '\n'; });
+  }
+
   // Waits until `path` exists and `pred(content)` holds; returns the content.
   std::string waitForFile(
       const std::filesystem::path& path,
