@@ -51,7 +51,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-constexpr auto kRealDeadline = 5s;
 constexpr const char* kBootId = "boot-test";
 constexpr const char* kShim = "/usr/libexec/phonefarm/phonefarm-agent";
 
