@@ -11,7 +11,6 @@
 // The store says which execution and in what state; the file is read on the
 // I/O thread (one pread of at most 1 MiB) by readExecutionLog, which does
 // not follow what the job may have put in its directory.
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 
 #include <limits>
@@ -21,6 +20,7 @@
 #include "agent/api/error_responses.hpp"
 #include "agent/api/execution_log.hpp"
 #include "common/ids.hpp"
+#include "common/os/user_lookup.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
 
@@ -55,14 +55,11 @@ Validated<LogsQuery> parseLogsQuery(std::string_view query) {
 
 // The work user's uid: the owner the log files must have.
 Result<uid_t> userId(const std::string& name) {
-  passwd pw{};
-  passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  const int rc = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
-  if (rc != 0 || found == nullptr) {
+  auto user = os::lookupUser(name);
+  if (!user || !*user) {
     return makeError(ErrorKind::kInternal, "run_as user '" + name + "' not found: cannot check who wrote the logs");
   }
-  return pw.pw_uid;
+  return (*user)->uid;
 }
 
 struct ItemRun {

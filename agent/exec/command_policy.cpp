@@ -13,6 +13,8 @@
 #include <memory>
 #include <system_error>
 
+#include "common/os/user_lookup.hpp"
+
 namespace phonefarm::exec {
 namespace {
 
@@ -126,20 +128,11 @@ std::optional<std::string> writableDirOnPrefix(const std::string& prefix, uid_t 
 
 std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::string>& prefixes,
                                                       const std::string& run_as) {
-  long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwnam_r(run_as.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return std::nullopt;
-  int count = 64;
-  std::vector<gid_t> groups(static_cast<std::size_t>(count));
-  if (::getgrouplist(run_as.c_str(), pw.pw_gid, groups.data(), &count) < 0) {
-    groups.resize(static_cast<std::size_t>(count));
-    ::getgrouplist(run_as.c_str(), pw.pw_gid, groups.data(), &count);
-  }
-  groups.resize(static_cast<std::size_t>(count > 0 ? count : 0));
+  auto user = os::lookupUser(run_as);
+  if (!user || !*user) return std::nullopt;
+  const std::vector<gid_t> groups = os::groupsOf(run_as, (*user)->gid);
   for (const auto& prefix : prefixes) {
-    if (auto dir = writableDirOnPrefix(prefix, pw.pw_uid, pw.pw_gid, groups)) {
+    if (auto dir = writableDirOnPrefix(prefix, (*user)->uid, (*user)->gid, groups)) {
       std::string why = "work.allowed_command_prefixes entry ";
       why.append(prefix).append(": ").append(*dir).append(" is writable by (or owned by) run_as user ");
       why.append(run_as).append(", who could swap a command between its check and its exec");

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -32,11 +31,10 @@
 #include "common/clock.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
+#include "common/os/user_lookup.hpp"
 
 namespace phonefarm::exec {
 namespace {
-
-constexpr std::size_t kMaxPasswdBuffer = 1 << 20;
 
 Error invalid(std::string message) { return makeError(ErrorKind::kInvalid, std::move(message)); }
 // Before stdio is redirected fd 2 is whatever the agent gave us; afterwards it
@@ -64,35 +62,28 @@ std::string uidText(uid_t uid) { return std::to_string(uid); }
 // the drop (ids, groups, /proc/self/status, no way back) before any of the
 // work runs.
 Status becomeRunAsUser(const std::string& user) {
-  long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  int rc = 0;
-  while ((rc = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
-         buf.size() < kMaxPasswdBuffer) {
-    buf.resize(buf.size() * 2);
-  }
-  if (rc != 0) return os::sysError("looking up run_as user '" + user + "'", rc);
-  if (found == nullptr) return invalid("run_as user '" + user + "' does not exist");
-  if (pw.pw_uid == 0) return invalid("refusing to run work as root (run_as user '" + user + "' has uid 0)");
+  auto entry = os::lookupUser(user);
+  if (!entry) return entry.error();
+  if (!*entry) return invalid("run_as user '" + user + "' does not exist");
+  const os::UserEntry& account = **entry;
+  if (account.uid == 0) return invalid("refusing to run work as root (run_as user '" + user + "' has uid 0)");
 
   uid_t caller_ruid = 0, caller_euid = 0, caller_suid = 0;
   ::getresuid(&caller_ruid, &caller_euid, &caller_suid);
-  const bool already_run_as = caller_ruid == pw.pw_uid && caller_euid == pw.pw_uid && caller_suid == pw.pw_uid;
+  const bool already_run_as = caller_ruid == account.uid && caller_euid == account.uid && caller_suid == account.uid;
   if (!already_run_as) {
     auto cannot = [&](const std::string& call) {
       const int err = errno;
       return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user +
-                              "' (uid " + uidText(pw.pw_uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
+                              "' (uid " + uidText(account.uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
                           err);
     };
     // Groups before uid: once setuid has run there is no privilege left to
     // change them, and the caller's supplementary groups must not leak into
     // the work.
-    if (::initgroups(user.c_str(), pw.pw_gid) != 0) return cannot("initgroups");
-    if (::setgid(pw.pw_gid) != 0) return cannot("setgid " + std::to_string(pw.pw_gid));
-    if (::setuid(pw.pw_uid) != 0) return cannot("setuid " + uidText(pw.pw_uid));
+    if (::initgroups(user.c_str(), account.gid) != 0) return cannot("initgroups");
+    if (::setgid(account.gid) != 0) return cannot("setgid " + std::to_string(account.gid));
+    if (::setuid(account.uid) != 0) return cannot("setuid " + uidText(account.uid));
   }
   if (auto dropped = dropAllCapabilities(); !dropped) return dropped.error();
 
@@ -101,9 +92,9 @@ Status becomeRunAsUser(const std::string& user) {
   gid_t rgid = 0, egid = 0, sgid = 0;
   ::getresuid(&ruid, &euid, &suid);
   ::getresgid(&rgid, &egid, &sgid);
-  if (ruid != pw.pw_uid || euid != pw.pw_uid || suid != pw.pw_uid) {
+  if (ruid != account.uid || euid != account.uid || suid != account.uid) {
     return invalid("uids are " + uidText(ruid) + "/" + uidText(euid) + "/" + uidText(suid) + " after dropping to '" +
-                   user + "' (uid " + uidText(pw.pw_uid) + ")");
+                   user + "' (uid " + uidText(account.uid) + ")");
   }
   if (rgid == 0 || egid == 0 || sgid == 0) {
     return invalid("privileges still include root after dropping to '" + user + "' (gid 0)");
@@ -117,7 +108,7 @@ Status becomeRunAsUser(const std::string& user) {
   if (auto none = checkNoCapabilities(); !none) return none.error();
   if (::setuid(0) == 0) return invalid("could regain root after dropping to '" + user + "'");
   for (const uid_t caller : {caller_ruid, caller_euid, caller_suid}) {
-    if (caller != pw.pw_uid && ::setuid(caller) == 0) {
+    if (caller != account.uid && ::setuid(caller) == 0) {
       return invalid("could switch back to uid " + uidText(caller) + " after dropping to '" + user + "'");
     }
   }

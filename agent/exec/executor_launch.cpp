@@ -6,7 +6,6 @@
 // what running work as that user needs.
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "agent/exec/executor_execution.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
+#include "common/os/user_lookup.hpp"
 
 namespace phonefarm::exec {
 
@@ -81,18 +81,15 @@ Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& cl
       containment_(containment),
       resets_(resets) {
   for (const auto& phone : options_.phones) slots_[phone.id];
-  passwd pw{};
-  passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  ::getpwnam_r(options_.run_as.c_str(), &pw, buf.data(), buf.size(), &found);
-  if (found == nullptr) {
+  auto user = os::lookupUser(options_.run_as);
+  if (!user || !*user) {
     unavailable_ = "[work] run_as user '" + options_.run_as + "' does not exist";
-  } else if (pw.pw_uid == 0 || pw.pw_gid == 0) {
+  } else if ((*user)->uid == 0 || (*user)->gid == 0) {
     unavailable_ = "[work] run_as user '" + options_.run_as + "' is root; work never runs as root";
   } else {
-    uid_ = pw.pw_uid;
-    gid_ = pw.pw_gid;
-    home_ = pw.pw_dir != nullptr ? pw.pw_dir : "/";
+    uid_ = (*user)->uid;
+    gid_ = (*user)->gid;
+    home_ = (*user)->home;
     unavailable_ = missingPrivileges(options_.run_as, uid_, gid_);
   }
   if (unavailable_) spdlog::error("exec.unavailable reason=\"{}\" processes stay queued", *unavailable_);
