@@ -47,6 +47,7 @@ namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using beast::iequals;
 
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 constexpr std::size_t kReadChunk = 4096;
@@ -59,15 +60,6 @@ constexpr std::string_view kServerName = "phonefarm-agent";
 // RFC 9112 §2.2: empty lines before a request-line are ignored, but a client
 // must not hold a connection open by sending nothing else.
 constexpr std::size_t kMaxLeadingEmptyLineBytes = 32;
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // The server owns framing and connection management; a handler header that
 // contradicted it (or carried CR/LF) would corrupt the response stream.

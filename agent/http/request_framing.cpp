@@ -1,8 +1,11 @@
 // See request_framing.hpp.
 #include "agent/http/request_framing.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <cstdio>
 #include <ctime>
+
+#include "common/hex_digit.hpp"
 
 namespace phonefarm::http {
 namespace {
@@ -15,19 +18,11 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+using boost::beast::iequals;
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool isHex(char c) { return isDigit(c) || (lower(c) >= 'a' && lower(c) <= 'f'); }
+bool isHex(char c) { return hexDigitValue(c) >= 0; }
 
 // RFC 3986 reg-name / IPv4address characters: unreserved, pct-encoded, sub-delims.
 bool isRegNameChar(char c) {
