@@ -1,7 +1,8 @@
 // FakeLoop: an os::EventLoop for unit tests, stepped by hand on the test's
 // thread. No real time passes for timers: the test moves a fake timeline (and
-// the FakeClock with it); readiness of a watched fd is fired by the test. Only
-// runUntil() waits in real time, for work other threads post, under a deadline.
+// the FakeClock with it, when it is given one); readiness of a watched fd is
+// fired by the test. Only runUntil() waits in real time, for work other
+// threads post, under a deadline.
 #pragma once
 
 #include <algorithm>
@@ -21,10 +22,12 @@ namespace phonefarm::os {
 
 // Posted work is a thread-safe queue; timers live on a fake millisecond
 // timeline that only advance() moves (it moves the FakeClock along, so wall
-// deadlines and loop timers agree); watches are kept by fd and fired by hand.
+// deadlines and loop timers agree; without one the test moves its clock
+// itself); watches are kept by fd and fired by hand.
 class FakeLoop final : public os::EventLoop {
  public:
-  explicit FakeLoop(FakeClock& clock) : clock_(clock) {}
+  FakeLoop() = default;
+  explicit FakeLoop(FakeClock& clock) : clock_(&clock) {}
 
   void post(std::function<void()> fn) override {
     {
@@ -100,6 +103,8 @@ class FakeLoop final : public os::EventLoop {
     runPosted();
   }
 
+  void advance(std::chrono::milliseconds by) { advance(static_cast<std::int64_t>(by.count())); }
+
   // "fd became readable": calls every callback registered for it.
   void fire(int fd) {
     std::vector<Id> ids;
@@ -119,6 +124,12 @@ class FakeLoop final : public os::EventLoop {
     return std::any_of(watches_.begin(), watches_.end(), [fd](const auto& kv) { return kv.second.fd == fd; });
   }
   std::size_t pendingTimers() const { return timers_.size(); }
+  // The delay until the earliest timer; max() when none is armed.
+  std::chrono::milliseconds nextTimerIn() const {
+    std::int64_t best = std::chrono::milliseconds::max().count();
+    for (const auto& [id, t] : timers_) best = std::min(best, t.deadline - now_ms_);
+    return std::chrono::milliseconds(best);
+  }
   std::uint64_t ran() const { return ran_; }
   std::int64_t nowMs() const { return now_ms_; }
 
@@ -147,11 +158,11 @@ class FakeLoop final : public os::EventLoop {
   }
 
   void setNow(std::int64_t ms) {
-    clock_.advanceMs(ms - now_ms_);
+    if (clock_ != nullptr) clock_->advanceMs(ms - now_ms_);
     now_ms_ = ms;
   }
 
-  FakeClock& clock_;
+  FakeClock* clock_ = nullptr;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> posted_;

@@ -117,31 +117,23 @@ class CancelRaceTest : public WorkFixture {
                 strategy.c_str(), t.runs, t.started, t.never_started, t.bad.size());
     EXPECT_EQ(t.runs, runsPerStrategy());
     EXPECT_TRUE(t.bad.empty()) << t.bad.size() << " runs lost their outcome, e.g. " << t.bad.front();
-    // The race is real only if most runs reached the command.
+    // The race is real only if runs reached the command.
     EXPECT_GT(t.started, 0);
+  }
+
+  // One strategy's race on a job that prints a line, reported and checked.
+  void raceAndCheck(const std::string& strategy) {
+    const std::string job = writeJob("hello.sh", "#!/bin/sh\necho hello\n");
+    report(strategy, race(strategy, job));
+    expectEveryExecutionHasItsStdout();
   }
 };
 
-TEST_F(CancelRaceTest, SoftCancelRightAfterSubmitNeverLosesTheRun) {
-  const std::string job = writeJob("hello.sh", "#!/bin/sh\necho hello\n");
-  auto t = race("soft", job);
-  report("soft", t);
-  expectEveryExecutionHasItsStdout();
-}
+TEST_F(CancelRaceTest, SoftCancelRightAfterSubmitNeverLosesTheRun) { raceAndCheck("soft"); }
 
-TEST_F(CancelRaceTest, SoftThenForceRightAfterSubmitNeverLosesTheRun) {
-  const std::string job = writeJob("hello.sh", "#!/bin/sh\necho hello\n");
-  auto t = race("soft_then_force", job);
-  report("soft_then_force", t);
-  expectEveryExecutionHasItsStdout();
-}
+TEST_F(CancelRaceTest, SoftThenForceRightAfterSubmitNeverLosesTheRun) { raceAndCheck("soft_then_force"); }
 
-TEST_F(CancelRaceTest, LegacyCancelRightAfterSubmitNeverLosesTheRun) {
-  const std::string job = writeJob("hello.sh", "#!/bin/sh\necho hello\n");
-  auto t = race("legacy", job);
-  report("legacy", t);
-  expectEveryExecutionHasItsStdout();
-}
+TEST_F(CancelRaceTest, LegacyCancelRightAfterSubmitNeverLosesTheRun) { raceAndCheck("legacy"); }
 
 TEST_F(CancelRaceTest, EveryCancelReplyWhileExecutingNamesTheContainer) {
   const std::string job = stubbornJob();  // handles SIGTERM and keeps running

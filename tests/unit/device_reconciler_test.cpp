@@ -9,7 +9,7 @@
 #include "tests/fakes/fake_adb_host.hpp"
 #include "tests/fakes/fake_blocking_runner.hpp"
 #include "tests/fakes/fake_clock.hpp"
-#include "tests/fakes/fake_event_loop.hpp"
+#include "tests/fakes/fake_loop.hpp"
 
 namespace phonefarm::phone {
 namespace {
@@ -38,7 +38,7 @@ class DeviceReconcilerTest : public ::testing::Test {
     return static_cast<std::size_t>(std::count(calls.begin(), calls.end(), call));
   }
 
-  os::FakeEventLoop loop_;
+  os::FakeLoop loop_;
   FakeClock clock_;
   FakeAdbHost adb_;
   FakeBlockingRunner* runner_ = nullptr;
@@ -53,8 +53,8 @@ TEST_F(DeviceReconcilerTest, ReadsTheListEveryIntervalAndHandsItOn) {
   loop_.advance(1999ms);
   EXPECT_EQ(runner_->pending(), 0u);
   loop_.advance(1ms);
-  EXPECT_EQ(runner_->pending(), 1u);  // the adb call runs off the loop
-  EXPECT_EQ(loop_.timers(), 0u);      // the next interval starts when this round ends
+  EXPECT_EQ(runner_->pending(), 1u);     // the adb call runs off the loop
+  EXPECT_EQ(loop_.pendingTimers(), 0u);  // the next interval starts when this round ends
   runner_->runPending();
   loop_.runPosted();
   ASSERT_EQ(lists_.size(), 1u);
@@ -69,7 +69,7 @@ TEST_F(DeviceReconcilerTest, ASilentServerSkipsTheRoundButNotTheNext) {
   make();
   round();
   EXPECT_TRUE(lists_.empty());
-  EXPECT_EQ(loop_.timers(), 1u);
+  EXPECT_EQ(loop_.pendingTimers(), 1u);
   adb_.devices_result = std::vector<AdbDevice>{};
   round();
   EXPECT_EQ(lists_.size(), 1u);

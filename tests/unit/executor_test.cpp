@@ -732,6 +732,17 @@ TEST_F(ExecutorTest, LegacyItemCancelEndsThatItemAndTheProcessGoesOn) {
 
 class ExecutorRecoveryTest : public ExecutorTest {
  protected:
+  // A cancelling p1 whose escalation row is already due: how many kills its
+  // still-live tree gets once the executor starts.
+  int killsAtStartWithDueEscalation(const CancelRecord& cancel, const store::EscalationRow& row) {
+    seedExecuting("p1", "exec-1", ProcessStatus::kCancelling, cancel, row);
+    auto live = std::make_shared<ContainerState>();
+    containment_.adoptable["exec-1"] = live;
+    startExecutor();
+    settle();
+    return live->kills;
+  }
+
   // What a crashed agent leaves: the process running (or cancelling), its
   // first item executing, the execution row open, the exec dir on disk.
   void seedExecuting(const std::string& process_id, const std::string& execution_id,
@@ -845,12 +856,7 @@ TEST_F(ExecutorRecoveryTest, PastEscalationFiresAtOnce) {
   const WallMs now = clock_.wallNowMs();
   CancelRecord cancel{"operator asked", CancelStrategy::kSoftThenForce, now - 20'000, now - 10'000, {}};
   store::EscalationRow row{"p1-q0", "p1", now - 10'000, clock_.bootNowNs() - 10'000'000'000, kBootId, now - 20'000, {}};
-  seedExecuting("p1", "exec-1", ProcessStatus::kCancelling, cancel, row);
-  auto live = std::make_shared<ContainerState>();
-  containment_.adoptable["exec-1"] = live;
-  startExecutor();
-  settle();
-  EXPECT_EQ(live->kills, 1);
+  EXPECT_EQ(killsAtStartWithDueEscalation(cancel, row), 1);
 }
 
 TEST_F(ExecutorRecoveryTest, HardCancelCommittedBeforeACrashKillsTheTreeAtStart) {
@@ -859,12 +865,7 @@ TEST_F(ExecutorRecoveryTest, HardCancelCommittedBeforeACrashKillsTheTreeAtStart)
   const WallMs now = clock_.wallNowMs();
   CancelRecord cancel{"operator asked", CancelStrategy::kHard, now - 1'000, std::nullopt, {}};
   store::EscalationRow row{"p1-q0", "p1", now - 1'000, clock_.bootNowNs() - 1'000'000'000, kBootId, now - 1'000, {}};
-  seedExecuting("p1", "exec-1", ProcessStatus::kCancelling, cancel, row);
-  auto live = std::make_shared<ContainerState>();
-  containment_.adoptable["exec-1"] = live;
-  startExecutor();
-  settle();
-  EXPECT_EQ(live->kills, 1);
+  EXPECT_EQ(killsAtStartWithDueEscalation(cancel, row), 1);
 }
 
 TEST_F(ExecutorRecoveryTest, CancellingProcessWithNothingExecutingBecomesCancelled) {

@@ -47,12 +47,14 @@ std::optional<ExitStatus> waitExit(const Child& child) {
 }
 
 // Runs `script` under /bin/sh and returns its stdout.
-std::string runShell(const std::string& script, std::vector<std::string> env = {}) {
+std::string runShell(const std::string& script, std::vector<std::string> env = {},
+                     std::vector<int> blocked_signals = {}) {
   int out[2];
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
   SpawnRequest request;
   request.argv = {"/bin/sh", "-c", script};
   request.env = std::move(env);
+  request.blocked_signals = std::move(blocked_signals);
   request.stdout_fd = out[1];
   Child child = spawnOrFail(request);
   ::close(out[1]);
@@ -170,18 +172,7 @@ TEST(ProcessSpawnerTest, ChildStartsWithDefaultSignalStateWhateverTheAgentHas) {
 TEST(ProcessSpawnerTest, RequestedSignalsStayBlockedThroughExec) {
   // What the exec shim relies on: a stop signal sent at any moment of its
   // start stays pending instead of killing it.
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  SpawnRequest request;
-  request.argv = {"/bin/sh", "-c", "exec grep -E '^SigBlk' /proc/self/status"};
-  request.blocked_signals = {SIGTERM, SIGUSR1};
-  request.stdout_fd = out[1];
-  Child child = spawnOrFail(request);
-  ::close(out[1]);
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-  ::close(out[0]);
+  const std::string text = runShell("exec grep -E '^SigBlk' /proc/self/status", {}, {SIGTERM, SIGUSR1});
   // Bit (signo - 1): SIGUSR1 (10) is 0x200, SIGTERM (15) is 0x4000.
   EXPECT_EQ(text, "SigBlk:\t0000000000004200\n");
 }

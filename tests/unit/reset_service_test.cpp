@@ -16,7 +16,7 @@
 #include "tests/fakes/fake_adb_host.hpp"
 #include "tests/fakes/fake_blocking_runner.hpp"
 #include "tests/fakes/fake_clock.hpp"
-#include "tests/fakes/fake_event_loop.hpp"
+#include "tests/fakes/fake_loop.hpp"
 #include "tests/fakes/fake_usb.hpp"
 
 namespace phonefarm::phone {
@@ -103,7 +103,7 @@ class ResetServiceTest : public ::testing::Test {
   std::filesystem::path dir_;
   AgentConfig config_;
   FakeClock clock_;
-  os::FakeEventLoop loop_;
+  os::FakeLoop loop_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Inventory> inventory_;
   FakeAdbHost adb_;
@@ -125,7 +125,7 @@ TEST_F(ResetServiceTest, AdbReconnectBringsThePhoneBack) {
 
   settle();  // the kick, then the wait for `device`
   EXPECT_EQ(adb_.calls(), std::vector<std::string>{"reconnect USBSERIAL01"});
-  EXPECT_EQ(loop_.timers(), 1u);
+  EXPECT_EQ(loop_.pendingTimers(), 1u);
   EXPECT_EQ(loop_.nextTimerIn(), 1000ms);  // [reset] adb_reconnect_timeout
   loop_.advance(999ms);
   EXPECT_TRUE(service_->resetting("phone_01"));
@@ -138,7 +138,7 @@ TEST_F(ResetServiceTest, AdbReconnectBringsThePhoneBack) {
   EXPECT_EQ(r.status, "succeeded");
   EXPECT_EQ(stepStatuses(r), std::vector<std::string>{"adb_reconnect:succeeded"});
   EXPECT_EQ(detail(r, 0), "reconnect USBSERIAL01; back in device state");
-  EXPECT_EQ(loop_.timers(), 0u);  // the timeout was cancelled
+  EXPECT_EQ(loop_.pendingTimers(), 0u);  // the timeout was cancelled
   EXPECT_EQ(usb_.resets, 0);
   EXPECT_TRUE(inventory_->canStart("phone_01", true));
   EXPECT_FALSE(inventory_->phone("phone_01")->needs_attention);
@@ -325,7 +325,7 @@ TEST_F(ResetServiceTest, DestroyedWhileWaitingForTheDevice) {
   makeService();
   service_->requestReset("phone_01", "forced_cancel");
   settle();
-  EXPECT_EQ(loop_.timers(), 1u);
+  EXPECT_EQ(loop_.pendingTimers(), 1u);
   service_.reset();  // must neither hang nor touch the ladder again
   EXPECT_TRUE(announced_.empty());
 }
