@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace phonefarm::exec {
@@ -136,6 +138,19 @@ TEST(ProcessSpawnerTest, ChildGetsExactlyItsEnvironmentAndStdio) {
   EXPECT_EQ(runShell("echo \"$PHONEFARM_X|${HOME:-unset}\"; echo err >&2", {"PHONEFARM_X=42"}), "42|unset\n");
 }
 
+// Waits (5 s deadline) until `pid` is blocked in the system call numbered
+// `nr` (the first field of /proc/<pid>/syscall).
+bool waitForSyscall(pid_t pid, const std::string& nr) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/syscall");
+    std::string first;
+    if (in >> first && first == nr) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
 TEST(ProcessSpawnerTest, ChildInheritsNoOtherDescriptor) {
   // Deliberately not close-on-exec: close_range in the child must catch it.
   const int leaky = ::open("/dev/null", O_RDONLY);
@@ -145,6 +160,9 @@ TEST(ProcessSpawnerTest, ChildInheritsNoOtherDescriptor) {
   Child child = spawnOrFail(request);
   ::close(leaky);
   ASSERT_GT(child.spawned.pid, 0);
+  // The spawn returns at exec, while the dynamic loader may still hold a
+  // library open on fd 3: look once sleep is in its clock_nanosleep (230).
+  ASSERT_TRUE(waitForSyscall(child.spawned.pid, "230"));
   std::vector<std::string> fds;
   for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(child.spawned.pid) + "/fd")) {
     fds.push_back(entry.path().filename().string());
