@@ -112,7 +112,23 @@ CREATE TABLE phone_resets (
 CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, requested_at);
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations{kV1};
+// Job env values are secrets: they are kept only while the item may still
+// run. When an item reaches a terminal status its env keeps the names, each
+// value replaced by "", in the same transaction; items that ended before
+// this migration are scrubbed by it.
+constexpr std::string_view kV2ForgetEnvValues = R"sql(
+CREATE TRIGGER queue_items_forget_env_values
+AFTER UPDATE OF status ON queue_items
+WHEN NEW.status IN ('succeeded','failed','cancelled','skipped') AND NEW.env <> '{}'
+BEGIN
+  UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(NEW.env))
+  WHERE queue_item_id = NEW.queue_item_id;
+END;
+UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(queue_items.env))
+WHERE status IN ('succeeded','failed','cancelled','skipped') AND env <> '{}';
+)sql";
+
+constexpr std::array<std::string_view, 2> kMigrations{kV1, kV2ForgetEnvValues};
 
 }  // namespace
 

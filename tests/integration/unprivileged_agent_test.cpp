@@ -253,8 +253,8 @@ TEST_F(UnprivilegedAgent, RunsWorkAsAnotherUserWithNoCapabilitiesInItsDelegatedC
   const std::string cg = waitForFile(outDir() / "who.cgroup");
   EXPECT_NE(cg.find(cgroup_.filename().string() + "/phonefarm-work/"), std::string::npos) << cg;
 
-  // The execution dir: the agent's, group nobody's, 0770; the shim's files
-  // nobody's, 0640.
+  // The control dirs: the agent's, 0700, and so are the shim's files in
+  // them (the shim never becomes nobody); no env file is left behind.
   const fs::path executions = stateDir() / "executions";
   std::size_t dirs = 0;
   for (const auto& e : fs::directory_iterator(executions)) {
@@ -262,12 +262,24 @@ TEST_F(UnprivilegedAgent, RunsWorkAsAnotherUserWithNoCapabilitiesInItsDelegatedC
     struct stat st {};
     ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, agent_id_) << e.path();
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << e.path();
+    for (const char* name : {"status.json", "stdout.log", "stderr.log"}) {
+      ASSERT_EQ(::stat((e.path() / name).c_str(), &st), 0) << name;
+      EXPECT_EQ(st.st_uid, agent_id_) << name;
+      EXPECT_EQ(st.st_mode & 07777, 0640u) << name;
+    }
+    EXPECT_FALSE(fs::exists(e.path() / "env"));
+  }
+  EXPECT_EQ(dirs, 2u);
+  // The work dirs: the agent's, group nobody's, 0770.
+  dirs = 0;
+  for (const auto& e : fs::directory_iterator(stateDir() / "workdirs")) {
+    ++dirs;
+    struct stat st {};
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, agent_id_) << e.path();
     EXPECT_EQ(st.st_gid, work_gid_) << e.path();
     EXPECT_EQ(st.st_mode & 07777, 0770u) << e.path();
-    ASSERT_EQ(::stat((e.path() / "status.json").c_str(), &st), 0);
-    EXPECT_EQ(st.st_uid, 65534u);
-    EXPECT_EQ(st.st_gid, work_gid_);
-    EXPECT_EQ(st.st_mode & 07777, 0640u);
   }
   EXPECT_EQ(dirs, 2u);
 }
