@@ -171,8 +171,8 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
   HttpServerStats stats() const {
-    return HttpServerStats{accepted_.load(),       rejected_over_cap_.load(), evicted_idle_.load(), requests_.load(),
-                           active_.load(),         tls_handshake_failures_.load()};
+    return HttpServerStats{accepted_.load(), rejected_over_cap_.load(),     evicted_idle_.load(), requests_.load(),
+                           active_.load(),   tls_handshake_failures_.load()};
   }
 
   // SessionHost

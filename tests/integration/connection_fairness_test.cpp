@@ -194,7 +194,7 @@ TEST_F(FirstRequestTimeout, LaterRequestsHaveTheHeaderTimeout) {
   ASSERT_EQ(conn.recvSome(buffer, 5s), RawConnection::Recv::kData);
   EXPECT_EQ(buffer.rfind("HTTP/1.1 200", 0), 0u) << buffer;
   conn.sendAll("GET /healthz HTTP/1.1\r\n");  // a second header, left unfinished
-  EXPECT_FALSE(conn.waitClosed(2500ms));       // past first_request_timeout: still open
+  EXPECT_FALSE(conn.waitClosed(2500ms));      // past first_request_timeout: still open
 }
 
 TEST_F(ConnectionFairness, UnauthorizedAndForbiddenAnswersCloseTheConnection) {

@@ -47,9 +47,7 @@ long fdFlags(pid_t pid, int fd) {
 
 class SocketActivation : public ::testing::Test {
  protected:
-  void SetUp() override {
-    writeFile(dir_.path() / "tokens", std::string("reader read ") + kReadToken + "\n", 0600);
-  }
+  void SetUp() override { writeFile(dir_.path() / "tokens", std::string("reader read ") + kReadToken + "\n", 0600); }
   void TearDown() override {
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }

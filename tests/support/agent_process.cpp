@@ -57,8 +57,8 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 }  // namespace
 
 AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vector<std::string>& args,
-                           const std::filesystem::path& log_dir, const Env& extra_env,
-                           const std::filesystem::path& cwd, int listen_fd) {
+                           const std::filesystem::path& log_dir, const Env& extra_env, const std::filesystem::path& cwd,
+                           int listen_fd) {
   // Everything the child needs is prepared before fork(): between fork and
   // exec in a multi-threaded process only async-signal-safe calls are allowed.
   std::vector<std::string> argv_strings{binary.string()};
