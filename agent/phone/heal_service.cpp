@@ -1,0 +1,271 @@
+// HealService; see heal_service.hpp. look() is the one place that decides what
+// a phone needs; every event (a state change, an item's end, a reset's end, a
+// timer, a probe's answer) updates the phone's Track and calls it.
+#include "agent/phone/heal_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+
+
+namespace phonefarm::phone {
+namespace {
+
+std::int64_t ns(std::chrono::seconds s) { return std::chrono::nanoseconds(s).count(); }
+
+}  // namespace
+
+HealService::HealService(const AgentConfig& config, const Clock& clock, os::EventLoop& loop, Inventory& inventory,
+                         ResetService& resets, const AdbHost& adb, std::function<bool(const std::string&)> busy,
+                         std::function<void(const std::string&)> phone_changed, std::unique_ptr<BlockingRunner> prober)
+    : config_(config),
+      heal_(config.heal),
+      clock_(clock),
+      loop_(loop),
+      inventory_(inventory),
+      resets_(resets),
+      adb_(adb),
+      busy_(std::move(busy)),
+      phone_changed_(std::move(phone_changed)),
+      prober_(prober ? std::move(prober) : std::make_unique<WorkerThread>("pf-heal-probe")) {}
+
+void HealService::start() {
+  if (!heal_.enabled) {
+    spdlog::info("heal.disabled");
+    return;
+  }
+  for (const auto& p : config_.phones) look(p.id);
+  loop_.startTimer(std::chrono::duration_cast<std::chrono::milliseconds>(heal_.probe_interval),
+                   [this] { probeRound(); });
+}
+
+void HealService::stop() {
+  stopping_ = true;
+  prober_.reset();  // joins the probe running now; its post finds stopping_ set
+}
+
+std::chrono::seconds HealService::backoffAfter(int failures) const {
+  if (failures <= 0) return std::chrono::seconds(0);
+  auto wait = kFirstBackoff;
+  for (int i = 1; i < failures && wait < heal_.backoff_max; ++i) wait *= 2;
+  return std::min(wait, heal_.backoff_max);
+}
+
+void HealService::phoneStateChanged(const std::string& phone_id) { look(phone_id); }
+
+void HealService::itemEnded(const std::string& phone_id) { look(phone_id); }
+
+void HealService::resetEnded(const std::string& phone_id, const std::string& trigger, bool ok) {
+  if (!heal_.enabled || stopping_) return;
+  auto it = tracks_.find(phone_id);
+  if (it == tracks_.end()) return;
+  Track& t = it->second;
+  if (trigger == "auto") {
+    if (ok) {
+      ++stats_.healed;
+      const double out_s =
+          t.out_since_ns ? static_cast<double>(clock_.bootNowNs() - *t.out_since_ns) / 1e9 : 0.0;
+      spdlog::info("heal.healed phone_id={} failures_before={} out_for_s={:.1f}", phone_id, t.failures, out_s);
+      t.failures = 0;
+      t.retry_at_ns = 0;
+      t.probe_failed.reset();
+    } else {
+      ++stats_.failed;
+      ++t.failures;
+      const auto wait = backoffAfter(t.failures);
+      t.retry_at_ns = clock_.bootNowNs() + ns(wait);
+      spdlog::warn("heal.failed phone_id={} failures={} retry_in_s={}", phone_id, t.failures, wait.count());
+    }
+  } else if (ok) {
+    // Any ladder that works starts the back-off over; a technician's also
+    // lifts a quarantine (the ResetService cleared the attention) and forgets
+    // the drops that led to it.
+    t.failures = 0;
+    t.retry_at_ns = 0;
+    t.probe_failed.reset();
+    if (trigger == "technician" && !t.drops_ns.empty()) {
+      t.drops_ns.clear();
+      inventory_.setDrops(phone_id, 0, t.last_drop_at);
+      spdlog::info("heal.drops_cleared phone_id={} by=technician_reset", phone_id);
+    }
+  }
+  look(phone_id);
+}
+
+void HealService::look(const std::string& phone_id) {
+  if (!heal_.enabled || stopping_) return;
+  auto s = inventory_.phone(phone_id);
+  if (!s) return;
+  Track& t = tracks_[phone_id];
+  const std::string& state = s->reported_state;
+  const bool server_up = inventory_.serverUp();
+  if (state != t.state) {
+    const bool was_device = t.state == kStateDevice;
+    t.state = state;
+    t.probe_failed.reset();  // the server sees the change itself now
+    if (was_device && server_up && !s->resetting) drop(phone_id, t, "adb_state " + state);
+  }
+  const std::optional<Attention>& attention = s->attention;
+  const bool quarantined = attention && attention->reason == kAttentionFlapping;
+
+  if (state == kStateDevice && !t.probe_failed) {
+    disarm(t);
+    if (t.out_since_ns) {
+      spdlog::info("heal.back phone_id={} out_for_s={:.1f}", phone_id,
+                   static_cast<double>(clock_.bootNowNs() - *t.out_since_ns) / 1e9);
+      t.out_since_ns.reset();
+      t.failures = 0;
+      t.retry_at_ns = 0;
+      // A failed heal asked for a technician; the phone is back without one.
+      if (attention && attention->reason == kAttentionResetFailed) clearAttention(phone_id, kAttentionResetFailed);
+    }
+    if (attention && attention->reason == kAttentionUnauthorized) clearAttention(phone_id, kAttentionUnauthorized);
+    return;
+  }
+  if (state == kStateUnauthorized) {
+    disarm(t);
+    t.out_since_ns.reset();
+    if (!attention && !s->resetting) {
+      ++stats_.unauthorized;
+      inventory_.setAttention(phone_id, Attention{kAttentionUnauthorized,
+                                                  "the phone is unauthorized: accept the USB debugging prompt on it",
+                                                  clock_.wallNowMs()});
+      resets_.recordAction(phone_id, "unauthorized", "adb_state unauthorized: needs its USB debugging prompt accepted");
+      spdlog::warn("heal.unauthorized phone_id={} serial={}", phone_id, s->config.serial);
+    }
+    return;
+  }
+  if (attention && attention->reason == kAttentionUnauthorized) clearAttention(phone_id, kAttentionUnauthorized);
+  // Out of `device` (or `device` with a dead adbd). A server that is down is
+  // the device tracker's to restart; the phones are looked at again then.
+  if (!server_up) {
+    disarm(t);
+    t.out_since_ns.reset();
+    return;
+  }
+  const std::int64_t now = clock_.bootNowNs();
+  if (!t.out_since_ns) t.out_since_ns = now;
+  if (s->resetting || quarantined || busy_(phone_id)) {
+    disarm(t);  // the reset's end, the technician or the item's end looks again
+    return;
+  }
+  const std::int64_t due = std::max(t.probe_failed ? now : *t.out_since_ns + ns(heal_.after), t.retry_at_ns);
+  if (now >= due) return heal(phone_id, t, *s);
+  arm(phone_id, t, due);
+}
+
+void HealService::arm(const std::string& phone_id, Track& t, std::int64_t due_ns) {
+  disarm(t);
+  const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::nanoseconds(due_ns - clock_.bootNowNs()) + std::chrono::nanoseconds(999'999));
+  t.timer = loop_.startTimer(delay, [this, phone_id] {
+    tracks_[phone_id].timer = 0;
+    look(phone_id);
+  });
+}
+
+void HealService::disarm(Track& t) {
+  if (t.timer != 0) loop_.cancelTimer(std::exchange(t.timer, 0));
+}
+
+void HealService::heal(const std::string& phone_id, Track& t, const PhoneSnapshot& s) {
+  disarm(t);
+  std::string reason;
+  if (t.probe_failed) {
+    reason = "liveness probe failed: " + *t.probe_failed;
+  } else {
+    const auto out_s = (clock_.bootNowNs() - t.out_since_ns.value_or(clock_.bootNowNs())) / 1'000'000'000;
+    reason = "adb_state " + s.reported_state + " for " + std::to_string(out_s) + " s";
+  }
+  if (t.failures > 0) reason += "; attempt " + std::to_string(t.failures + 1);
+  auto record = resets_.autoReset(phone_id, "auto", reason);
+  if (!record) {
+    spdlog::error("heal.attempt_failed phone_id={} error=\"{}\"", phone_id, record.error().message);
+    return;
+  }
+  ++stats_.attempts;
+  spdlog::info("heal.attempt phone_id={} reset_id={} reason=\"{}\"", phone_id, record->reset_id, reason);
+}
+
+void HealService::pruneDrops(const std::string& phone_id, Track& t) {
+  const std::int64_t since = clock_.bootNowNs() - ns(heal_.flap_window);
+  const auto before = t.drops_ns.size();
+  while (!t.drops_ns.empty() && t.drops_ns.front() <= since) t.drops_ns.pop_front();
+  if (t.drops_ns.size() != before) inventory_.setDrops(phone_id, static_cast<int>(t.drops_ns.size()), t.last_drop_at);
+}
+
+void HealService::drop(const std::string& phone_id, Track& t, const std::string& why) {
+  ++stats_.drops;
+  t.drops_ns.push_back(clock_.bootNowNs());
+  t.last_drop_at = clock_.wallNowMs();
+  pruneDrops(phone_id, t);
+  const int count = static_cast<int>(t.drops_ns.size());
+  inventory_.setDrops(phone_id, count, t.last_drop_at);
+  spdlog::info("heal.drop phone_id={} why=\"{}\" drops={} window_s={}", phone_id, why, count,
+               heal_.flap_window.count());
+  if (count < heal_.flap_count) return;
+  auto s = inventory_.phone(phone_id);
+  if (s && s->attention && s->attention->reason == kAttentionFlapping) return;
+  ++stats_.quarantines;
+  disarm(t);
+  const std::string detail = "dropped " + std::to_string(count) + " times within " +
+                             std::to_string(heal_.flap_window.count()) +
+                             " s; takes no work until a technician's reset succeeds";
+  inventory_.setAttention(phone_id, Attention{kAttentionFlapping, detail, clock_.wallNowMs()});
+  resets_.recordAction(phone_id, "quarantine", "flapping: " + detail);
+  spdlog::warn("heal.quarantined phone_id={} drops={} window_s={}", phone_id, count, heal_.flap_window.count());
+}
+
+void HealService::clearAttention(const std::string& phone_id, const char* reason) {
+  inventory_.setAttention(phone_id, std::nullopt);
+  spdlog::info("heal.attention_cleared phone_id={} reason={}", phone_id, reason);
+  if (phone_changed_) phone_changed_(phone_id);
+}
+
+void HealService::probeRound() {
+  if (stopping_) return;
+  loop_.startTimer(std::chrono::duration_cast<std::chrono::milliseconds>(heal_.probe_interval),
+                   [this] { probeRound(); });
+  if (!inventory_.serverUp()) return;
+  for (const auto& p : config_.phones) {
+    Track& t = tracks_[p.id];
+    pruneDrops(p.id, t);
+    auto s = inventory_.phone(p.id);
+    if (!s || s->reported_state != kStateDevice || s->resetting || t.probing || t.probe_failed) continue;
+    if (s->attention && s->attention->reason != kAttentionResetFailed) continue;
+    if (busy_(p.id)) continue;
+    t.probing = true;
+    prober_->run([this, phone_id = p.id, serial = p.serial] {
+      auto out = adb_.shell(serial, kProbeCommand, kProbeTimeout, 4096);
+      Status answer = okStatus();
+      if (!out) {
+        answer = out.error();
+      } else if (out->find("phonefarm-probe") == std::string::npos) {
+        answer = makeError(ErrorKind::kUnavailable, "unexpected answer to echo");
+      }
+      if (stopping_) return;
+      loop_.post([this, phone_id, answer] { probed(phone_id, answer); });
+    });
+  }
+}
+
+void HealService::probed(const std::string& phone_id, Status answer) {
+  if (stopping_) return;
+  Track& t = tracks_[phone_id];
+  t.probing = false;
+  ++stats_.probes;
+  if (answer) return;
+  auto s = inventory_.phone(phone_id);
+  // Only a phone still idle in `device` is the probe's to heal: anything else
+  // is looked at through its own event.
+  if (!s || s->reported_state != kStateDevice || s->resetting || busy_(phone_id)) return;
+  ++stats_.probe_failures;
+  t.probe_failed = answer.error().message;
+  spdlog::warn("heal.probe_failed phone_id={} error=\"{}\"", phone_id, *t.probe_failed);
+  resets_.recordAction(phone_id, "probe", "liveness probe failed: " + *t.probe_failed);
+  drop(phone_id, t, "liveness probe failed");
+  look(phone_id);
+}
+
+}  // namespace phonefarm::phone
