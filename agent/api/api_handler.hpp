@@ -101,6 +101,9 @@ class ApiHandler {
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
+  // The process object of docs/api.md with `waiting_for` (what holds a queued
+  // process, from the phone inventory); on the I/O thread.
+  boost::json::object processJson(const Process& process, const std::vector<CancelAuditEntry>* audit = nullptr) const;
 
   ApiServices s_;
   WallMs started_at_;  // GET /debug's uptime

@@ -37,9 +37,8 @@ json::object resetJson(const store::ResetRecord& r) {
 // docs/api.md `attention` and `drops`.
 json::value attentionJson(const phone::PhoneSnapshot& s) {
   if (!s.attention) return nullptr;
-  return json::object{{"reason", s.attention->reason},
-                      {"detail", s.attention->detail},
-                      {"since", formatRfc3339(s.attention->since)}};
+  return json::object{
+      {"reason", s.attention->reason}, {"detail", s.attention->detail}, {"since", formatRfc3339(s.attention->since)}};
 }
 
 json::object dropsJson(const phone::PhoneSnapshot& s, std::chrono::seconds window) {
@@ -94,10 +93,12 @@ void ApiHandler::getPhones(const CallPtr& call, std::optional<std::string> phone
           };
           if (phone_id) {
             auto s = s_.inventory->phone(*phone_id);
-            return call->reply(jsonResponse(200, phoneJson(*s, *facts, current(*phone_id), s_.config.heal.flap_window)));
+            return call->reply(
+                jsonResponse(200, phoneJson(*s, *facts, current(*phone_id), s_.config.heal.flap_window)));
           }
           json::array phones;
-          for (const auto& s : s_.inventory->phones()) phones.push_back(phoneJson(s, *facts, current(s.config.id), s_.config.heal.flap_window));
+          for (const auto& s : s_.inventory->phones())
+            phones.push_back(phoneJson(s, *facts, current(s.config.id), s_.config.heal.flap_window));
           json::object body{{"phones", std::move(phones)}};
           if (all) {
             // Devices the adb server reports that no [[phones]] entry names.

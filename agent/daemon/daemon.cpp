@@ -116,17 +116,16 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
     counter("phonefarm_heal_probe_failures_total", "Liveness probes the phone's adbd did not answer.",
             h.probe_failures);
     counter("phonefarm_heal_quarantines_total", "Phones quarantined for flapping.", h.quarantines);
-    counter("phonefarm_heal_unauthorized_total", "Phones found unauthorized (USB debugging prompt).",
-            h.unauthorized);
+    counter("phonefarm_heal_unauthorized_total", "Phones found unauthorized (USB debugging prompt).", h.unauthorized);
   }
   std::map<std::string, int> by_attention;
   for (const auto& p : inventory.phones()) {
     if (p.attention) ++by_attention[p.attention->reason];
   }
-  for (const char* reason : {phone::kAttentionUnauthorized, phone::kAttentionFlapping, phone::kAttentionResetFailed,
-                             phone::kAttentionHub}) {
-    gauge("phonefarm_heal_phones_needing_attention", "Phones that need a technician, by reason.",
-          by_attention[reason], {{"reason", reason}});
+  for (const char* reason :
+       {phone::kAttentionUnauthorized, phone::kAttentionFlapping, phone::kAttentionResetFailed, phone::kAttentionHub}) {
+    gauge("phonefarm_heal_phones_needing_attention", "Phones that need a technician, by reason.", by_attention[reason],
+          {{"reason", reason}});
   }
 
   const http::HttpServerStats hs = server.stats();

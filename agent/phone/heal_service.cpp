@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <utility>
 
-
 namespace phonefarm::phone {
 namespace {
 
@@ -64,8 +63,7 @@ void HealService::resetEnded(const std::string& phone_id, const std::string& tri
   if (trigger == "auto") {
     if (ok) {
       ++stats_.healed;
-      const double out_s =
-          t.out_since_ns ? static_cast<double>(clock_.bootNowNs() - *t.out_since_ns) / 1e9 : 0.0;
+      const double out_s = t.out_since_ns ? static_cast<double>(clock_.bootNowNs() - *t.out_since_ns) / 1e9 : 0.0;
       spdlog::info("heal.healed phone_id={} failures_before={} out_for_s={:.1f}", phone_id, t.failures, out_s);
       t.failures = 0;
       t.retry_at_ns = 0;
@@ -128,9 +126,9 @@ void HealService::look(const std::string& phone_id) {
     t.out_since_ns.reset();
     if (!attention && !s->resetting) {
       ++stats_.unauthorized;
-      inventory_.setAttention(phone_id, Attention{kAttentionUnauthorized,
-                                                  "the phone is unauthorized: accept the USB debugging prompt on it",
-                                                  clock_.wallNowMs()});
+      inventory_.setAttention(
+          phone_id, Attention{kAttentionUnauthorized,
+                              "the phone is unauthorized: accept the USB debugging prompt on it", clock_.wallNowMs()});
       resets_.recordAction(phone_id, "unauthorized", "adb_state unauthorized: needs its USB debugging prompt accepted");
       spdlog::warn("heal.unauthorized phone_id={} serial={}", phone_id, s->config.serial);
     }

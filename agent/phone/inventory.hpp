@@ -49,7 +49,7 @@ struct PhoneSnapshot {
   std::string adb_state;       // as docs/api.md: resetting while a reset runs
   std::string reported_state;  // what the adb server says (absent when it does not list the device)
   bool resetting = false;
-  bool needs_attention = false;      // attention is set
+  bool needs_attention = false;        // attention is set
   std::optional<Attention> attention;  // why it needs a technician
   // Drops (left `device` on its own) within [heal] flap_window, and the last one.
   int drops = 0;

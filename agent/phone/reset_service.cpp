@@ -55,8 +55,8 @@ void ResetService::restoreHealth() {
   if (!health) return;
   for (const auto& [phone_id, h] : *health) {
     if (h == kHealthNeedsAttention) {
-      inventory_.setAttention(phone_id, Attention{kAttentionResetFailed, "a reset failed before the agent restarted",
-                                                  clock_.wallNowMs()});
+      inventory_.setAttention(
+          phone_id, Attention{kAttentionResetFailed, "a reset failed before the agent restarted", clock_.wallNowMs()});
       spdlog::warn("phone.needs_attention phone_id={} (kept from before the restart)", phone_id);
     }
   }

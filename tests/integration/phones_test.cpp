@@ -138,7 +138,9 @@ TEST_F(Phones, InventoryTracksTheRackAndAnAbsentPhoneHoldsItsWork) {
   submitWork("held", {{"/usr/bin/true"}}, "phone_02");
   submitWork("runs", {{"/usr/bin/true"}}, "phone_01");
   waitForStatus("runs", "succeeded");
-  EXPECT_EQ(getProcess("held").at("status"), "queued");  // waits, not failed
+  EXPECT_EQ(getProcess("held").at("status"), "queued");             // waits, not failed
+  EXPECT_EQ(getProcess("held").at("waiting_for"), "phone_absent");  // the scheduler can move it
+  EXPECT_TRUE(getProcess("runs").at("waiting_for").is_null());
   EXPECT_EQ(getPhone("phone_02").at("queue_depth"), 1);
 
   auto list = call("GET", "/phones", "", kReadToken).json();

@@ -281,7 +281,8 @@ INSTANTIATE_TEST_SUITE_P(WrongType, RejectedConfigTest, ::testing::ValuesIn(kWro
                          [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kBadValues[] = {
-    {"HealAfterZero", "[heal]\nafter_seconds = 0\n", "agent.toml:2: 'heal.after_seconds' must be from 1 to 86400 (got 0)"},
+    {"HealAfterZero", "[heal]\nafter_seconds = 0\n",
+     "agent.toml:2: 'heal.after_seconds' must be from 1 to 86400 (got 0)"},
     {"FlapCountOne", "[heal]\nflap_count = 1\n", "agent.toml:2: 'heal.flap_count' must be from 2 to 1000 (got 1)"},
     {"HealEnabledString", "[heal]\nenabled = \"yes\"\n",
      "agent.toml:2: 'heal.enabled' must be a boolean (true or false)"},

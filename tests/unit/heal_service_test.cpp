@@ -61,9 +61,8 @@ class HealServiceTest : public ::testing::Test {
     heal_ = std::make_unique<HealService>(
         config_, clock_, loop_, *inventory_, *resets_, adb_, [this](const std::string&) { return busy_; },
         [this](const std::string& id) { announced_.push_back(id); }, std::move(prober));
-    resets_->onResetEnded([this](const std::string& id, const std::string& trigger, bool ok) {
-      heal_->resetEnded(id, trigger, ok);
-    });
+    resets_->onResetEnded(
+        [this](const std::string& id, const std::string& trigger, bool ok) { heal_->resetEnded(id, trigger, ok); });
     heal_->start();
   }
 
@@ -190,7 +189,7 @@ TEST_F(HealServiceTest, FailedHealsBackOffAndTheBackOffStartsOverWhenThePhoneIsB
   EXPECT_EQ(reconnects(), 1u);
   advance(1ms);  // 1 min after the failure
   EXPECT_EQ(reconnects(), 2u);
-  advance(1s);   // fails again
+  advance(1s);  // fails again
   advance(119'999ms);
   EXPECT_EQ(reconnects(), 2u);
   advance(1ms);  // 2 min
@@ -309,10 +308,9 @@ TEST_F(HealServiceTest, AFlappingPhoneIsQuarantinedUntilATechniciansResetSucceed
   EXPECT_EQ(attentionReason(), kAttentionFlapping);
 
   std::optional<Result<store::ResetRecord>> done;
-  resets_->technicianReset("phone_01", "replugged", boost::json::object{{"technician", "t"}},
-                           [this, &done](Result<store::ResetRecord> rec) {
-                             loop_.post([&done, rec = std::move(rec)] { done = rec; });
-                           });
+  resets_->technicianReset(
+      "phone_01", "replugged", boost::json::object{{"technician", "t"}},
+      [this, &done](Result<store::ResetRecord> rec) { loop_.post([&done, rec = std::move(rec)] { done = rec; }); });
   settle();
   serverLists("device");
   ASSERT_TRUE(loop_.runUntil([&] { return done.has_value(); }));
