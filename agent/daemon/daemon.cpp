@@ -117,6 +117,12 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
             h.probe_failures);
     counter("phonefarm_heal_quarantines_total", "Phones quarantined for flapping.", h.quarantines);
     counter("phonefarm_heal_unauthorized_total", "Phones found unauthorized (USB debugging prompt).", h.unauthorized);
+    counter("phonefarm_heal_hub_events_total", "Hub events: two or more phones of one hub dropped together.",
+            h.hub_events);
+    counter("phonefarm_heal_hub_power_cycles_total", "Hub upstream-port power cycles started by hub events.",
+            h.hub_power_cycles);
+    counter("phonefarm_heal_hub_power_cycle_failures_total", "Hub power cycles that failed.",
+            h.hub_power_cycle_failures);
   }
   std::map<std::string, int> by_attention;
   for (const auto& p : inventory.phones()) {
@@ -265,7 +271,8 @@ int Daemon::run() {
   // The rack heals itself: dropped phones get the ladder, idle ones a probe.
   phone::HealService heal(
       config_, clock, loop, inventory, resets, adb,
-      [&executor](const std::string& phone_id) { return executor.currentOf(phone_id).has_value(); }, announce);
+      [&executor](const std::string& phone_id) { return executor.currentOf(phone_id).has_value(); }, announce,
+      usb.get());
   heal_ptr = &heal;
   resets.onResetEnded([&heal](const std::string& phone_id, const std::string& trigger, bool ok) {
     heal.resetEnded(phone_id, trigger, ok);
@@ -293,6 +300,7 @@ int Daemon::run() {
     collectMetrics(r, executor, store, inventory, resets, &heal, server, tracker_ptr);
   };
   services.registry = &pushed_metrics;
+  services.hubs = [&heal] { return heal.hubsJson(); };
   services.adb_probe = [&adb_probe](std::function<void(boost::json::object)> done) {
     adb_probe.probe(std::move(done));
   };

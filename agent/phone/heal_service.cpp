@@ -15,9 +15,18 @@ std::int64_t ns(std::chrono::seconds s) { return std::chrono::nanoseconds(s).cou
 
 }  // namespace
 
+std::optional<std::string> hubOf(const PhoneConfig& phone) {
+  if (!phone.usb_port) return std::nullopt;
+  const std::string& port = *phone.usb_port;
+  const auto dot = port.rfind('.');
+  if (dot != std::string::npos) return port.substr(0, dot);
+  return "usb" + port.substr(0, port.find('-'));
+}
+
 HealService::HealService(const AgentConfig& config, const Clock& clock, os::EventLoop& loop, Inventory& inventory,
                          ResetService& resets, const AdbHost& adb, std::function<bool(const std::string&)> busy,
-                         std::function<void(const std::string&)> phone_changed, std::unique_ptr<BlockingRunner> prober)
+                         std::function<void(const std::string&)> phone_changed, UsbBackend* usb,
+                         std::unique_ptr<BlockingRunner> prober)
     : config_(config),
       heal_(config.heal),
       clock_(clock),
@@ -27,7 +36,12 @@ HealService::HealService(const AgentConfig& config, const Clock& clock, os::Even
       adb_(adb),
       busy_(std::move(busy)),
       phone_changed_(std::move(phone_changed)),
-      prober_(prober ? std::move(prober) : std::make_unique<WorkerThread>("pf-heal-probe")) {}
+      usb_(usb),
+      prober_(prober ? std::move(prober) : std::make_unique<WorkerThread>("pf-heal-probe")) {
+  for (const auto& p : config.phones) {
+    if (auto hub = hubOf(p)) hubs_[*hub].phones.push_back(p.id);
+  }
+}
 
 void HealService::start() {
   if (!heal_.enabled) {
@@ -202,6 +216,7 @@ void HealService::drop(const std::string& phone_id, Track& t, const std::string&
   inventory_.setDrops(phone_id, count, t.last_drop_at);
   spdlog::info("heal.drop phone_id={} why=\"{}\" drops={} window_s={}", phone_id, why, count,
                heal_.flap_window.count());
+  hubDrop(phone_id);
   if (count < heal_.flap_count) return;
   auto s = inventory_.phone(phone_id);
   if (s && s->attention && s->attention->reason == kAttentionFlapping) return;
@@ -213,6 +228,101 @@ void HealService::drop(const std::string& phone_id, Track& t, const std::string&
   inventory_.setAttention(phone_id, Attention{kAttentionFlapping, detail, clock_.wallNowMs()});
   resets_.recordAction(phone_id, "quarantine", "flapping: " + detail);
   spdlog::warn("heal.quarantined phone_id={} drops={} window_s={}", phone_id, count, heal_.flap_window.count());
+}
+
+void HealService::hubDrop(const std::string& phone_id) {
+  const PhoneConfig* phone = config_.findPhone(phone_id);
+  const auto hub_id = phone ? hubOf(*phone) : std::nullopt;
+  if (!hub_id) return;
+  Hub& hub = hubs_[*hub_id];
+  const std::int64_t now = clock_.bootNowNs();
+  hub.last_drop_ns[phone_id] = now;
+  const std::int64_t window = ns(heal_.hub_window);
+  if (hub.last_event_ns && now - *hub.last_event_ns < window) return;  // this burst has its event
+  boost::json::array dropped;
+  std::vector<std::string> names;
+  for (const auto& [id, at] : hub.last_drop_ns) {
+    if (now - at <= window) {
+      dropped.emplace_back(id);
+      names.push_back(id);
+    }
+  }
+  if (names.size() < 2) return;
+  hub.last_event_ns = now;
+  ++stats_.hub_events;
+  std::string action = "none";
+  std::string detail;
+  const auto busy = std::find_if(hub.phones.begin(), hub.phones.end(), [this](const auto& id) { return busy_(id); });
+  if (!config_.reset.hub_power_cycle) {
+    detail = "reset.hub_power_cycle is off: each phone is healed on its own";
+  } else if (hub_id->starts_with("usb")) {
+    detail = "the phones sit on a root hub, which has no upstream port to switch";
+  } else if (usb_ == nullptr) {
+    detail = "no USB access";
+  } else if (busy != hub.phones.end()) {
+    detail = "phone " + *busy + " runs an item: cutting power would kill it; each phone is healed on its own";
+  } else if (now < hub.retry_at_ns) {
+    detail = "the hub's back-off allows the next power cycle in " +
+             std::to_string((hub.retry_at_ns - now) / 1'000'000'000) + " s; each phone is healed on its own";
+  } else {
+    action = "power_cycle";
+    detail = "power-cycling the hub's upstream port " + *hub_id;
+    hub.state = "power_cycling";
+    ++stats_.hub_power_cycles;
+    prober_->run([this, hub_id = *hub_id, power_off = config_.reset.hub_power_off] {
+      UsbDeviceRef ref;
+      ref.port_path = hub_id;
+      Status result = usb_->powerCycle(ref, std::chrono::duration_cast<std::chrono::milliseconds>(power_off));
+      if (stopping_) return;
+      loop_.post([this, hub_id, result] { hubCycled(hub_id, result); });
+    });
+  }
+  hub.last_event = boost::json::object{{"at", formatRfc3339(clock_.wallNowMs())},
+                                       {"phones", std::move(dropped)},
+                                       {"action", action},
+                                       {"detail", detail}};
+  std::string list;
+  for (const auto& id : names) list += (list.empty() ? "" : ",") + id;
+  spdlog::warn("heal.hub_event hub_id={} phones={} action={} detail=\"{}\"", *hub_id, list, action, detail);
+  for (const auto& id : names) {
+    resets_.recordAction(id, "hub",
+                         "hub " + *hub_id + ": phones " + list + " dropped within " +
+                             std::to_string(heal_.hub_window.count()) + " s; " + action + ": " + detail);
+  }
+}
+
+void HealService::hubCycled(const std::string& hub_id, const Status& result) {
+  Hub& hub = hubs_[hub_id];
+  if (result) {
+    hub.state = "ok";
+    hub.failures = 0;
+    hub.retry_at_ns = 0;
+    hub.last_event["detail"] = "power-cycled the hub's upstream port " + hub_id;
+    spdlog::info("heal.hub_power_cycled hub_id={}", hub_id);
+    return;
+  }
+  ++stats_.hub_power_cycle_failures;
+  hub.state = "power_cycle_failed";
+  ++hub.failures;
+  const auto wait = backoffAfter(hub.failures);
+  hub.retry_at_ns = clock_.bootNowNs() + ns(wait);
+  hub.last_event["detail"] = "power cycle of " + hub_id + " failed: " + result.error().message;
+  spdlog::error("heal.hub_power_cycle_failed hub_id={} error=\"{}\" retry_in_s={}", hub_id, result.error().message,
+                wait.count());
+}
+
+boost::json::array HealService::hubsJson() const {
+  boost::json::array out;
+  for (const auto& [id, hub] : hubs_) {
+    boost::json::array phones;
+    for (const auto& p : hub.phones) phones.emplace_back(p);
+    out.push_back(boost::json::object{
+        {"hub_id", id},
+        {"phones", std::move(phones)},
+        {"state", hub.state},
+        {"last_event", hub.last_event.empty() ? boost::json::value(nullptr) : boost::json::value(hub.last_event)}});
+  }
+  return out;
 }
 
 void HealService::clearAttention(const std::string& phone_id, const char* reason) {

@@ -14,6 +14,11 @@
 //   - a phone that drops heal.flap_count times within heal.flap_window_seconds
 //     is quarantined (attention `flapping`, takes no work) until a
 //     technician's reset succeeds.
+//   - phones whose usb_port shares a parent port path belong to one hub; two
+//     or more of them dropping within heal.hub_window_seconds are one hub
+//     event, which power-cycles the hub's upstream port once — when
+//     reset.hub_power_cycle allows it, no phone of the hub runs an item and
+//     the hub's own back-off allows it; otherwise each phone is healed alone.
 // A phone whose item runs is neither probed nor healed: it is looked at again
 // when the item ends. Drops while the adb server itself is down, or while a
 // reset runs, are not the phone's fault and are not counted.
@@ -25,6 +30,8 @@
 #pragma once
 
 #include <atomic>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -33,11 +40,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/phone/adb_host.hpp"
 #include "agent/phone/blocking_runner.hpp"
 #include "agent/phone/inventory.hpp"
 #include "agent/phone/reset_service.hpp"
+#include "agent/phone/usb_backend.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
 #include "common/os/event_loop.hpp"
@@ -54,7 +63,14 @@ struct HealStats {
   std::uint64_t probe_failures = 0;  // adbd did not answer
   std::uint64_t quarantines = 0;     // flapping phones set aside
   std::uint64_t unauthorized = 0;    // phones that need their prompt accepted
+  std::uint64_t hub_events = 0;      // phones of one hub dropped together
+  std::uint64_t hub_power_cycles = 0;
+  std::uint64_t hub_power_cycle_failures = 0;
 };
+
+// The hub of a phone: the parent of its usb_port ("1-1.4" -> "1-1"; a phone
+// on a root hub port, "1-4", -> "usb1"); none without a usb_port.
+std::optional<std::string> hubOf(const PhoneConfig& phone);
 
 class HealService {
  public:
@@ -69,7 +85,8 @@ class HealService {
   // `prober` null: a WorkerThread named pf-heal-probe.
   HealService(const AgentConfig& config, const Clock& clock, os::EventLoop& loop, Inventory& inventory,
               ResetService& resets, const AdbHost& adb, std::function<bool(const std::string&)> busy,
-              std::function<void(const std::string&)> phone_changed, std::unique_ptr<BlockingRunner> prober = nullptr);
+              std::function<void(const std::string&)> phone_changed, UsbBackend* usb = nullptr,
+              std::unique_ptr<BlockingRunner> prober = nullptr);
   ~HealService() { stop(); }
   HealService(const HealService&) = delete;
   HealService& operator=(const HealService&) = delete;
@@ -90,6 +107,8 @@ class HealService {
   // The wait before the next heal of a phone whose last `failures` heals failed.
   std::chrono::seconds backoffAfter(int failures) const;
   const HealStats& stats() const { return stats_; }
+  // GET /hubs: [{hub_id, phones, state, last_event}]. Loop thread.
+  boost::json::array hubsJson() const;
 
  private:
   struct Track {
@@ -104,7 +123,19 @@ class HealService {
     std::optional<std::string> probe_failed;  // why; the server still lists it as `device`
   };
 
+  struct Hub {
+    std::vector<std::string> phones;                   // config order
+    std::map<std::string, std::int64_t> last_drop_ns;  // by phone
+    std::string state = "ok";                          // ok | power_cycling | power_cycle_failed
+    std::optional<std::int64_t> last_event_ns;
+    boost::json::object last_event;  // {at, phones, action, detail}
+    int failures = 0;
+    std::int64_t retry_at_ns = 0;
+  };
+
   void look(const std::string& phone_id);
+  void hubDrop(const std::string& phone_id);
+  void hubCycled(const std::string& hub_id, const Status& result);
   void arm(const std::string& phone_id, Track& t, std::int64_t due_ns);
   void disarm(Track& t);
   void heal(const std::string& phone_id, Track& t, const PhoneSnapshot& s);
@@ -123,7 +154,9 @@ class HealService {
   const AdbHost& adb_;
   std::function<bool(const std::string&)> busy_;
   std::function<void(const std::string&)> phone_changed_;
+  UsbBackend* usb_;
   std::map<std::string, Track> tracks_;  // by phone id
+  std::map<std::string, Hub> hubs_;      // by hub id
   HealStats stats_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<BlockingRunner> prober_;  // last: destroyed (joined) first

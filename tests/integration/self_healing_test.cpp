@@ -93,9 +93,12 @@ class SelfHealing : public WorkFixture {
   static std::string phoneId(int i) { return "phone_0" + std::to_string(i + 1); }
 
   std::string phonesConfig() const override {
+    // phone_01 and phone_02 are configured on one hub (1-9).
     std::string out;
-    for (int i = 0; i < kPhones; ++i)
+    for (int i = 0; i < kPhones; ++i) {
       out += "[[phones]]\nid = \"" + phoneId(i) + "\"\nserial = \"" + serial(i) + "\"\n";
+      if (i < 2) out += "usb_port = \"1-9." + std::to_string(i + 1) + "\"\n";
+    }
     return out;
   }
   std::string adbConfig() const override {
@@ -255,6 +258,37 @@ TEST_F(SelfHealing, FlappingEndsInQuarantine) {
                 kOperateToken);
   ASSERT_EQ(r.status, 202) << r.body;
   waitForPhone(id, ready, seconds(60));
+}
+
+TEST_F(SelfHealing, TwoPhonesOfOneHubDroppingTogetherAreOneHubEvent) {
+  waitForPhone(phoneId(0), ready, seconds(30));
+  waitForPhone(phoneId(1), ready, seconds(30));
+  inject(0, "drop 3");
+  inject(1, "drop 3");
+  json::object hub;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = call("GET", "/hubs", "", kReadToken);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json::value body = r.json();
+    for (const auto& h : body.at("hubs").as_array()) {
+      if (h.at("hub_id") == "1-9") hub = h.as_object();
+    }
+    if (!hub.empty() && hub.at("last_event").is_object()) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_FALSE(hub.empty()) << call("GET", "/hubs", "", kReadToken).body;
+  ASSERT_TRUE(hub.at("last_event").is_object()) << json::serialize(hub);
+  EXPECT_EQ(hub.at("phones"), json::parse(R"(["phone_01","phone_02"])"));
+  EXPECT_EQ(hub.at("last_event").at("phones"), json::parse(R"(["phone_01","phone_02"])"));
+  // reset.hub_power_cycle is off here: each phone is healed on its own.
+  EXPECT_EQ(hub.at("last_event").at("action"), "none");
+  const auto metrics = call("GET", "/metrics", "", kReadToken);
+  EXPECT_NE(metrics.body.find("phonefarm_heal_hub_events_total 1\n"), std::string::npos)
+      << metrics.body.substr(metrics.body.find("phonefarm_heal_hub"), 600);
+  waitForPhone(phoneId(0), ready, seconds(60));
+  waitForPhone(phoneId(1), ready, seconds(60));
+  std::printf("self-healing fault=hub_drop injected=1 hub_events=1\n");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/json/parse.hpp>
 #include <filesystem>
 #include <future>
 
@@ -60,7 +61,7 @@ class HealServiceTest : public ::testing::Test {
     prober_ = prober.get();
     heal_ = std::make_unique<HealService>(
         config_, clock_, loop_, *inventory_, *resets_, adb_, [this](const std::string&) { return busy_; },
-        [this](const std::string& id) { announced_.push_back(id); }, std::move(prober));
+        [this](const std::string& id) { announced_.push_back(id); }, &usb_, std::move(prober));
     resets_->onResetEnded(
         [this](const std::string& id, const std::string& trigger, bool ok) { heal_->resetEnded(id, trigger, ok); });
     heal_->start();
@@ -367,6 +368,93 @@ TEST_F(HealServiceTest, DisabledDoesNothing) {
   advance(3600s);
   EXPECT_TRUE(adb_.calls().empty());
   EXPECT_EQ(attentionReason(), "");
+}
+
+}  // namespace
+}  // namespace phonefarm::phone
+
+namespace phonefarm::phone {
+namespace {
+
+TEST(HubOf, IsTheParentPortPath) {
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("1-1.4")}), "1-1");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("2-1.3.7")}), "2-1.3");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("3-4")}), "usb3");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::nullopt}), std::nullopt);
+}
+
+// Two phones on hub 1-1 and one on another hub.
+class HubHealTest : public HealServiceTest {
+ protected:
+  HubHealTest() {
+    config_.phones = {{"phone_01", "USBSERIAL01", std::string("1-1.1")},
+                      {"phone_02", "USBSERIAL02", std::string("1-1.2")},
+                      {"phone_03", "USBSERIAL03", std::string("1-2.1")}};
+    config_.reset.hub_power_cycle = true;
+    inventory_ = std::make_unique<Inventory>(config_.phones);
+  }
+
+  void lists(const std::vector<std::pair<std::string, std::string>>& serial_states) {
+    std::vector<AdbDevice> devices;
+    for (const auto& [serial, state] : serial_states) devices.push_back(AdbDevice{serial, state, {}});
+    inventory_->update(devices);
+    for (const auto& p : config_.phones) {
+      resets_->phoneStateChanged(p.id);
+      heal_->phoneStateChanged(p.id);
+    }
+    settle();
+  }
+  void allUp() { lists({{"USBSERIAL01", "device"}, {"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}}); }
+
+  const boost::json::object& hub(const boost::json::array& hubs, const std::string& id) {
+    for (const auto& h : hubs) {
+      if (h.at("hub_id") == id.c_str()) return h.as_object();
+    }
+    static const boost::json::object none;
+    ADD_FAILURE() << "no hub " << id;
+    return none;
+  }
+};
+
+TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycle) {
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});  // phone_01 goes
+  advance(3s);
+  lists({{"USBSERIAL03", "device"}});  // phone_02 too, within hub_window_seconds
+  advance(2s);
+  lists({});  // phone_03, on another hub, later: no event for hub 1-2
+  EXPECT_EQ(heal_->stats().hub_events, 1u);
+  EXPECT_EQ(heal_->stats().hub_power_cycles, 1u);
+  EXPECT_EQ(usb_.power_cycles, 1);
+  const auto hubs = heal_->hubsJson();
+  ASSERT_EQ(hubs.size(), 2u);
+  const auto& h = hub(hubs, "1-1");
+  EXPECT_EQ(h.at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
+  EXPECT_EQ(h.at("state"), "ok");
+  EXPECT_EQ(h.at("last_event").at("action"), "power_cycle");
+  EXPECT_EQ(h.at("last_event").at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
+  EXPECT_TRUE(hub(hubs, "1-2").at("last_event").is_null());
+}
+
+TEST_F(HubHealTest, NoPowerCycleWhileAPhoneOfTheHubRunsAnItemOrWhenNotAllowed) {
+  makeServices();
+  allUp();
+  busy_ = true;
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 1u);
+  EXPECT_EQ(usb_.power_cycles, 0);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("last_event").at("action"), "none");
+}
+
+TEST_F(HubHealTest, DropsFurtherApartThanTheHubWindowAreNoHubEvent) {
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});
+  advance(11s);
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 0u);
+  EXPECT_EQ(usb_.power_cycles, 0);
 }
 
 }  // namespace
