@@ -284,11 +284,12 @@ void HealService::hubDrop(const std::string& phone_id) {
   std::string list;
   for (const auto& id : names) list += (list.empty() ? "" : ",") + id;
   spdlog::warn("heal.hub_event hub_id={} phones={} action={} detail=\"{}\"", *hub_id, list, action, detail);
-  for (const auto& id : names) {
-    resets_.recordAction(id, "hub",
-                         "hub " + *hub_id + ": phones " + list + " dropped within " +
-                             std::to_string(heal_.hub_window.count()) + " s; " + action + ": " + detail);
-  }
+  std::string reason = "hub " + *hub_id;
+  reason += ": phones " + list;
+  reason += " dropped within " + std::to_string(heal_.hub_window.count());
+  reason += " s; " + action;
+  reason += ": " + detail;
+  for (const auto& id : names) resets_.recordAction(id, "hub", reason);
 }
 
 void HealService::hubCycled(const std::string& hub_id, const Status& result) {
@@ -358,7 +359,7 @@ void HealService::probeRound() {
   }
 }
 
-void HealService::probed(const std::string& phone_id, Status answer) {
+void HealService::probed(const std::string& phone_id, const Status& answer) {
   if (stopping_) return;
   Track& t = tracks_[phone_id];
   t.probing = false;

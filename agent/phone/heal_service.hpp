@@ -143,7 +143,7 @@ class HealService {
   void pruneDrops(const std::string& phone_id, Track& t);
   void clearAttention(const std::string& phone_id, const char* reason);
   void probeRound();
-  void probed(const std::string& phone_id, Status answer);
+  void probed(const std::string& phone_id, const Status& answer);
 
   const AgentConfig& config_;
   const HealConfig& heal_;
