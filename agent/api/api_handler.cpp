@@ -21,6 +21,7 @@ enum class Route {
   kProcessCancel,
   kLegacyCancel,
   kPhones,
+  kHubs,
   kPhone,
   kPhoneReset,
   kItemLogs,
@@ -43,6 +44,7 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
   if (path == "/phones") return RouteMatch{Route::kPhones, {}};
+  if (path == "/hubs") return RouteMatch{Route::kHubs, {}};
   if (constexpr std::string_view kPhones = "/phones/"; path.starts_with(kPhones)) {
     std::string_view rest = path.substr(kPhones.size());
     const auto slash = rest.find('/');
@@ -95,6 +97,7 @@ RouteRule ruleFor(Route r) {
     case Route::kPhoneReset:
       return {"POST", true, Scope::kOperate, Scope::kOperate};
     case Route::kPhones:
+    case Route::kHubs:
     case Route::kPhone:
     case Route::kItemLogs:
       return {"GET", true, Scope::kRead, Scope::kRead};
@@ -123,6 +126,8 @@ std::string_view routeTemplate(Route r) {
       return "/cancel";
     case Route::kPhones:
       return "/phones";
+    case Route::kHubs:
+      return "/hubs";
     case Route::kPhone:
       return "/phones/{phone_id}";
     case Route::kPhoneReset:
@@ -286,6 +291,9 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return cancelProcess(call, std::move(match->id));
       case Route::kPhones:
         return getPhones(call, std::nullopt);
+      case Route::kHubs:
+        if (!s_.hubs) return call->reply(detailResponse(503, "Hubs are not available"));
+        return call->reply(jsonResponse(200, boost::json::object{{"hubs", s_.hubs()}}));
       case Route::kPhone:
         return getPhones(call, std::move(match->id));
       case Route::kPhoneReset:

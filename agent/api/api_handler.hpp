@@ -49,6 +49,9 @@ struct ApiServices {
   // GET /metrics: adds the metrics pulled at scrape time (executor, store,
   // phones, resets, connections) to a fresh registry; called on the I/O thread.
   std::function<void(metrics::Registry&)> collect = {};
+  // GET /hubs: the hubs and their last event (HealService::hubsJson); called
+  // on the I/O thread. none = 503.
+  std::function<boost::json::array()> hubs = {};
   // GET /debug: the adb server's state (AdbProbe: version, devices -l), asked
   // off the I/O thread with a short deadline; `done` may run on any thread.
   std::function<void(std::function<void(boost::json::object)> done)> adb_probe = {};
@@ -101,6 +104,9 @@ class ApiHandler {
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
+  // The process object of docs/api.md with `waiting_for` (what holds a queued
+  // process, from the phone inventory); on the I/O thread.
+  boost::json::object processJson(const Process& process, const std::vector<CancelAuditEntry>* audit = nullptr) const;
 
   ApiServices s_;
   WallMs started_at_;  // GET /debug's uptime

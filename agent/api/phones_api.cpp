@@ -34,15 +34,28 @@ json::object resetJson(const store::ResetRecord& r) {
           {"steps", r.steps}};
 }
 
+// docs/api.md `attention` and `drops`.
+json::value attentionJson(const phone::PhoneSnapshot& s) {
+  if (!s.attention) return nullptr;
+  return json::object{
+      {"reason", s.attention->reason}, {"detail", s.attention->detail}, {"since", formatRfc3339(s.attention->since)}};
+}
+
+json::object dropsJson(const phone::PhoneSnapshot& s, std::chrono::seconds window) {
+  return {{"count", s.drops}, {"window_seconds", window.count()}, {"last_at", optionalTime(s.last_drop_at)}};
+}
+
 json::object phoneJson(const phone::PhoneSnapshot& s, const PhoneFacts& facts,
-                       const std::optional<std::pair<std::string, std::string>>& current) {
+                       const std::optional<std::pair<std::string, std::string>>& current, std::chrono::seconds window) {
   const std::string& id = s.config.id;
   const std::string health = phone::healthOf(s, current.has_value());
   json::object o{{"phone_id", id},
                  {"serial", s.config.serial},
                  {"usb_port", s.config.usb_port ? json::value(*s.config.usb_port) : json::value(nullptr)},
                  {"adb_state", s.adb_state},
-                 {"health", health}};
+                 {"health", health},
+                 {"attention", attentionJson(s)},
+                 {"drops", dropsJson(s, window)}};
   o["current"] = current ? json::value(json::object{{"process_id", current->first}, {"queue_item_id", current->second}})
                          : json::value(nullptr);
   auto depth = facts.depths.find(id);
@@ -80,10 +93,12 @@ void ApiHandler::getPhones(const CallPtr& call, std::optional<std::string> phone
           };
           if (phone_id) {
             auto s = s_.inventory->phone(*phone_id);
-            return call->reply(jsonResponse(200, phoneJson(*s, *facts, current(*phone_id))));
+            return call->reply(
+                jsonResponse(200, phoneJson(*s, *facts, current(*phone_id), s_.config.heal.flap_window)));
           }
           json::array phones;
-          for (const auto& s : s_.inventory->phones()) phones.push_back(phoneJson(s, *facts, current(s.config.id)));
+          for (const auto& s : s_.inventory->phones())
+            phones.push_back(phoneJson(s, *facts, current(s.config.id), s_.config.heal.flap_window));
           json::object body{{"phones", std::move(phones)}};
           if (all) {
             // Devices the adb server reports that no [[phones]] entry names.

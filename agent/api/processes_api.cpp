@@ -8,6 +8,7 @@
 #include "agent/api/env_policy.hpp"
 #include "agent/api/error_responses.hpp"
 #include "agent/exec/command_policy.hpp"
+#include "agent/phone/inventory.hpp"
 #include "common/ids.hpp"
 #include "common/model/process_json.hpp"
 #include "common/store/process_repository.hpp"
@@ -72,11 +73,34 @@ void ApiHandler::postProcesses(const CallPtr& call) {
           spdlog::info("process.submitted process_id={} phone_id={} items={}", stored->process_id, stored->phone_id,
                        stored->items.size());
           if (s_.phone_changed) s_.phone_changed(stored->phone_id);
-          auto response = jsonResponse(201, toJson(*stored));
+          auto response = jsonResponse(201, processJson(*stored));
           response.headers.emplace_back("Location", "/processes/" + stored->process_id);
           call->reply(std::move(response));
         });
       });
+}
+
+boost::json::object ApiHandler::processJson(const Process& process, const std::vector<CancelAuditEntry>* audit) const {
+  boost::json::object o = toJson(process, audit);
+  boost::json::value waiting = nullptr;
+  if (process.status == ProcessStatus::kQueued && s_.inventory != nullptr) {
+    // Only what keeps the phone from taking work counts; a phone that could
+    // take it has the process simply behind other work (null).
+    if (auto phone = s_.inventory->phone(process.phone_id)) {
+      const std::string& state = phone->reported_state;
+      if (phone->resetting) {
+        waiting = "phone_resetting";
+      } else if (phone->needs_attention) {
+        waiting = "phone_needs_attention";
+      } else if (s_.config.work.wait_for_device && state != phone::kStateDevice) {
+        waiting = state == phone::kStateAbsent         ? "phone_absent"
+                  : state == phone::kStateUnauthorized ? "phone_unauthorized"
+                                                       : "phone_offline";
+      }
+    }
+  }
+  o["waiting_for"] = std::move(waiting);
+  return o;
 }
 
 void ApiHandler::listProcesses(const CallPtr& call) {
@@ -87,11 +111,11 @@ void ApiHandler::listProcesses(const CallPtr& call) {
   s_.store.submit<store::ProcessPage>(
       [filter](store::Db& db) { return store::ProcessRepository(db).listProcesses(filter); },
       [this, call](Result<store::ProcessPage> page) {
-        onIo([call, page = std::move(page)] {
+        onIo([this, call, page = std::move(page)] {
           if (!page) return call->reply(errorResponse(page.error()));
           boost::json::array list;
           list.reserve(page->processes.size());
-          for (const auto& p : page->processes) list.emplace_back(toJson(p));
+          for (const auto& p : page->processes) list.emplace_back(processJson(p));
           boost::json::value next = nullptr;
           if (page->next_before_seq) next = encodeCursor(*page->next_before_seq);
           call->reply(jsonResponse(200, boost::json::object{{"processes", std::move(list)}, {"next_cursor", next}}));
@@ -113,9 +137,9 @@ void ApiHandler::getProcess(const CallPtr& call, std::string process_id) {
         return Loaded{std::move(*p), repo.loadAudit(process_id)};
       },
       [this, call](Result<Loaded> loaded) {
-        onIo([call, loaded = std::move(loaded)] {
+        onIo([this, call, loaded = std::move(loaded)] {
           if (!loaded) return call->reply(errorResponse(loaded.error()));
-          call->reply(jsonResponse(200, toJson(loaded->process, &loaded->audit)));
+          call->reply(jsonResponse(200, processJson(loaded->process, &loaded->audit)));
         });
       });
 }

@@ -28,6 +28,7 @@ struct Subcommand {
 };
 
 Subcommand addPhones(CLI::App& app);
+Subcommand addHubs(CLI::App& app);
 Subcommand addProcesses(CLI::App& app);
 Subcommand addShow(CLI::App& app);
 Subcommand addCancel(CLI::App& app);

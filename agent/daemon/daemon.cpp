@@ -30,6 +30,7 @@
 #include "agent/phone/adb_probe.hpp"
 #include "agent/phone/device_reconciler.hpp"
 #include "agent/phone/device_tracker.hpp"
+#include "agent/phone/heal_service.hpp"
 #include "agent/phone/inventory.hpp"
 #include "agent/phone/reset_service.hpp"
 #include "agent/phone/usb_backend.hpp"
@@ -46,7 +47,8 @@ namespace {
 // executor's state lives).
 void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const store::Store& store,
                     const phone::Inventory& inventory, const phone::ResetService& resets,
-                    const http::HttpServer& server, const phone::DeviceTracker* tracker) {
+                    const phone::HealService* heal, const http::HttpServer& server,
+                    const phone::DeviceTracker* tracker) {
   auto counter = [&r](const char* name, const char* help, std::uint64_t v) {
     r.counter(name, help).set(static_cast<double>(v));
   };
@@ -106,6 +108,33 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
   counter("phonefarm_resets_joined_total", "Reset requests that joined a running reset.", rs.joined);
   counter("phonefarm_resets_succeeded_total", "Phone resets that succeeded.", rs.succeeded);
   counter("phonefarm_resets_failed_total", "Phone resets that failed.", rs.failed);
+  if (heal != nullptr) {
+    const phone::HealStats& h = heal->stats();
+    counter("phonefarm_heal_drops_total", "Phones that left device state on their own (or failed a probe).", h.drops);
+    counter("phonefarm_heal_attempts_total", "Automatic heals (reset ladders with trigger auto) started.", h.attempts);
+    counter("phonefarm_heal_healed_total", "Automatic heals that brought the phone back.", h.healed);
+    counter("phonefarm_heal_failed_total", "Automatic heals that did not bring the phone back.", h.failed);
+    counter("phonefarm_heal_probes_total", "Liveness probes (shell echo) that ended.", h.probes);
+    counter("phonefarm_heal_probe_failures_total", "Liveness probes the phone's adbd did not answer.",
+            h.probe_failures);
+    counter("phonefarm_heal_quarantines_total", "Phones quarantined for flapping.", h.quarantines);
+    counter("phonefarm_heal_unauthorized_total", "Phones found unauthorized (USB debugging prompt).", h.unauthorized);
+    counter("phonefarm_heal_hub_events_total", "Hub events: two or more phones of one hub dropped together.",
+            h.hub_events);
+    counter("phonefarm_heal_hub_power_cycles_total", "Hub upstream-port power cycles started by hub events.",
+            h.hub_power_cycles);
+    counter("phonefarm_heal_hub_power_cycle_failures_total", "Hub power cycles that failed.",
+            h.hub_power_cycle_failures);
+  }
+  std::map<std::string, int> by_attention;
+  for (const auto& p : inventory.phones()) {
+    if (p.attention) ++by_attention[p.attention->reason];
+  }
+  for (const char* reason :
+       {phone::kAttentionUnauthorized, phone::kAttentionFlapping, phone::kAttentionResetFailed, phone::kAttentionHub}) {
+    gauge("phonefarm_heal_phones_needing_attention", "Phones that need a technician, by reason.", by_attention[reason],
+          {{"reason", reason}});
+  }
 
   const http::HttpServerStats hs = server.stats();
   counter("phonefarm_http_connections_accepted_total", "HTTP connections accepted.", hs.accepted);
@@ -242,8 +271,21 @@ int Daemon::run() {
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
     return inventory.canStart(phone_id, config_.work.wait_for_device);
   };
+  phone::HealService* heal_ptr = nullptr;  // set below; the executor tells it of items' ends
+  exec_options.item_ended = [&heal_ptr](const std::string& phone_id) {
+    if (heal_ptr != nullptr) heal_ptr->itemEnded(phone_id);
+  };
   exec::Executor executor(exec_options, store, clock, loop, *containment, resets);
   executor_ptr = &executor;
+  // The rack heals itself: dropped phones get the ladder, idle ones a probe.
+  phone::HealService heal(
+      config_, clock, loop, inventory, resets, adb,
+      [&executor](const std::string& phone_id) { return executor.currentOf(phone_id).has_value(); }, announce,
+      usb.get());
+  heal_ptr = &heal;
+  resets.onResetEnded([&heal](const std::string& phone_id, const std::string& trigger, bool ok) {
+    heal.resetEnded(phone_id, trigger, ok);
+  });
   cancel::CancelService cancels(
       store, clock, executor, [&loop](std::function<void()> fn) { loop.post(std::move(fn)); }, boot_id);
 
@@ -263,10 +305,11 @@ int Daemon::run() {
                             &resets,
                             [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
   const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
-  services.collect = [&executor, &store, &inventory, &resets, &server, &tracker_ptr](metrics::Registry& r) {
-    collectMetrics(r, executor, store, inventory, resets, server, tracker_ptr);
+  services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr](metrics::Registry& r) {
+    collectMetrics(r, executor, store, inventory, resets, &heal, server, tracker_ptr);
   };
   services.registry = &pushed_metrics;
+  services.hubs = [&heal] { return heal.hubsJson(); };
   services.adb_probe = [&adb_probe](std::function<void(boost::json::object)> done) {
     adb_probe.probe(std::move(done));
   };
@@ -319,13 +362,14 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
-  auto logChanges = [&inventory, &resets, announce](const std::vector<std::string>& changed) {
+  auto logChanges = [&inventory, &resets, &loop, &heal, announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
       if (auto s = inventory.phone(phone_id)) {
         spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
                      s->reported_state);
       }
       resets.phoneStateChanged(phone_id);
+      loop.post([&heal, phone_id] { heal.phoneStateChanged(phone_id); });
       announce(phone_id);
     }
   };
@@ -362,8 +406,9 @@ int Daemon::run() {
                   [&inventory, &executor] { ::sd_notify(0, ("STATUS=" + statusLine(inventory, executor)).c_str()); });
 
   server.start();
-  loop.post([this, &executor, &watchdog, &status] {
+  loop.post([this, &executor, &watchdog, &status, &heal] {
     if (watchdog) watchdog->start();
+    heal.start();
     // READY=1 only after re-adoption: the listener is bound (server.start()
     // above) and every execution of the previous run is known again.
     executor.start([this, &status] {
@@ -378,6 +423,7 @@ int Daemon::run() {
   runLoopThread(loop);
   reconciler.stop();
   tracker.stop();
+  heal.stop();
   store.stop();  // every queued job runs and commits before we exit
   const auto& es = executor.stats();
   spdlog::info("exec.stats started={} finished={} kills={} timeouts={} escalations={} stuck={} adopted={} lost={}",

@@ -66,6 +66,10 @@ struct ExecutorOptions {
   // Whether the phone may start an item now (ADB state, reset, health); none =
   // always. A phone that becomes startable is announced with phoneChanged().
   std::function<bool(const std::string& phone_id)> can_start;
+  // Called on the loop when an item's end has committed, before the phone's
+  // next item is looked for (the self-healing of a phone that dropped while
+  // the item ran). none = nobody asks.
+  std::function<void(const std::string& phone_id)> item_ended;
   // [work] allowed_command_prefixes, checked again at launch: the command is
   // resolved (realpath) and the resolved path executed; a command that has
   // moved out of them fails its item. none = no check (unit tests).

@@ -136,6 +136,7 @@ void Executor::onEndCommitted(const std::string& item_id, const Status& committe
                e->execution_id, describeOutcome(e->outcome), e->outcome.timed_out ? " timed_out=true" : "");
   const std::string phone_id = e->phone_id;
   executions_.erase(item_id);
+  if (options_.item_ended) options_.item_ended(phone_id);
   releaseSlot(phone_id);
   checkIdle();
 }

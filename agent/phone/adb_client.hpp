@@ -56,7 +56,7 @@ class AdbClient final : public AdbHost {
   // output. The command is sent as is (the device's sh parses it); the
   // request must fit in 0xffff bytes (older adbd accept 4096).
   Result<std::string> shell(std::string_view serial, std::string_view command, std::chrono::milliseconds timeout,
-                            std::size_t max_output = 1 << 20) const;
+                            std::size_t max_output = 1 << 20) const override;
 
  private:
   Result<std::string> queryPayload(std::string_view op, std::string_view service, std::size_t cap,

@@ -1,11 +1,12 @@
 // AdbHost: what the phone classes need from the adb server's host protocol —
-// the device list, the server's version, `adb connect`/`disconnect` and the
-// transport kick of the reset ladder. AdbClient (adb_client.hpp) is the real
+// the device list, the server's version, `adb connect`/`disconnect`, the
+// transport kick of the reset ladder and the liveness probe's shell command. AdbClient (adb_client.hpp) is the real
 // one; unit tests use a fake, so the reset ladder, the reconciler and the
 // /debug probe run without an adb server.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,6 +41,10 @@ class AdbHost {
   virtual Result<std::string> disconnect(std::string_view host_port, std::chrono::milliseconds timeout) const = 0;
   // host-serial:<serial>:reconnect: kicks the device's transport.
   virtual Status reconnect(std::string_view serial, std::chrono::milliseconds timeout) const = 0;
+  // host:transport:<serial> + shell:<command>: the command's output (the
+  // liveness probe's `echo`).
+  virtual Result<std::string> shell(std::string_view serial, std::string_view command,
+                                    std::chrono::milliseconds timeout, std::size_t max_output = 1 << 20) const = 0;
 };
 
 }  // namespace phonefarm::phone

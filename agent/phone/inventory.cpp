@@ -123,10 +123,20 @@ void Inventory::setResetting(const std::string& phone_id, bool resetting) {
   it->second.adb_state = stateOf(it->second);
 }
 
-void Inventory::setNeedsAttention(const std::string& phone_id, bool needs_attention) {
+void Inventory::setAttention(const std::string& phone_id, std::optional<Attention> attention) {
   std::lock_guard lock(mutex_);
   auto it = phones_.find(phone_id);
-  if (it != phones_.end()) it->second.needs_attention = needs_attention;
+  if (it == phones_.end()) return;
+  it->second.needs_attention = attention.has_value();
+  it->second.attention = std::move(attention);
+}
+
+void Inventory::setDrops(const std::string& phone_id, int drops, std::optional<WallMs> last_drop_at) {
+  std::lock_guard lock(mutex_);
+  auto it = phones_.find(phone_id);
+  if (it == phones_.end()) return;
+  it->second.drops = drops;
+  it->second.last_drop_at = last_drop_at;
 }
 
 bool Inventory::backInDevice(const std::string& phone_id, std::uint64_t after_generation) const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/phone/adb_device.hpp"
+#include "common/clock.hpp"
 #include "common/config/config.hpp"
 
 namespace phonefarm::phone {
@@ -30,12 +31,29 @@ inline constexpr const char* kHealthBusy = "busy";
 inline constexpr const char* kHealthResetting = "resetting";
 inline constexpr const char* kHealthNeedsAttention = "needs_attention";
 
+// docs/api.md `attention` reasons.
+inline constexpr const char* kAttentionUnauthorized = "unauthorized";
+inline constexpr const char* kAttentionFlapping = "flapping";
+inline constexpr const char* kAttentionResetFailed = "reset_failed";
+inline constexpr const char* kAttentionHub = "hub";
+
+// Why a phone needs a technician (docs/api.md `attention`).
+struct Attention {
+  std::string reason;  // kAttention*
+  std::string detail;  // words for a technician
+  WallMs since = 0;
+};
+
 struct PhoneSnapshot {
   PhoneConfig config;
   std::string adb_state;       // as docs/api.md: resetting while a reset runs
   std::string reported_state;  // what the adb server says (absent when it does not list the device)
   bool resetting = false;
-  bool needs_attention = false;
+  bool needs_attention = false;        // attention is set
+  std::optional<Attention> attention;  // why it needs a technician
+  // Drops (left `device` on its own) within [heal] flap_window, and the last one.
+  int drops = 0;
+  std::optional<WallMs> last_drop_at;
   std::uint64_t generation = 0;  // bumps whenever the server's reported state of this phone changes
 };
 
@@ -66,7 +84,10 @@ class Inventory {
   bool canStart(const std::string& phone_id, bool wait_for_device) const;
 
   void setResetting(const std::string& phone_id, bool resetting);
-  void setNeedsAttention(const std::string& phone_id, bool needs_attention);
+  // Sets (or clears, with nullopt) why the phone needs a technician; while
+  // set, it takes no work.
+  void setAttention(const std::string& phone_id, std::optional<Attention> attention);
+  void setDrops(const std::string& phone_id, int drops, std::optional<WallMs> last_drop_at);
 
   // Whether the phone's reported state has changed since `after_generation`
   // (read before kicking its transport, so a stale `device` does not count)

@@ -55,7 +55,8 @@ void ResetService::restoreHealth() {
   if (!health) return;
   for (const auto& [phone_id, h] : *health) {
     if (h == kHealthNeedsAttention) {
-      inventory_.setNeedsAttention(phone_id, true);
+      inventory_.setAttention(
+          phone_id, Attention{kAttentionResetFailed, "a reset failed before the agent restarted", clock_.wallNowMs()});
       spdlog::warn("phone.needs_attention phone_id={} (kept from before the restart)", phone_id);
     }
   }
@@ -65,6 +66,34 @@ std::optional<boost::json::object> ResetService::requestReset(const std::string&
   if (!config_.reset.on_forced_cancel || config_.findPhone(phone_id) == nullptr) return std::nullopt;
   auto [record, joined] = begin(phone_id, trigger, std::nullopt, boost::json::object{{"system", "phonefarm-agent"}});
   return boost::json::object{{"reset_id", record.reset_id}, {"status", joined ? record.status : "pending"}};
+}
+
+Result<store::ResetRecord> ResetService::autoReset(const std::string& phone_id, const std::string& trigger,
+                                                   std::string reason) {
+  if (config_.findPhone(phone_id) == nullptr) return makeError(ErrorKind::kNotFound, "Phone not found");
+  return begin(phone_id, trigger, std::move(reason), boost::json::object{{"system", "phonefarm-agent"}}).first;
+}
+
+void ResetService::recordAction(const std::string& phone_id, const std::string& trigger, std::string reason,
+                                boost::json::array steps) {
+  store::ResetRecord record;
+  record.reset_id = newUuidV4();
+  record.phone_id = phone_id;
+  record.trigger = trigger;
+  record.status = "recorded";
+  record.reason = std::move(reason);
+  record.requested_by = boost::json::object{{"system", "phonefarm-agent"}};
+  record.requested_at = clock_.wallNowMs();
+  record.ended_at = record.requested_at;
+  record.steps = std::move(steps);
+  store_.submit<Unit>(
+      [record](store::Db& db) {
+        store::PhoneRepository(db).insertReset(record);
+        return Unit{};
+      },
+      [](const Result<Unit>& r) {
+        if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
+      });
 }
 
 void ResetService::technicianReset(const std::string& phone_id, std::string reason, boost::json::object requested_by,
@@ -282,8 +311,28 @@ void ResetService::finish(Ladder& ladder) {
   record.status = ok ? "succeeded" : "failed";
   record.ended_at = clock_.wallNowMs();
   inventory_.setResetting(phone_id, false);
-  inventory_.setNeedsAttention(phone_id, !ok);
-  save(record, ok ? kHealthReady : kHealthNeedsAttention);
+  // A reset that works clears what a technician was asked to look at — except
+  // a flap quarantine, which only a technician's reset lifts; one that fails
+  // asks for a technician, unless they are already asked for a stronger reason.
+  const auto before = inventory_.phone(phone_id);
+  const std::optional<Attention> attention = before ? before->attention : std::nullopt;
+  const bool quarantined = attention && attention->reason == kAttentionFlapping;
+  bool needs_attention = false;
+  if (ok) {
+    needs_attention = quarantined && record.trigger != "technician";
+    if (!needs_attention) inventory_.setAttention(phone_id, std::nullopt);
+  } else {
+    needs_attention = true;
+    if (!attention || attention->reason == kAttentionUnauthorized) {
+      std::string detail = "reset " + record.reset_id + " (" + record.trigger + ") failed";
+      if (!record.steps.empty()) {
+        if (const auto* d = record.steps.back().as_object().if_contains("detail"); d != nullptr && d->is_string())
+          detail += ": " + std::string(d->as_string());
+      }
+      inventory_.setAttention(phone_id, Attention{kAttentionResetFailed, std::move(detail), clock_.wallNowMs()});
+    }
+  }
+  save(record, needs_attention ? kHealthNeedsAttention : kHealthReady);
   {
     std::lock_guard lock(mutex_);
     running_.erase(phone_id);
@@ -295,6 +344,7 @@ void ResetService::finish(Ladder& ladder) {
     spdlog::error("phone.reset_ended phone_id={} reset_id={} status=failed health=needs_attention", phone_id,
                   record.reset_id);
   }
+  if (reset_ended_) reset_ended_(phone_id, record.trigger, ok);
   if (phone_changed_) phone_changed_(phone_id);
 }
 

@@ -75,6 +75,23 @@ class ResetService final : public exec::PhoneResetRequester {
   // is unknown. On the loop thread.
   std::optional<boost::json::object> requestReset(const std::string& phone_id, const std::string& trigger) override;
 
+  // The rack's self-healing (HealService): the ladder with `trigger` ("auto"),
+  // whatever [reset] on_forced_cancel says; joins a running reset. kNotFound
+  // for an unknown phone. On the loop thread.
+  Result<store::ResetRecord> autoReset(const std::string& phone_id, const std::string& trigger, std::string reason);
+
+  // Stores an automatic action that is not a ladder (a failed probe, a
+  // quarantine, a hub event) in the phone's reset history, as a record with
+  // `trigger`, status "recorded" and no steps. On the loop thread.
+  void recordAction(const std::string& phone_id, const std::string& trigger, std::string reason,
+                    boost::json::array steps = {});
+
+  // `ended` runs on the loop thread each time a ladder ends: the phone, the
+  // reset's trigger and whether it succeeded. Set once, before the first reset.
+  void onResetEnded(std::function<void(const std::string& phone_id, const std::string& trigger, bool ok)> ended) {
+    reset_ended_ = std::move(ended);
+  }
+
   // A technician's request; `done` gets the record once it is stored (the
   // running one when joined). kNotFound for an unknown phone. On the loop
   // thread.
@@ -136,6 +153,7 @@ class ResetService final : public exec::PhoneResetRequester {
   AdbHost& adb_;
   UsbBackend& usb_;
   std::function<void(const std::string&)> phone_changed_;
+  std::function<void(const std::string&, const std::string&, bool)> reset_ended_;
 
   mutable std::mutex mutex_;
   std::map<std::string, store::ResetRecord> running_;  // by phone id; also read off the loop

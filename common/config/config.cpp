@@ -1,5 +1,5 @@
 // Loads agent.toml into AgentConfig: one reader per table ([http], [work],
-// [adb], [reset], [[phones]]) with the value checks of its keys. Every table
+// [adb], [reset], [heal], [[phones]]) with the value checks of its keys. Every table
 // is read through a TomlSection (toml_section.hpp) that records the keys it
 // consumed, so whatever is left over is rejected as unknown with its full
 // dotted name and line: a typo in a key must never fall back silently to a
@@ -167,6 +167,20 @@ void readReset(TomlSection s, ResetConfig& reset) {
   s.rejectUnknown();
 }
 
+constexpr std::int64_t kMaxHealSeconds = 86400;
+constexpr std::int64_t kMaxFlapCount = 1000;
+
+void readHeal(TomlSection s, HealConfig& heal) {
+  s.boolean("enabled", heal.enabled);
+  s.seconds("after_seconds", kMaxHealSeconds, heal.after);
+  s.seconds("backoff_max_seconds", kMaxHealSeconds, heal.backoff_max);
+  s.seconds("probe_interval_seconds", kMaxHealSeconds, heal.probe_interval);
+  if (auto v = s.integer("flap_count", 2, kMaxFlapCount)) heal.flap_count = static_cast<int>(*v);
+  s.seconds("flap_window_seconds", kMaxHealSeconds, heal.flap_window);
+  s.seconds("hub_window_seconds", kMaxResetSeconds, heal.hub_window);
+  s.rejectUnknown();
+}
+
 bool isPhoneId(std::string_view id) {
   return !id.empty() && id.size() <= kMaxPhoneIdLength && std::all_of(id.begin(), id.end(), [](unsigned char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -281,6 +295,7 @@ AgentConfig parseConfig(std::string_view toml_text, std::string_view origin) {
   if (const toml::table* t = top.table("work")) readWork(TomlSection(origin, *t, "work"), config.work);
   if (const toml::table* t = top.table("adb")) readAdb(TomlSection(origin, *t, "adb"), config.adb);
   if (const toml::table* t = top.table("reset")) readReset(TomlSection(origin, *t, "reset"), config.reset);
+  if (const toml::table* t = top.table("heal")) readHeal(TomlSection(origin, *t, "heal"), config.heal);
   if (const toml::array* a = top.array("phones", "tables ([[phones]])")) readPhones(origin, *a, config.phones);
   top.rejectUnknown();
   return config;

@@ -77,6 +77,20 @@ struct ResetConfig {
   std::chrono::seconds hub_power_off{3};
 };
 
+// [heal]: the rack heals itself (agent/phone/heal_service.hpp). Phones that
+// leave `device` on their own get the reset ladder, idle phones are probed,
+// flapping phones are quarantined, hubs whose phones drop together are
+// power-cycled once.
+struct HealConfig {
+  bool enabled = true;
+  std::chrono::seconds after{30};          // out of `device` this long, idle: heal
+  std::chrono::seconds backoff_max{1800};  // failed heals wait 1 min, 2 min, 4 min ... up to this
+  std::chrono::seconds probe_interval{300};
+  int flap_count = 3;  // drops within flap_window: quarantine
+  std::chrono::seconds flap_window{600};
+  std::chrono::seconds hub_window{10};  // drops of one hub's phones this close: one hub event
+};
+
 struct PhoneConfig {
   std::string id;
   std::string serial;
@@ -91,6 +105,7 @@ struct AgentConfig {
   WorkConfig work;
   AdbConfig adb;
   ResetConfig reset;
+  HealConfig heal;
   std::vector<PhoneConfig> phones;
 
   const PhoneConfig* findPhone(std::string_view id) const;

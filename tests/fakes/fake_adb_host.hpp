@@ -43,6 +43,11 @@ class FakeAdbHost final : public AdbHost {
     return result;
   }
 
+  Result<std::string> shell(std::string_view serial, std::string_view command, std::chrono::milliseconds,
+                            std::size_t) const override {
+    return record("shell", std::string(serial) + " " + std::string(command), shell_result);
+  }
+
   // Every call so far: "devices", "reconnect SERIAL", "connect HOST:PORT", ...
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
@@ -56,6 +61,7 @@ class FakeAdbHost final : public AdbHost {
   Result<std::string> connect_result = std::string("connected");
   Result<std::string> disconnect_result = std::string("disconnected");
   Status reconnect_result = okStatus();
+  Result<std::string> shell_result = std::string("phonefarm-probe\n");
   std::function<void()> on_reconnect;  // e.g. the phone comes back
 
  private:

@@ -4,7 +4,19 @@
 // requests from a fixed table instead of running anything.
 //
 //   fake-adbd --port N [--bind ADDR] [--shell 'CMD=OUTPUT']... [--stats FILE]
-//             [--max-payload BYTES]
+//             [--max-payload BYTES] [--control FILE]
+//
+// Faults for the self-healing tests, switched at run time: write one line to
+// the --control file and send SIGUSR1; the fake reads it and applies it:
+//   none        back to normal (a running fault ends)
+//   drop N      every connection is cut now, new ones are closed at once for N s
+//   silent N    every connection is cut now; for N s new sessions get no answer
+//   auth        every connection is cut now; new sessions are answered with
+//               AUTH (the server shows the phone `unauthorized`) until `none`
+//   shell_hang  shell streams are opened but never answered, until the next
+//               CNXN (a new session: as if adbd restarted)
+//   flap N      N times: cut every connection, wait for the server's next
+//               handshake (up to 30 s), then 1 s
 //
 // Protocol summary (see LineageOS/android_packages_modules_adb, protocol.txt
 // and SERVICES.TXT): every message is a 24-byte header of six little-endian
@@ -76,6 +88,7 @@ struct Options {
   std::map<std::string, std::string> shell;
   std::string stats_file;
   std::uint32_t max_payload = kDefaultMaxPayload;
+  std::string control_file;
 };
 
 struct Packet {
@@ -101,6 +114,22 @@ unsigned long g_connections = 0;
 unsigned long g_handshakes = 0;
 
 std::mutex g_log_mutex;
+
+// The fault in force (--control); guarded by g_fault_mutex.
+enum class Fault { kNone, kDrop, kSilent, kUnauthorized };
+std::mutex g_fault_mutex;
+Fault g_fault = Fault::kNone;
+std::chrono::steady_clock::time_point g_fault_until;  // kDrop, kSilent
+std::atomic<bool> g_shell_hang{false};
+std::atomic<unsigned long> g_fault_generation{0};  // a new fault ends a running flap
+
+Fault currentFault() {
+  std::lock_guard lock(g_fault_mutex);
+  if ((g_fault == Fault::kDrop || g_fault == Fault::kSilent) && std::chrono::steady_clock::now() >= g_fault_until) {
+    g_fault = Fault::kNone;
+  }
+  return g_fault;
+}
 
 __attribute__((format(printf, 1, 2))) void logLine(const char* format, ...) {
   std::lock_guard lock(g_log_mutex);
@@ -278,6 +307,7 @@ class Session {
 
   void run() {
     while (auto packet = readPacket(fd_, id_)) {
+      if (currentFault() == Fault::kSilent) continue;  // read, never answer
       if (!handle(*packet)) break;
     }
   }
@@ -297,6 +327,11 @@ class Session {
         streams_.erase(p.arg1);
         return true;
       case kAuth:
+        // A signature (2) gets a new token, as from a device that knows no
+        // key; the host's public key (3) waits for a user who never comes.
+        if (currentFault() == Fault::kUnauthorized && p.arg0 == 2)
+          return sendPacket(fd_, kAuth, 1, 0, std::string(20, 'Z'));
+        [[fallthrough]];
       case kStls:
         // We never ask for either; ignore rather than drop.
         logLine("conn #%lu: ignoring %s", id_, commandName(p.command).c_str());
@@ -310,6 +345,13 @@ class Session {
   bool handleConnect(const Packet& p) {
     // A (re)connect on the same socket starts a fresh session.
     streams_.clear();
+    if (currentFault() == Fault::kUnauthorized) {
+      // Like a device with ro.adb.secure=1 whose user has not accepted the
+      // host's key: AUTH(TOKEN) now, and again for every signature.
+      logLine("conn #%lu: CNXN answered with AUTH (fault)", id_);
+      return sendPacket(fd_, kAuth, 1, 0, std::string(20, 'Z'));
+    }
+    g_shell_hang = false;
     const std::uint32_t host_max = p.arg1 == 0 ? g_options.max_payload : p.arg1;
     send_max_ = std::min(g_options.max_payload, host_max);
     online_ = true;
@@ -331,6 +373,7 @@ class Session {
     }
     const std::uint32_t local_id = next_id_++;
     logLine("conn #%lu: OPEN '%s' -> stream %u", id_, std::string(service).c_str(), local_id);
+    if (g_shell_hang) return sendPacket(fd_, kOkay, local_id, p.arg0);  // opened, never answered
     Stream& stream = streams_[local_id];
     stream.remote_id = p.arg0;
     stream.output = shellOutput(*command);
@@ -407,14 +450,15 @@ std::string peerName(const sockaddr_storage& addr) {
   if (error != nullptr) std::fprintf(stderr, "fake-adbd: %s\n", error);
   std::fprintf(stderr,
                "usage: fake-adbd --port N [--bind ADDR] [--shell 'CMD=OUTPUT']... [--stats FILE]\n"
-               "                 [--max-payload BYTES]\n"
+               "                 [--max-payload BYTES] [--control FILE]\n"
                "  --port N           TCP port to listen on (0: ephemeral; the port is printed)\n"
                "  --bind ADDR        IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
                "  --shell CMD=OUTPUT `shell:CMD` answers OUTPUT verbatim (split at the first '=';\n"
                "                     no escapes). Unknown commands answer\n"
                "                     'fake-adbd: CMD: not found\\n'. Repeatable.\n"
                "  --stats FILE       rewritten atomically as 'connections=N handshakes=M'\n"
-               "  --max-payload N    largest payload advertised and sent (default 262144)\n");
+               "  --max-payload N    largest payload advertised and sent (default 262144)\n"
+               "  --control FILE     on SIGUSR1, apply the fault named in FILE (see the source)\n");
   std::exit(2);
 }
 
@@ -446,6 +490,8 @@ Options parseOptions(int argc, char** argv) {
       const auto eq = entry.find('=');
       if (eq == std::string_view::npos) usage("--shell wants CMD=OUTPUT");
       options.shell[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+    } else if (arg == "--control") {
+      options.control_file = value;
     } else if (arg == "--stats") {
       options.stats_file = value;
     } else if (arg == "--max-payload") {
@@ -498,15 +544,66 @@ std::uint16_t boundPort(int fd) {
 
 // Waits for SIGTERM/SIGINT (blocked in every thread), then shuts every socket
 // down: accept() and each session's recv() return, and the process exits 0.
+// SIGUSR1 applies the --control file.
+void applyControl();
 void signalThread(sigset_t signals) {
   int sig = 0;
-  while (::sigwait(&signals, &sig) != 0) {
+  for (;;) {
+    if (::sigwait(&signals, &sig) != 0) continue;
+    if (sig != SIGUSR1) break;
+    applyControl();
   }
   logLine("caught signal %d, shutting down", sig);
   g_stopping = true;
   std::lock_guard lock(g_conn_mutex);
   for (const int fd : g_conn_fds) ::shutdown(fd, SHUT_RDWR);
   ::shutdown(g_listen_fd, SHUT_RDWR);
+}
+
+// Cuts every open connection (the sessions see EOF and end).
+void dropAll() {
+  std::lock_guard lock(g_conn_mutex);
+  for (const int fd : g_conn_fds) ::shutdown(fd, SHUT_RDWR);
+}
+
+unsigned long handshakes() {
+  std::lock_guard lock(g_stats_mutex);
+  return g_handshakes;
+}
+
+void flap(unsigned times, unsigned long generation) {
+  for (unsigned i = 0; i < times && !g_stopping && g_fault_generation == generation; ++i) {
+    const unsigned long before = handshakes();
+    logLine("fault: flap %u of %u", i + 1, times);
+    dropAll();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (handshakes() == before && std::chrono::steady_clock::now() < deadline && !g_stopping) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  logLine("fault: flap done");
+}
+
+void applyControl() {
+  std::ifstream in(g_options.control_file);
+  std::string mode;
+  unsigned seconds = 0;
+  in >> mode >> seconds;
+  logLine("fault: %s %u", mode.c_str(), seconds);
+  const unsigned long generation = ++g_fault_generation;
+  g_shell_hang = false;
+  {
+    std::lock_guard lock(g_fault_mutex);
+    g_fault = Fault::kNone;
+    g_fault_until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    if (mode == "drop") g_fault = Fault::kDrop;
+    if (mode == "silent") g_fault = Fault::kSilent;
+    if (mode == "auth") g_fault = Fault::kUnauthorized;
+  }
+  if (mode == "drop" || mode == "silent" || mode == "auth") dropAll();
+  if (mode == "shell_hang") g_shell_hang = true;
+  if (mode == "flap") std::thread(flap, seconds, generation).detach();
 }
 
 }  // namespace
@@ -518,6 +615,7 @@ int main(int argc, char** argv) {
   ::sigemptyset(&signals);
   ::sigaddset(&signals, SIGTERM);
   ::sigaddset(&signals, SIGINT);
+  ::sigaddset(&signals, SIGUSR1);
   ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started below
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -549,6 +647,10 @@ int main(int argc, char** argv) {
         continue;
       }
       break;
+    }
+    if (currentFault() == Fault::kDrop) {  // "refused": closed before a byte is read
+      ::close(fd);
+      continue;
     }
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

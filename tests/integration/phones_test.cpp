@@ -130,13 +130,17 @@ TEST_F(Phones, InventoryTracksTheRackAndAnAbsentPhoneHoldsItsWork) {
   EXPECT_EQ(p1.at("health"), "ready");
   EXPECT_TRUE(p1.at("current").is_null());
   EXPECT_TRUE(p1.at("last_reset").is_null());
+  EXPECT_TRUE(p1.at("attention").is_null());
+  EXPECT_EQ(p1.at("drops"), json::parse(R"({"count":0,"window_seconds":600,"last_at":null})"));
   auto p2 = getPhone("phone_02");
   EXPECT_EQ(p2.at("adb_state"), "absent");
 
   submitWork("held", {{"/usr/bin/true"}}, "phone_02");
   submitWork("runs", {{"/usr/bin/true"}}, "phone_01");
   waitForStatus("runs", "succeeded");
-  EXPECT_EQ(getProcess("held").at("status"), "queued");  // waits, not failed
+  EXPECT_EQ(getProcess("held").at("status"), "queued");             // waits, not failed
+  EXPECT_EQ(getProcess("held").at("waiting_for"), "phone_absent");  // the scheduler can move it
+  EXPECT_TRUE(getProcess("runs").at("waiting_for").is_null());
   EXPECT_EQ(getPhone("phone_02").at("queue_depth"), 1);
 
   auto list = call("GET", "/phones", "", kReadToken).json();
@@ -236,6 +240,7 @@ TEST_F(Phones, ResetOfAnAbsentPhoneEndsNeedingAttentionAndHoldsWork) {
   auto p = waitForReset("phone_02");
   EXPECT_EQ(p.at("last_reset").at("status"), "failed");
   EXPECT_EQ(p.at("health"), "needs_attention");
+  EXPECT_EQ(p.at("attention").at("reason"), "reset_failed");
   // Kept across a restart.
   restartAgent(SIGTERM);
   EXPECT_EQ(getPhone("phone_02").at("health"), "needs_attention");

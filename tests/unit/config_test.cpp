@@ -60,6 +60,13 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.reset.usb_reset_timeout, 30s);
   EXPECT_FALSE(c.reset.hub_power_cycle);
   EXPECT_EQ(c.reset.hub_power_off, 3s);
+  EXPECT_TRUE(c.heal.enabled);
+  EXPECT_EQ(c.heal.after, 30s);
+  EXPECT_EQ(c.heal.backoff_max, 1800s);
+  EXPECT_EQ(c.heal.probe_interval, 300s);
+  EXPECT_EQ(c.heal.flap_count, 3);
+  EXPECT_EQ(c.heal.flap_window, 600s);
+  EXPECT_EQ(c.heal.hub_window, 10s);
   EXPECT_TRUE(c.phones.empty());
 }
 
@@ -91,6 +98,14 @@ usb_reset = false
 usb_reset_timeout_seconds = 8
 hub_power_cycle = true
 hub_power_off_seconds = 9
+[heal]
+enabled = false
+after_seconds = 11
+backoff_max_seconds = 600
+probe_interval_seconds = 12
+flap_count = 5
+flap_window_seconds = 13
+hub_window_seconds = 14
 [[phones]]
 id = "phone_01"
 serial = "R58M123ABC"
@@ -127,6 +142,13 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.reset.usb_reset_timeout, 8s);
   EXPECT_TRUE(c.reset.hub_power_cycle);
   EXPECT_EQ(c.reset.hub_power_off, 9s);
+  EXPECT_FALSE(c.heal.enabled);
+  EXPECT_EQ(c.heal.after, 11s);
+  EXPECT_EQ(c.heal.backoff_max, 600s);
+  EXPECT_EQ(c.heal.probe_interval, 12s);
+  EXPECT_EQ(c.heal.flap_count, 5);
+  EXPECT_EQ(c.heal.flap_window, 13s);
+  EXPECT_EQ(c.heal.hub_window, 14s);
   ASSERT_EQ(c.phones.size(), 2u);
   EXPECT_EQ(c.phones[0].id, "phone_01");
   EXPECT_EQ(c.phones[0].serial, "R58M123ABC");
@@ -163,6 +185,14 @@ usb_reset = true
 usb_reset_timeout_seconds = 30
 hub_power_cycle = false
 hub_power_off_seconds = 3
+[heal]
+enabled = true
+after_seconds = 30
+backoff_max_seconds = 1800
+probe_interval_seconds = 300
+flap_count = 3
+flap_window_seconds = 600
+hub_window_seconds = 10
 [[phones]]                    # one per phone on this rack
 id = "phone_01"
 serial = "R58M123ABC"         # adb serial; "host:port" for network phones
@@ -210,6 +240,7 @@ const BadConfig kUnknownKeys[] = {
     {"InWork", "[work]\nrunas = \"x\"\n", "agent.toml:2: unknown key 'work.runas'"},
     {"InAdb", "[adb]\nport = 5037\n", "agent.toml:2: unknown key 'adb.port'"},
     {"InReset", "[reset]\n\nusb_reset_seconds = 3\n", "agent.toml:3: unknown key 'reset.usb_reset_seconds'"},
+    {"InHeal", "[heal]\nafter = 3\n", "agent.toml:2: unknown key 'heal.after'"},
     {"UnknownTable", "\n[metrics]\nport = 1\n", "agent.toml:2: unknown key 'metrics'"},
     {"NestedTable", "[http]\n[http.tls]\ncert = \"x\"\n", "agent.toml:2: unknown key 'http.tls'"},
     {"DottedKey", "work.extra.deep = 1\n", "agent.toml:1: unknown key 'work.extra'"},
@@ -254,6 +285,11 @@ INSTANTIATE_TEST_SUITE_P(WrongType, RejectedConfigTest, ::testing::ValuesIn(kWro
                          [](const auto& param_info) { return std::string(param_info.param.label); });
 
 const BadConfig kBadValues[] = {
+    {"HealAfterZero", "[heal]\nafter_seconds = 0\n",
+     "agent.toml:2: 'heal.after_seconds' must be from 1 to 86400 (got 0)"},
+    {"FlapCountOne", "[heal]\nflap_count = 1\n", "agent.toml:2: 'heal.flap_count' must be from 2 to 1000 (got 1)"},
+    {"HealEnabledString", "[heal]\nenabled = \"yes\"\n",
+     "agent.toml:2: 'heal.enabled' must be a boolean (true or false)"},
     {"HeaderTimeoutZero", "[http]\nheader_timeout_seconds = 0\n",
      "agent.toml:2: 'http.header_timeout_seconds' must be from 1 to 86400 (got 0)"},
     {"IdleTimeoutTooBig", "[http]\nidle_timeout_seconds = 86401\n",

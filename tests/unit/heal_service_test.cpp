@@ -1,0 +1,461 @@
+// Self-healing, step by step: the HealService over a real ResetService and
+// store, with a fake loop and clock (no real time passes for the heal's
+// timers), a fake adb host and a runner that runs the blocking calls (ladder
+// steps, probes) when the test says so. The test plays the adb server by
+// updating the Inventory and telling both services, as the daemon's device
+// tracker does.
+#include "agent/phone/heal_service.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json/parse.hpp>
+#include <filesystem>
+#include <future>
+
+#include "common/store/phone_repository.hpp"
+#include "tests/fakes/fake_adb_host.hpp"
+#include "tests/fakes/fake_blocking_runner.hpp"
+#include "tests/fakes/fake_clock.hpp"
+#include "tests/fakes/fake_loop.hpp"
+#include "tests/fakes/fake_usb.hpp"
+
+namespace phonefarm::phone {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kStoreDeadline = 10s;  // real time, for the store thread only
+
+class HealServiceTest : public ::testing::Test {
+ protected:
+  HealServiceTest() : loop_(clock_) {
+    dir_ = std::filesystem::temp_directory_path() / ("heal-service-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store::StoreOptions options;
+    options.path = dir_ / "agent.db";
+    store_ = std::make_unique<store::Store>(options);
+    config_.phones = {{"phone_01", "USBSERIAL01", std::string("1-1.4")}};
+    config_.reset.adb_reconnect_timeout = 1s;
+    config_.reset.usb_reset = false;
+    config_.heal.after = 30s;
+    config_.heal.probe_interval = 300s;
+    config_.heal.backoff_max = 1800s;
+    inventory_ = std::make_unique<Inventory>(config_.phones);
+  }
+  ~HealServiceTest() override {
+    heal_.reset();
+    resets_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void makeServices() {
+    auto ladder = std::make_unique<FakeBlockingRunner>();
+    ladder_ = ladder.get();
+    resets_ = std::make_unique<ResetService>(
+        config_, *store_, clock_, loop_, *inventory_, adb_, usb_, [](const std::string&) {}, std::move(ladder));
+    auto prober = std::make_unique<FakeBlockingRunner>();
+    prober_ = prober.get();
+    heal_ = std::make_unique<HealService>(
+        config_, clock_, loop_, *inventory_, *resets_, adb_, [this](const std::string&) { return busy_; },
+        [this](const std::string& id) { announced_.push_back(id); }, &usb_, std::move(prober));
+    resets_->onResetEnded(
+        [this](const std::string& id, const std::string& trigger, bool ok) { heal_->resetEnded(id, trigger, ok); });
+    heal_->start();
+  }
+
+  // Runs the blocking calls and the loop's posted work until nothing is left
+  // but timers; no fake time passes.
+  void settle() {
+    while (ladder_->runPending() + prober_->runPending() + loop_.runPosted() > 0) {
+    }
+  }
+
+  // The adb server lists the phone in `state` ("" = not at all).
+  void serverLists(const std::string& state) {
+    if (state.empty()) {
+      inventory_->update({});
+    } else {
+      inventory_->update({AdbDevice{"USBSERIAL01", state, {}}});
+    }
+    resets_->phoneStateChanged("phone_01");
+    heal_->phoneStateChanged("phone_01");
+    settle();
+  }
+
+  // Moves fake time, running what falls due.
+  void advance(std::chrono::milliseconds by) {
+    loop_.advance(by);
+    settle();
+  }
+
+  std::size_t reconnects() const {
+    std::size_t n = 0;
+    for (const auto& c : adb_.calls()) n += c == "reconnect USBSERIAL01" ? 1 : 0;
+    return n;
+  }
+  std::size_t probes() const {
+    std::size_t n = 0;
+    for (const auto& c : adb_.calls()) n += c.starts_with("shell USBSERIAL01 ") ? 1 : 0;
+    return n;
+  }
+
+  std::optional<store::ResetRecord> lastRecord() {
+    std::promise<std::optional<store::ResetRecord>> p;
+    auto f = p.get_future();
+    store_->submit<std::optional<store::ResetRecord>>(
+        [](store::Db& db) { return store::PhoneRepository(db).lastReset("phone_01"); },
+        [&p](Result<std::optional<store::ResetRecord>> r) { p.set_value(r ? *r : std::nullopt); });
+    if (f.wait_for(kStoreDeadline) != std::future_status::ready) {
+      ADD_FAILURE() << "the store did not answer";
+      return std::nullopt;
+    }
+    return f.get();
+  }
+
+  PhoneSnapshot phone() const { return *inventory_->phone("phone_01"); }
+  std::string attentionReason() const {
+    auto a = phone().attention;
+    return a ? a->reason : "";
+  }
+
+  std::filesystem::path dir_;
+  AgentConfig config_;
+  FakeClock clock_;
+  os::FakeLoop loop_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Inventory> inventory_;
+  FakeAdbHost adb_;
+  FakeUsb usb_;
+  FakeBlockingRunner* ladder_ = nullptr;
+  FakeBlockingRunner* prober_ = nullptr;
+  std::unique_ptr<ResetService> resets_;
+  std::unique_ptr<HealService> heal_;
+  bool busy_ = false;
+  std::vector<std::string> announced_;
+};
+
+TEST_F(HealServiceTest, AnIdlePhoneOutOfDeviceIsResetAfterHealAfterSeconds) {
+  makeServices();
+  serverLists("device");
+  serverLists("offline");
+  EXPECT_EQ(phone().drops, 1);
+  advance(29'999ms);
+  EXPECT_EQ(reconnects(), 0u);
+  EXPECT_FALSE(resets_->resetting("phone_01"));
+  advance(1ms);
+  EXPECT_EQ(reconnects(), 1u);
+  EXPECT_TRUE(resets_->resetting("phone_01"));
+  auto r = lastRecord();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->trigger, "auto");
+  EXPECT_EQ(r->reason, "adb_state offline for 30 s");
+  EXPECT_EQ(heal_->stats().attempts, 1u);
+
+  serverLists("device");  // the reconnect worked
+  EXPECT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(lastRecord()->status, "succeeded");
+  EXPECT_EQ(heal_->stats().healed, 1u);
+  EXPECT_EQ(phone().drops, 1);  // the ladder's own kick is not a drop
+}
+
+TEST_F(HealServiceTest, APhoneBackBeforeTheDeadlineIsLeftAlone) {
+  makeServices();
+  serverLists("device");
+  serverLists("");  // absent
+  advance(20s);
+  serverLists("device");
+  advance(60s);
+  EXPECT_EQ(reconnects(), 0u);
+  EXPECT_EQ(heal_->stats().attempts, 0u);
+}
+
+TEST_F(HealServiceTest, FailedHealsBackOffAndTheBackOffStartsOverWhenThePhoneIsBack) {
+  config_.heal.backoff_max = 180s;  // 1 min, 2 min, then capped at 3 min
+  makeServices();
+  serverLists("device");
+  serverLists("offline");
+  advance(30s);
+  ASSERT_EQ(reconnects(), 1u);
+  advance(1s);  // not back within adb_reconnect_timeout: the ladder fails
+  EXPECT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(lastRecord()->status, "failed");
+  EXPECT_EQ(attentionReason(), kAttentionResetFailed);
+  EXPECT_EQ(heal_->stats().failed, 1u);
+
+  advance(59'999ms);
+  EXPECT_EQ(reconnects(), 1u);
+  advance(1ms);  // 1 min after the failure
+  EXPECT_EQ(reconnects(), 2u);
+  advance(1s);  // fails again
+  advance(119'999ms);
+  EXPECT_EQ(reconnects(), 2u);
+  advance(1ms);  // 2 min
+  EXPECT_EQ(reconnects(), 3u);
+  advance(1s);
+  advance(179'999ms);
+  EXPECT_EQ(reconnects(), 3u);
+  advance(1ms);  // capped: 3 min, not 4
+  EXPECT_EQ(reconnects(), 4u);
+  advance(1s);
+  EXPECT_EQ(heal_->stats().failed, 4u);
+
+  serverLists("device");  // back on its own: the back-off and the attention go
+  EXPECT_EQ(attentionReason(), "");
+  EXPECT_TRUE(inventory_->canStart("phone_01", true));
+  serverLists("offline");
+  advance(30s);  // the first delay again, not the fifth back-off
+  EXPECT_EQ(reconnects(), 5u);
+}
+
+TEST_F(HealServiceTest, BackoffDoublesFromOneMinuteUpToTheCap) {
+  makeServices();
+  EXPECT_EQ(heal_->backoffAfter(1), 60s);
+  EXPECT_EQ(heal_->backoffAfter(2), 120s);
+  EXPECT_EQ(heal_->backoffAfter(3), 240s);
+  EXPECT_EQ(heal_->backoffAfter(5), 960s);
+  EXPECT_EQ(heal_->backoffAfter(6), 1800s);
+  EXPECT_EQ(heal_->backoffAfter(60), 1800s);
+}
+
+TEST_F(HealServiceTest, UnauthorizedNeedsAttentionAndIsNotReset) {
+  makeServices();
+  serverLists("device");
+  serverLists("unauthorized");
+  advance(600s);
+  EXPECT_EQ(reconnects(), 0u);
+  EXPECT_EQ(attentionReason(), kAttentionUnauthorized);
+  EXPECT_EQ(phone().attention->detail, "the phone is unauthorized: accept the USB debugging prompt on it");
+  EXPECT_EQ(healthOf(phone(), false), std::string(kHealthNeedsAttention));
+  auto r = lastRecord();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->trigger, "unauthorized");
+  EXPECT_EQ(r->status, "recorded");
+
+  serverLists("device");  // the prompt was accepted
+  EXPECT_EQ(attentionReason(), "");
+  EXPECT_EQ(announced_, std::vector<std::string>{"phone_01"});
+}
+
+TEST_F(HealServiceTest, APhoneThatDropsWhileAnItemRunsIsHealedAfterTheItemEnds) {
+  makeServices();
+  serverLists("device");
+  busy_ = true;
+  serverLists("offline");
+  advance(300s);
+  EXPECT_EQ(reconnects(), 0u);
+  busy_ = false;
+  heal_->itemEnded("phone_01");
+  settle();
+  EXPECT_EQ(reconnects(), 1u);  // already out for longer than after_seconds
+  EXPECT_EQ(lastRecord()->trigger, "auto");
+}
+
+TEST_F(HealServiceTest, AnIdleDevicePhoneIsProbedAndOneThatDoesNotAnswerIsHealed) {
+  makeServices();
+  serverLists("device");
+  advance(299s);
+  EXPECT_EQ(probes(), 0u);
+  advance(1s);
+  EXPECT_EQ(probes(), 1u);
+  EXPECT_EQ(reconnects(), 0u);
+  EXPECT_EQ(heal_->stats().probes, 1u);
+
+  adb_.shell_result = makeError(ErrorKind::kUnavailable, "shell timed out after 3000 ms");
+  advance(300s);
+  EXPECT_EQ(probes(), 2u);
+  EXPECT_EQ(heal_->stats().probe_failures, 1u);
+  EXPECT_EQ(reconnects(), 1u);  // at once, not after_seconds later
+  auto r = lastRecord();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->trigger, "auto");
+  EXPECT_EQ(r->reason, "liveness probe failed: shell timed out after 3000 ms");
+  EXPECT_EQ(phone().drops, 1);
+}
+
+TEST_F(HealServiceTest, NoProbeWhileAnItemRuns) {
+  makeServices();
+  serverLists("device");
+  busy_ = true;
+  advance(900s);
+  EXPECT_EQ(probes(), 0u);
+  busy_ = false;
+  advance(300s);
+  EXPECT_EQ(probes(), 1u);
+}
+
+TEST_F(HealServiceTest, AFlappingPhoneIsQuarantinedUntilATechniciansResetSucceeds) {
+  makeServices();
+  serverLists("device");
+  for (int i = 0; i < 3; ++i) {
+    serverLists("offline");
+    advance(10s);
+    serverLists("device");
+  }
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+  EXPECT_EQ(phone().drops, 3);
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+  auto r = lastRecord();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->trigger, "quarantine");
+  EXPECT_EQ(heal_->stats().quarantines, 1u);
+
+  serverLists("offline");
+  advance(600s);
+  EXPECT_EQ(reconnects(), 0u);  // quarantined: no auto heal
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+
+  std::optional<Result<store::ResetRecord>> done;
+  resets_->technicianReset(
+      "phone_01", "replugged", boost::json::object{{"technician", "t"}},
+      [this, &done](Result<store::ResetRecord> rec) { loop_.post([&done, rec = std::move(rec)] { done = rec; }); });
+  settle();
+  serverLists("device");
+  ASSERT_TRUE(loop_.runUntil([&] { return done.has_value(); }));
+  EXPECT_EQ(attentionReason(), "");
+  EXPECT_EQ(phone().drops, 0);
+  EXPECT_TRUE(inventory_->canStart("phone_01", true));
+}
+
+TEST_F(HealServiceTest, DropsOutsideTheFlapWindowDoNotQuarantine) {
+  makeServices();
+  serverLists("device");
+  for (int i = 0; i < 3; ++i) {
+    serverLists("offline");
+    advance(10s);
+    serverLists("device");
+    advance(300s);  // 3 drops over 620 s: never 3 within 600 s
+  }
+  EXPECT_EQ(attentionReason(), "");
+  EXPECT_EQ(heal_->stats().drops, 3u);
+}
+
+TEST_F(HealServiceTest, AnAutomaticResetThatWorksDoesNotLiftAQuarantine) {
+  makeServices();
+  serverLists("device");
+  for (int i = 0; i < 3; ++i) {
+    serverLists("offline");
+    serverLists("device");
+  }
+  ASSERT_EQ(attentionReason(), kAttentionFlapping);
+  ASSERT_TRUE(resets_->autoReset("phone_01", "auto", "test").ok());
+  settle();
+  serverLists("offline");
+  serverLists("device");
+  EXPECT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+}
+
+TEST_F(HealServiceTest, ADownServerIsNotThePhonesFault) {
+  makeServices();
+  serverLists("device");
+  inventory_->serverLost();
+  heal_->phoneStateChanged("phone_01");
+  advance(600s);
+  EXPECT_EQ(reconnects(), 0u);
+  EXPECT_EQ(phone().drops, 0);
+}
+
+TEST_F(HealServiceTest, DisabledDoesNothing) {
+  config_.heal.enabled = false;
+  makeServices();
+  serverLists("device");
+  serverLists("offline");
+  serverLists("unauthorized");
+  advance(3600s);
+  EXPECT_TRUE(adb_.calls().empty());
+  EXPECT_EQ(attentionReason(), "");
+}
+
+}  // namespace
+}  // namespace phonefarm::phone
+
+namespace phonefarm::phone {
+namespace {
+
+TEST(HubOf, IsTheParentPortPath) {
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("1-1.4")}), "1-1");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("2-1.3.7")}), "2-1.3");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::string("3-4")}), "usb3");
+  EXPECT_EQ(hubOf(PhoneConfig{"a", "s", std::nullopt}), std::nullopt);
+}
+
+// Two phones on hub 1-1 and one on another hub.
+class HubHealTest : public HealServiceTest {
+ protected:
+  HubHealTest() {
+    config_.phones = {{"phone_01", "USBSERIAL01", std::string("1-1.1")},
+                      {"phone_02", "USBSERIAL02", std::string("1-1.2")},
+                      {"phone_03", "USBSERIAL03", std::string("1-2.1")}};
+    config_.reset.hub_power_cycle = true;
+    inventory_ = std::make_unique<Inventory>(config_.phones);
+  }
+
+  void lists(const std::vector<std::pair<std::string, std::string>>& serial_states) {
+    std::vector<AdbDevice> devices;
+    for (const auto& [serial, state] : serial_states) devices.push_back(AdbDevice{serial, state, {}});
+    inventory_->update(devices);
+    for (const auto& p : config_.phones) {
+      resets_->phoneStateChanged(p.id);
+      heal_->phoneStateChanged(p.id);
+    }
+    settle();
+  }
+  void allUp() { lists({{"USBSERIAL01", "device"}, {"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}}); }
+
+  const boost::json::object& hub(const boost::json::array& hubs, const std::string& id) {
+    for (const auto& h : hubs) {
+      if (h.at("hub_id") == id.c_str()) return h.as_object();
+    }
+    static const boost::json::object none;
+    ADD_FAILURE() << "no hub " << id;
+    return none;
+  }
+};
+
+TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycle) {
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});  // phone_01 goes
+  advance(3s);
+  lists({{"USBSERIAL03", "device"}});  // phone_02 too, within hub_window_seconds
+  advance(2s);
+  lists({});  // phone_03, on another hub, later: no event for hub 1-2
+  EXPECT_EQ(heal_->stats().hub_events, 1u);
+  EXPECT_EQ(heal_->stats().hub_power_cycles, 1u);
+  EXPECT_EQ(usb_.power_cycles, 1);
+  const auto hubs = heal_->hubsJson();
+  ASSERT_EQ(hubs.size(), 2u);
+  const auto& h = hub(hubs, "1-1");
+  EXPECT_EQ(h.at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
+  EXPECT_EQ(h.at("state"), "ok");
+  EXPECT_EQ(h.at("last_event").at("action"), "power_cycle");
+  EXPECT_EQ(h.at("last_event").at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
+  EXPECT_TRUE(hub(hubs, "1-2").at("last_event").is_null());
+}
+
+TEST_F(HubHealTest, NoPowerCycleWhileAPhoneOfTheHubRunsAnItemOrWhenNotAllowed) {
+  makeServices();
+  allUp();
+  busy_ = true;
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 1u);
+  EXPECT_EQ(usb_.power_cycles, 0);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("last_event").at("action"), "none");
+}
+
+TEST_F(HubHealTest, DropsFurtherApartThanTheHubWindowAreNoHubEvent) {
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});
+  advance(11s);
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 0u);
+  EXPECT_EQ(usb_.power_cycles, 0);
+}
+
+}  // namespace
+}  // namespace phonefarm::phone
