@@ -73,6 +73,20 @@ struct ResetConfig {
   std::chrono::seconds hub_power_off{3};
 };
 
+// [retention]: what is deleted, how old. Days may be fractions (0.5 = 12 h),
+// which is also how the integration tests get retention within seconds.
+struct RetentionConfig {
+  double processes_days = 30;  // terminal processes, their items, audit trail and old resets
+  double executions_days = 7;  // execution directories (logs, status) of ended items
+  std::chrono::seconds sweep_interval{300};
+};
+
+// [storage]: the free space of the file system of state_dir.
+struct StorageConfig {
+  std::uint64_t min_free_bytes = 512ULL * 1024 * 1024;  // below it, new submissions get 503
+  std::uint64_t reserve_bytes = 32ULL * 1024 * 1024;    // ballast kept for the store's commits
+};
+
 struct PhoneConfig {
   std::string id;
   std::string serial;
@@ -87,6 +101,8 @@ struct AgentConfig {
   WorkConfig work;
   AdbConfig adb;
   ResetConfig reset;
+  RetentionConfig retention;
+  StorageConfig storage;
   std::vector<PhoneConfig> phones;
 
   const PhoneConfig* findPhone(std::string_view id) const;
