@@ -94,11 +94,7 @@ DiskState DiskGuard::check() {
   std::lock_guard lock(mutex_);
   DiskState s = measureLocked();
   if (s.error) return s;
-  if (s.free_bytes < kReleaseBelow) {
-    releaseLocked("free_below_1MiB");
-  } else {
-    allocateLocked(s.free_bytes);
-  }
+  allocateLocked(s.free_bytes);
   return measureLocked();
 }
 

@@ -5,12 +5,13 @@
 // - Below `min_free_bytes` free, refusal() says why, and new submissions are
 //   refused with that detail (503); cancels, resets and reads go on.
 // - The reserve is a preallocated ballast file (`disk-reserve` in the
-//   directory, `reserve_bytes` long). When a job fills the disk to the last
-//   byte, the ballast is released (less than kReleaseBelow free, or a store
-//   commit failed for lack of space: releaseReserve()), so the commits of
-//   cancels and resets still find room. It is allocated again once
-//   `min_free_bytes + reserve_bytes` are free; until then its size counts as
-//   used, so submissions stay refused while the reserve is spent.
+//   directory, `reserve_bytes` long). When a job has filled the disk to the
+//   last byte and a store commit fails for lack of space, the store releases
+//   it (releaseReserve()) and commits again, so cancels and resets still
+//   find room. Released only then, not when free space merely runs low: a
+//   job still writing would take the reserve itself. It is allocated again
+//   once `min_free_bytes + reserve_bytes` are free; until then its size
+//   counts as used, so submissions stay refused while the reserve is spent.
 //
 // Thread-safe. refusal() and state() only statvfs; check() may allocate the
 // ballast (blocking file-system work): call it off the event loop.
@@ -45,16 +46,14 @@ struct DiskState {
 
 class DiskGuard {
  public:
-  // Less than this free and the ballast goes (the disk is as good as full).
-  static constexpr std::uint64_t kReleaseBelow = 1024 * 1024;
   static constexpr const char* kBallastName = "disk-reserve";
 
   explicit DiskGuard(DiskGuardOptions options);
   DiskGuard(const DiskGuard&) = delete;
   DiskGuard& operator=(const DiskGuard&) = delete;
 
-  // Measures, releases the ballast when the disk is (nearly) full, allocates
-  // it again when there is room. Blocking: not on the event loop.
+  // Measures, and allocates the ballast when it is missing and there is
+  // room. Blocking: not on the event loop.
   DiskState check();
   // Gives the ballast's space back to the file system; true when it freed
   // something. Called by the store when a commit fails with SQLITE_FULL.
