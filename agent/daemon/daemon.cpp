@@ -54,9 +54,9 @@ void collectStorageMetrics(metrics::Registry& r, const RetentionSweeper& retenti
   r.counter("phonefarm_retention_sweeps_total", "Retention sweeps finished.").set(static_cast<double>(rs.sweeps));
   const char* rows_help = "Rows deleted by retention, by table.";
   const std::pair<const char*, std::int64_t> rows[] = {
-      {"processes", rs.rows.processes},       {"queue_items", rs.rows.queue_items},
-      {"executions", rs.rows.executions},     {"cancel_audit", rs.rows.cancel_audit},
-      {"escalations", rs.rows.escalations},   {"phone_resets", rs.rows.phone_resets}};
+      {"processes", rs.rows.processes},     {"queue_items", rs.rows.queue_items},
+      {"executions", rs.rows.executions},   {"cancel_audit", rs.rows.cancel_audit},
+      {"escalations", rs.rows.escalations}, {"phone_resets", rs.rows.phone_resets}};
   for (const auto& [table, n] : rows) {
     r.counter("phonefarm_retention_rows_deleted_total", rows_help, {{"table", table}}).set(static_cast<double>(n));
   }

@@ -37,7 +37,11 @@ RetentionSweeper::RetentionSweeper(RetentionOptions options, store::Store& store
   options_.batch = std::max<std::size_t>(options_.batch, 1);
 }
 
-void RetentionSweeper::start() { sweep(); }
+void RetentionSweeper::start() {
+  // Not at once: start-up (re-adoption, the first requests) has the store first.
+  timer_ = loop_.startTimer(std::chrono::duration_cast<std::chrono::milliseconds>(options_.config.sweep_interval),
+                            [this] { sweep(); });
+}
 
 void RetentionSweeper::stop() {
   stopped_ = true;
@@ -153,7 +157,8 @@ void RetentionSweeper::nextResets() {
   const WallMs before = processes_before_;
   const std::size_t limit = options_.batch;
   storeStep<store::RowsDeleted>(
-      "resets", [before, limit](store::Db& db) { return store::RetentionRepository(db).deleteOldResets(before, limit); },
+      "resets",
+      [before, limit](store::Db& db) { return store::RetentionRepository(db).deleteOldResets(before, limit); },
       [this, limit](store::RowsDeleted rows) {
         stats_.rows += rows;
         swept_ += rows;

@@ -1,7 +1,8 @@
 // RetentionSweeper: deletes what [retention] says has expired, in the
 // background and in small steps, so it never competes with the API for long.
 //
-// A sweep (at start, then every retention.sweep_interval_seconds) runs these
+// A sweep (every retention.sweep_interval_seconds, the first one that long
+// after start) runs these
 // phases one after the other, each a series of small store jobs:
 //  1. execution directories of executions that ended more than
 //     executions_days ago: the ids come from the store, the directories
@@ -39,8 +40,8 @@ namespace phonefarm {
 struct RetentionOptions {
   std::filesystem::path state_dir;
   RetentionConfig config;
-  std::size_t batch = 16;            // rows (processes, executions, resets) per store job
-  std::int64_t vacuum_pages = 256;   // pages per incremental_vacuum job (1 MiB at 4 KiB pages)
+  std::size_t batch = 16;               // rows (processes, executions, resets) per store job
+  std::int64_t vacuum_pages = 256;      // pages per incremental_vacuum job (1 MiB at 4 KiB pages)
   std::int64_t max_vacuum_jobs = 4096;  // per sweep: the rest waits for the next one
 };
 
@@ -61,7 +62,7 @@ class RetentionSweeper {
   RetentionSweeper(const RetentionSweeper&) = delete;
   RetentionSweeper& operator=(const RetentionSweeper&) = delete;
 
-  // Sweeps now, then every sweep_interval. On the loop thread.
+  // Sweeps every sweep_interval from now on. On the loop thread.
   void start();
   // No new sweep or phase starts (the one in flight ends at its next step).
   void stop();

@@ -196,7 +196,8 @@ void readRetention(TomlSection s, RetentionConfig& retention) {
 }
 
 void readStorage(TomlSection s, StorageConfig& storage) {
-  if (auto v = s.integer("min_free_bytes", 0, kMaxStorageBytes)) storage.min_free_bytes = static_cast<std::uint64_t>(*v);
+  if (auto v = s.integer("min_free_bytes", 0, kMaxStorageBytes))
+    storage.min_free_bytes = static_cast<std::uint64_t>(*v);
   if (auto v = s.integer("reserve_bytes", 0, kMaxStorageBytes)) storage.reserve_bytes = static_cast<std::uint64_t>(*v);
   s.rejectUnknown();
 }

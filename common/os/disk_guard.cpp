@@ -120,7 +120,8 @@ std::optional<std::string> DiskGuard::lowReasonLocked() {
   if (!s.low) return std::nullopt;
   std::string why = "Disk space low: " + mib(s.free_bytes) + " free on the file system of state_dir (" +
                     options_.dir.string() + "), below storage.min_free_bytes (" + mib(options_.min_free_bytes) + ")";
-  if (s.reserve_released) why += "; the store's reserve is in use until " + mib(options_.reserve_bytes) + " more are free";
+  if (s.reserve_released)
+    why += "; the store's reserve is in use until " + mib(options_.reserve_bytes) + " more are free";
   return why + ". New work is refused; cancels, resets and reads still work";
 }
 

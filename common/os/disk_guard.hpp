@@ -34,9 +34,9 @@ struct DiskGuardOptions {
 };
 
 struct DiskState {
-  std::uint64_t free_bytes = 0;   // available to the agent (statvfs f_bavail)
-  std::uint64_t total_bytes = 0;  // size of the file system
-  bool low = false;               // submissions are refused
+  std::uint64_t free_bytes = 0;    // available to the agent (statvfs f_bavail)
+  std::uint64_t total_bytes = 0;   // size of the file system
+  bool low = false;                // submissions are refused
   std::uint64_t reserve_held = 0;  // bytes of the ballast allocated now
   bool reserve_released = false;   // the ballast was given up and is not back yet
   std::uint64_t reserve_releases = 0;

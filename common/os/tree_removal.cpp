@@ -131,7 +131,8 @@ struct TreeRemover {
 Result<RemovedTree> removeTree(const std::filesystem::path& path) {
   const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
   const std::string name = path.filename().string();
-  if (name.empty() || name == "." || name == "..") return makeError(ErrorKind::kInvalid, "not a tree: " + path.string());
+  if (name.empty() || name == "." || name == "..")
+    return makeError(ErrorKind::kInvalid, "not a tree: " + path.string());
   // Up to the tree's parent the path is the agent's own (state_dir/...).
   FileDescriptor parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent_fd) {
@@ -143,7 +144,8 @@ Result<RemovedTree> removeTree(const std::filesystem::path& path) {
   if (!top) {
     if (errno == ENOENT) return RemovedTree{};
     if (errno == ENOTDIR || errno == ELOOP) {
-      if (!remover.unlinkCounted(parent_fd.get(), name, 0) && errno != ENOENT) remover.fail("unlink " + path.string(), errno);
+      if (!remover.unlinkCounted(parent_fd.get(), name, 0) && errno != ENOENT)
+        remover.fail("unlink " + path.string(), errno);
     }
   } else {
     remover.top_fd_ = top->get();

@@ -154,8 +154,7 @@ void switchToIncrementalVacuum(Db& db, std::string_view sql) {
     db.exec(sql);
   } catch (const SqliteError& e) {
     if (!e.isUnavailable()) throw;
-    spdlog::error("store.vacuum_deferred error=\"{}\" auto_vacuum stays off until a start with room for it",
-                  e.what());
+    spdlog::error("store.vacuum_deferred error=\"{}\" auto_vacuum stays off until a start with room for it", e.what());
     return;
   }
   const auto ms =

@@ -87,11 +87,12 @@ TEST_F(DiskGuard, AJobFillingTheDiskStopsNewWorkButNotCancelsReadsOrTheStore) {
   EXPECT_LT(freeBytes(), kMiB) << "the job did not fill the disk";
 
   // New work: 503, and the detail says why.
-  boost::json::object body{{"process_id", "refused"},
-                           {"phone_id", "phone_02"},
-                           {"account_id", "a"},
-                           {"queue_items", boost::json::array{boost::json::object{
-                                               {"command", boost::json::array{(jobsDir() / "post.sh").string()}}}}}};
+  boost::json::object body{
+      {"process_id", "refused"},
+      {"phone_id", "phone_02"},
+      {"account_id", "a"},
+      {"queue_items",
+       boost::json::array{boost::json::object{{"command", boost::json::array{(jobsDir() / "post.sh").string()}}}}}};
   auto refused = call("POST", "/processes", boost::json::serialize(body));
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_NE(refused.body.find("Disk space low"), std::string::npos) << refused.body;

@@ -52,11 +52,12 @@ TEST_F(Retention, DeletesFinishedWorkAndItsLockedFilesButNothingThatRuns) {
   const fs::path outside = outDir() / "outside";
   fs::create_directories(outside);
   writeFile(outside / "precious", "keep me", 0644);
-  const std::string locker = writeJob("locker.sh",
-                                      "#!/bin/sh\n"
-                                      "echo hello\n"
-                                      "mkdir -p locked/inner && echo x > locked/inner/f && chmod 000 locked/inner locked\n"
-                                      "ln -s \"$1\" escape\n");
+  const std::string locker =
+      writeJob("locker.sh",
+               "#!/bin/sh\n"
+               "echo hello\n"
+               "mkdir -p locked/inner && echo x > locked/inner/f && chmod 000 locked/inner locked\n"
+               "ln -s \"$1\" escape\n");
   submitWork("done", {{locker, outside.string()}});
   waitForStatus("done", "succeeded");
   const fs::path done_dir = executionDir("done");

@@ -8,10 +8,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <future>
-#include <algorithm>
 #include <vector>
 
 #include "common/store/execution_repository.hpp"
@@ -106,8 +106,7 @@ class RetentionRepositoryTest : public ::testing::Test {
   }
 
   RowsDeleted sweep(std::size_t limit = 100) {
-    return run<RowsDeleted>(
-        [limit](Db& db) { return RetentionRepository(db).deleteExpiredProcesses(kCutoff, limit); });
+    return run<RowsDeleted>([limit](Db& db) { return RetentionRepository(db).deleteExpiredProcesses(kCutoff, limit); });
   }
 
   std::filesystem::path dir_;
@@ -155,8 +154,8 @@ TEST_F(RetentionRepositoryTest, ExecutionsWithFilesAreTheEndedOnesOldestFirst) {
   addProcess("open", ProcessStatus::kRunning, ItemStatus::kExecuting, 1'000, false, false);
   addProcess("young", ProcessStatus::kSucceeded, ItemStatus::kSucceeded, kNew, true, false);
   addProcess("gone", ProcessStatus::kSucceeded, ItemStatus::kSucceeded, 1'000, true, true);
-  auto ids = run<std::vector<std::string>>(
-      [](Db& db) { return RetentionRepository(db).executionsWithFiles(kCutoff, 10); });
+  auto ids =
+      run<std::vector<std::string>>([](Db& db) { return RetentionRepository(db).executionsWithFiles(kCutoff, 10); });
   EXPECT_EQ(ids, (std::vector<std::string>{"b-e0", "a-e0"}));
   run<int>([](Db& db) {
     RetentionRepository(db).markFilesRemoved({"b-e0", "a-e0"}, kNew);
@@ -167,13 +166,13 @@ TEST_F(RetentionRepositoryTest, ExecutionsWithFilesAreTheEndedOnesOldestFirst) {
 
 TEST_F(RetentionRepositoryTest, KeepsEachPhonesLatestReset) {
   run<int>([](Db& db) {
-    for (const auto& [id, phone, at, ended] : std::vector<std::tuple<const char*, const char*, WallMs, bool>>{
-             {"r1", "phone_01", 1'000, true},
-             {"r2", "phone_01", 2'000, true},
-             {"r3", "phone_02", 1'000, true},
-             {"r4", "phone_03", 1'000, false},
-             {"r5", "phone_03", 1'500, true},
-             {"r6", "phone_01", kNew, true}}) {
+    for (const auto& [id, phone, at, ended] :
+         std::vector<std::tuple<const char*, const char*, WallMs, bool>>{{"r1", "phone_01", 1'000, true},
+                                                                         {"r2", "phone_01", 2'000, true},
+                                                                         {"r3", "phone_02", 1'000, true},
+                                                                         {"r4", "phone_03", 1'000, false},
+                                                                         {"r5", "phone_03", 1'500, true},
+                                                                         {"r6", "phone_01", kNew, true}}) {
       db.prepare(
             "INSERT INTO phone_resets (reset_id, phone_id, trigger, status, requested_at, ended_at) "
             "VALUES (?1, ?2, 'technician', 'succeeded', ?3, ?4)")
@@ -248,8 +247,8 @@ TEST_F(RetentionRepositoryTest, OneBatchHoldsTheWriterForMilliseconds) {
   }
   EXPECT_EQ(deleted, 2'500);
   std::sort(all.begin(), all.end());
-  std::printf("retention: jobs deleting 16 of 10,000 processes: median %.2f ms, longest %.2f ms\n",
-              all[all.size() / 2], worst_ms);
+  std::printf("retention: jobs deleting 16 of 10,000 processes: median %.2f ms, longest %.2f ms\n", all[all.size() / 2],
+              worst_ms);
   EXPECT_LT(worst_ms, 50.0);
 }
 

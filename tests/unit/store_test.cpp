@@ -135,10 +135,12 @@ class StoreTest : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
-TEST_F(StoreTest, FreshDatabaseIsMigratedToV1WithEveryTable) {
+TEST_F(StoreTest, FreshDatabaseIsMigratedToTheLatestVersionWithEveryTable) {
   Store store(options());
-  EXPECT_EQ(store.schemaVersion(), 1);
-  EXPECT_EQ(queryInt(store, "PRAGMA user_version"), 1);
+  const int latest = static_cast<int>(migrations().size());
+  EXPECT_EQ(store.schemaVersion(), latest);
+  EXPECT_EQ(queryInt(store, "PRAGMA user_version"), latest);
+  EXPECT_EQ(queryInt(store, "PRAGMA auto_vacuum"), 2);  // INCREMENTAL
   for (const char* table :
        {"processes", "queue_items", "executions", "cancel_audit", "escalations", "phones", "phone_resets"}) {
     EXPECT_EQ(
@@ -155,7 +157,7 @@ TEST_F(StoreTest, ReopeningKeepsDataAndDoesNotRerunMigrations) {
   }
   // A re-run of v1 would fail on CREATE TABLE (constructor throws) or drop data.
   Store store(options());
-  EXPECT_EQ(store.schemaVersion(), 1);
+  EXPECT_EQ(store.schemaVersion(), static_cast<int>(migrations().size()));
   EXPECT_EQ(countPhones(store, "phone_01"), 1);
 }
 
