@@ -43,7 +43,11 @@ struct TreeRemover {
     const int read_errno = errno;
     ::closedir(dir);
     if (read_errno != 0) fail("readdir " + where, read_errno);
-    for (const auto& [name, type] : names) removeEntry(fd, name, type, where + "/" + name, depth);
+    for (const auto& [name, type] : names) {
+      std::string path = where;
+      path.append("/").append(name);
+      removeEntry(fd, name, type, path, depth);
+    }
   }
 
   // Removes one entry of the directory `parent_fd`.

@@ -126,8 +126,8 @@ CREATE INDEX processes_by_updated ON processes (updated_at);
 // The file gives back what retention deletes: with auto_vacuum = INCREMENTAL
 // the store frees pages in small steps (PRAGMA incremental_vacuum) instead of
 // a VACUUM that rewrites the whole file. Switching an existing database takes
-// one full VACUUM (about 2.4 s at 10^6 processes, see the README), which
-// cannot run inside a transaction.
+// one full VACUUM (6-13 s at 10^6 processes on a 2-core VM; README,
+// "Disk and retention"), which cannot run inside a transaction.
 constexpr std::string_view kV3 = R"sql(-- no transaction
 PRAGMA auto_vacuum = INCREMENTAL;
 VACUUM;
