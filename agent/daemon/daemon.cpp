@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/json/serialize.hpp>
@@ -23,6 +24,7 @@
 #include "agent/exec/containment.hpp"
 #include "agent/exec/executor.hpp"
 #include "agent/exec/process_group_killer.hpp"
+#include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
 #include "agent/phone/adb_client.hpp"
@@ -323,6 +325,16 @@ int Daemon::run() {
   RetentionOptions retention_options;
   retention_options.state_dir = std::filesystem::absolute(config_.state_dir);
   retention_options.config = config_.retention;
+  // Not root, the agent cannot delete what only the work user may (its
+  // subdirectories): that part is done as run_as (exec/tree_removal_as_user).
+  retention_options.remove_tree = [this, shim = exec_options.shim_binary](const std::filesystem::path& dir) {
+    auto removed = os::removeTree(dir);
+    if (removed || ::geteuid() == 0) return removed;
+    auto again = exec::removeTreeAsUser(shim, config_.work.run_as, dir);
+    if (again) return again;
+    return Result<os::RemovedTree>(
+        makeError(again.error().kind, removed.error().message + "; " + again.error().message));
+  };
   RetentionSweeper retention(retention_options, store, clock, loop, retention_worker);
   services.submit_refusal = [&disk] { return disk.refusal(); };
   services.not_ready_reason = [&disk] { return disk.lowReason(); };

@@ -35,6 +35,8 @@ RetentionSweeper::RetentionSweeper(RetentionOptions options, store::Store& store
                                    os::EventLoop& loop, phone::BlockingRunner& worker)
     : options_(std::move(options)), store_(store), clock_(clock), loop_(loop), worker_(worker) {
   options_.batch = std::max<std::size_t>(options_.batch, 1);
+  if (!options_.remove_tree)
+    options_.remove_tree = [](const std::filesystem::path& dir) { return os::removeTree(dir); };
 }
 
 void RetentionSweeper::start() {
@@ -99,45 +101,46 @@ void RetentionSweeper::removeDirectories(std::vector<std::string> ids) {
   // Off the loop: a job may have left a huge tree behind.
   // The worker job touches only the loop (which outlives everything), never
   // `this`: the sweeper may be gone by the time a long removal returns.
-  worker_.run([this, &loop = loop_, ids = std::move(ids), state_dir = options_.state_dir] {
-    auto outcomes = std::make_shared<std::vector<DirOutcome>>();
-    for (const auto& id : ids) {
-      DirOutcome outcome{id, {}, {}};
-      for (const auto& dir : exec::executionDirectories(state_dir, id)) {
-        auto removed = os::removeTree(dir);
-        if (!removed) {
-          if (!outcome.error) outcome.error = removed.error().message;
-          continue;
+  worker_.run(
+      [this, &loop = loop_, ids = std::move(ids), state_dir = options_.state_dir, remove = options_.remove_tree] {
+        auto outcomes = std::make_shared<std::vector<DirOutcome>>();
+        for (const auto& id : ids) {
+          DirOutcome outcome{id, {}, {}};
+          for (const auto& dir : exec::executionDirectories(state_dir, id)) {
+            auto removed = remove(dir);
+            if (!removed) {
+              if (!outcome.error) outcome.error = removed.error().message;
+              continue;
+            }
+            outcome.removed.entries += removed->entries;
+            outcome.removed.bytes += removed->bytes;
+          }
+          outcomes->push_back(std::move(outcome));
         }
-        outcome.removed.entries += removed->entries;
-        outcome.removed.bytes += removed->bytes;
-      }
-      outcomes->push_back(std::move(outcome));
-    }
-    loop.post([this, ids, outcomes] {
-      for (const auto& o : *outcomes) {
-        stats_.dir_bytes += o.removed.bytes;
-        if (o.error) {
-          // Marked as removed all the same: one directory that cannot go
-          // must not hold back every later one (nor its process's rows).
-          ++stats_.dir_failures;
-          spdlog::error("retention.dir_failed execution_id={} error=\"{}\"", o.execution_id, *o.error);
-        } else {
-          ++stats_.dirs_removed;
-          ++swept_dirs_;
-        }
-      }
-      const bool more = ids.size() >= options_.batch;
-      const WallMs now = clock_.wallNowMs();
-      storeStep<int>(
-          "executions",
-          [ids, now](store::Db& db) {
-            store::RetentionRepository(db).markFilesRemoved(ids, now);
-            return 0;
-          },
-          [this, more](int) { more ? nextExecutions() : nextProcesses(); });
-    });
-  });
+        loop.post([this, ids, outcomes] {
+          for (const auto& o : *outcomes) {
+            stats_.dir_bytes += o.removed.bytes;
+            if (o.error) {
+              // Marked as removed all the same: one directory that cannot go
+              // must not hold back every later one (nor its process's rows).
+              ++stats_.dir_failures;
+              spdlog::error("retention.dir_failed execution_id={} error=\"{}\"", o.execution_id, *o.error);
+            } else {
+              ++stats_.dirs_removed;
+              ++swept_dirs_;
+            }
+          }
+          const bool more = ids.size() >= options_.batch;
+          const WallMs now = clock_.wallNowMs();
+          storeStep<int>(
+              "executions",
+              [ids, now](store::Db& db) {
+                store::RetentionRepository(db).markFilesRemoved(ids, now);
+                return 0;
+              },
+              [this, more](int) { more ? nextExecutions() : nextProcesses(); });
+        });
+      });
 }
 
 void RetentionSweeper::nextProcesses() {

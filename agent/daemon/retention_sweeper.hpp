@@ -32,6 +32,7 @@
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
 #include "common/os/event_loop.hpp"
+#include "common/os/tree_removal.hpp"
 #include "common/store/retention_repository.hpp"
 #include "common/store/store.hpp"
 
@@ -43,6 +44,8 @@ struct RetentionOptions {
   std::size_t batch = 16;               // rows (processes, executions, resets) per store job
   std::int64_t vacuum_pages = 256;      // pages per incremental_vacuum job (1 MiB at 4 KiB pages)
   std::int64_t max_vacuum_jobs = 4096;  // per sweep: the rest waits for the next one
+  // Removes one directory tree (on the worker thread); os::removeTree when unset.
+  std::function<Result<os::RemovedTree>(const std::filesystem::path&)> remove_tree;
 };
 
 struct RetentionStats {

@@ -132,13 +132,16 @@ struct TreeRemover {
 
 }  // namespace
 
-Result<RemovedTree> removeTree(const std::filesystem::path& path) {
+namespace {
+
+Result<RemovedTree> remove(const std::filesystem::path& path, bool keep_top) {
   const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
   const std::string name = path.filename().string();
   if (name.empty() || name == "." || name == "..")
     return makeError(ErrorKind::kInvalid, "not a tree: " + path.string());
-  // Up to the tree's parent the path is the agent's own (state_dir/...).
-  FileDescriptor parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // Up to the tree's parent the path is the agent's own (state_dir/...);
+  // O_PATH: the parent need only be searchable, not readable.
+  FileDescriptor parent_fd(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!parent_fd) {
     if (errno == ENOENT) return RemovedTree{};
     return sysError("open " + parent.string());
@@ -147,9 +150,10 @@ Result<RemovedTree> removeTree(const std::filesystem::path& path) {
   auto top = remover.openDirectory(parent_fd.get(), name, path.string());
   if (!top) {
     if (errno == ENOENT) return RemovedTree{};
-    if (errno == ENOTDIR || errno == ELOOP) {
-      if (!remover.unlinkCounted(parent_fd.get(), name, 0) && errno != ENOENT)
+    if ((errno == ENOTDIR || errno == ELOOP) && !keep_top) {
+      if (!remover.unlinkCounted(parent_fd.get(), name, 0) && errno != ENOENT) {
         remover.fail("unlink " + path.string(), errno);
+      }
     }
   } else {
     remover.top_fd_ = top->get();
@@ -160,7 +164,9 @@ Result<RemovedTree> removeTree(const std::filesystem::path& path) {
       if (!remover.moved_up_) break;
     }
     top->reset();
-    if (::unlinkat(parent_fd.get(), name.c_str(), AT_REMOVEDIR) == 0) {
+    if (keep_top) {
+      // done: only the contents were asked for
+    } else if (::unlinkat(parent_fd.get(), name.c_str(), AT_REMOVEDIR) == 0) {
       ++remover.removed_.entries;
     } else if (errno != ENOENT) {
       remover.fail("rmdir " + path.string(), errno);
@@ -169,5 +175,11 @@ Result<RemovedTree> removeTree(const std::filesystem::path& path) {
   if (remover.error_) return *remover.error_;
   return remover.removed_;
 }
+
+}  // namespace
+
+Result<RemovedTree> removeTree(const std::filesystem::path& path) { return remove(path, false); }
+
+Result<RemovedTree> removeTreeContents(const std::filesystem::path& path) { return remove(path, true); }
 
 }  // namespace phonefarm::os

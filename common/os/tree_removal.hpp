@@ -26,5 +26,8 @@ struct RemovedTree {
 // (its target untouched). The error names the first entry that could not be
 // removed; what could be removed is gone either way.
 Result<RemovedTree> removeTree(const std::filesystem::path& path);
+// Everything under the directory `path`, which itself stays (for a helper
+// that may empty a directory but not unlink it from its parent).
+Result<RemovedTree> removeTreeContents(const std::filesystem::path& path);
 
 }  // namespace phonefarm::os
