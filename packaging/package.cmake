@@ -44,7 +44,8 @@ foreach(source IN ITEMS ${PHONEFARM_PACKAGING_BINARY_DIR}/changelog.Debian ${PHO
 endforeach()
 add_custom_target(phonefarm_package_docs ALL DEPENDS ${PHONEFARM_COMPRESSED_DOCS})
 
-install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.service DESTINATION /lib/systemd/system)
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.service ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.socket
+        DESTINATION /lib/systemd/system)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.sysusers.conf DESTINATION lib/sysusers.d
         RENAME phonefarm-agent.conf)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.tmpfiles.conf DESTINATION lib/tmpfiles.d

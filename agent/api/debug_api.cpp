@@ -29,7 +29,8 @@ namespace {
 namespace json = boost::json;
 
 json::object configJson(const AgentConfig& c) {
-  json::object http{{"header_timeout_seconds", c.http.header_timeout.count()},
+  json::object http{{"first_request_timeout_seconds", c.http.first_request_timeout.count()},
+                    {"header_timeout_seconds", c.http.header_timeout.count()},
                     {"idle_timeout_seconds", c.http.idle_timeout.count()},
                     {"request_timeout_seconds", c.http.request_timeout.count()},
                     {"max_body_bytes", c.http.max_body_bytes},

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -25,7 +26,8 @@ bool isPlainName(std::string_view name) {
 }  // namespace
 
 Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::string_view execution_id,
-                                  std::string_view stream, std::uint64_t offset, uid_t owner, std::size_t max_bytes) {
+                                  std::string_view stream, std::uint64_t offset, const std::vector<uid_t>& owners,
+                                  std::size_t max_bytes) {
   if (!isPlainName(execution_id)) return makeError(ErrorKind::kInternal, "bad execution id");
   const std::string file_name = stream == "stderr" ? "stderr.log" : "stdout.log";
   LogChunk chunk;
@@ -64,10 +66,10 @@ Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::s
     return makeError(ErrorKind::kConflict, file_name + " of execution " + exec_name + " is not a regular file");
   }
   // A hard link to someone else's file (where fs.protected_hardlinks is off)
-  // shows up as an owner other than the work user.
-  if (st.st_uid != owner) {
+  // shows up as another owner.
+  if (std::find(owners.begin(), owners.end(), st.st_uid) == owners.end()) {
     return makeError(ErrorKind::kConflict,
-                     file_name + " of execution " + exec_name + " is not owned by the user the execution ran as");
+                     file_name + " of execution " + exec_name + " is not owned by the agent or the work user");
   }
   chunk.exists = true;
   chunk.size = static_cast<std::uint64_t>(st.st_size);

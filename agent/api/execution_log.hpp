@@ -1,12 +1,13 @@
 // readExecutionLog: a byte range of an execution's stdout.log or stderr.log
-// (state_dir/executions/<execution_id>/, written by the exec shim as the
-// work user). That directory belongs to the work user, so whatever is in it
-// is the job's choice: a symlink to /etc/shadow, a FIFO, a hard link to a
-// root-only file. The files are therefore opened relative to the directory
-// descriptor, without following symlinks at either step (O_NOFOLLOW), without
-// blocking (O_NONBLOCK), and read only when fstat says they are regular files
-// owned by the user the work runs as (`[work] run_as`, who the shim writes
-// them as; the directory itself may belong to the agent).
+// in its control directory (state_dir/executions/<execution_id>/, the
+// agent's, 0700; the exec shim opens the logs there as the agent's user and
+// hands the command only the descriptors). Executions started by an agent
+// before the control/work split had that directory writable by the work
+// user, so the files are still opened relative to the directory descriptor,
+// without following symlinks at either step (O_NOFOLLOW), without blocking
+// (O_NONBLOCK), and read only when fstat says they are regular files owned
+// by one of `owners` (the agent's uid; the work user's for those older
+// executions).
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -32,7 +34,7 @@ struct LogChunk {
 // chunk (the execution has not written it yet); a file the job replaced by
 // something else is kConflict; other failures kInternal.
 Result<LogChunk> readExecutionLog(const std::filesystem::path& state_dir, std::string_view execution_id,
-                                  std::string_view stream, std::uint64_t offset, uid_t owner,
+                                  std::string_view stream, std::uint64_t offset, const std::vector<uid_t>& owners,
                                   std::size_t max_bytes = kMaxLogChunkBytes);
 
 }  // namespace phonefarm::api

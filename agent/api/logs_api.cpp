@@ -12,6 +12,7 @@
 // I/O thread (one pread of at most 1 MiB) by readExecutionLog, which does
 // not follow what the job may have put in its directory.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <limits>
 #include <vector>
@@ -53,13 +54,13 @@ Validated<LogsQuery> parseLogsQuery(std::string_view query) {
   return q;
 }
 
-// The work user's uid: the owner the log files must have.
-Result<uid_t> userId(const std::string& name) {
-  auto user = os::lookupUser(name);
-  if (!user || !*user) {
-    return makeError(ErrorKind::kInternal, "run_as user '" + name + "' not found: cannot check who wrote the logs");
-  }
-  return (*user)->uid;
+// Who may own the log files: the agent (the exec shim opens them as the
+// agent's user) and, for executions of agents before the control/work split,
+// the work user.
+std::vector<uid_t> logOwners(const std::string& run_as) {
+  std::vector<uid_t> owners{::geteuid()};
+  if (auto user = os::lookupUser(run_as); user && *user) owners.push_back((*user)->uid);
+  return owners;
 }
 
 struct ItemRun {
@@ -93,9 +94,8 @@ void ApiHandler::getItemLogs(const CallPtr& call, std::string process_id, std::s
           if (!run) return call->reply(errorResponse(run.error()));
           LogChunk chunk;
           if (run->execution_id) {
-            const auto owner = userId(s_.config.work.run_as);
-            if (!owner) return call->reply(errorResponse(owner.error()));
-            auto read = readExecutionLog(s_.config.state_dir, *run->execution_id, q.stream, q.offset, *owner);
+            auto read = readExecutionLog(s_.config.state_dir, *run->execution_id, q.stream, q.offset,
+                                         logOwners(s_.config.work.run_as));
             if (!read) {
               if (read.error().kind == ErrorKind::kConflict) {
                 spdlog::warn("logs.refused execution_id={} reason=\"{}\"", *run->execution_id, read.error().message);

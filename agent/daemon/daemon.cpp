@@ -18,6 +18,8 @@
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
+#include "agent/daemon/file_limit.hpp"
+#include "agent/daemon/listen_socket.hpp"
 #include "agent/daemon/retention_sweeper.hpp"
 #include "agent/daemon/state_dir_lock.hpp"
 #include "agent/exec/command_policy.hpp"
@@ -167,8 +169,10 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
 
   const http::HttpServerStats hs = server.stats();
   counter("phonefarm_http_connections_accepted_total", "HTTP connections accepted.", hs.accepted);
-  counter("phonefarm_http_connections_rejected_total", "HTTP connections closed at once (max_connections).",
-          hs.rejected_over_cap);
+  counter("phonefarm_http_connections_rejected_total",
+          "HTTP connections closed at once (max_connections, every connection busy).", hs.rejected_over_cap);
+  counter("phonefarm_http_connections_evicted_total",
+          "Idle HTTP connections closed to admit a new one at max_connections.", hs.evicted_idle);
   gauge("phonefarm_http_active_connections", "Open HTTP connections.", static_cast<double>(hs.active_connections));
 }
 
@@ -227,6 +231,10 @@ void runLoopThread(os::AsioEventLoop& loop) {
 
 int Daemon::run() {
   std::signal(SIGPIPE, SIG_IGN);
+  // First: the passed socket becomes close-on-exec before anything can start
+  // a child, and a mismatched address stops the agent before it touches state.
+  const std::optional<int> activated = takeActivatedListener(config_.listen);
+  ensureFileLimit(config_.http.max_connections);
   // A prefix the work user can write would let a job swap a command between
   // its check and its exec: refuse to start (check-config says the same).
   if (auto writable = exec::checkPrefixesNotWritableBy(config_.work.allowed_command_prefixes, config_.work.run_as)) {
@@ -265,6 +273,7 @@ int Daemon::run() {
 
   std::unique_ptr<api::ApiHandler> api;
   auto server_options = http::makeHttpServerOptions(config_.listen, config_.http);
+  server_options.listen_fd = activated.value_or(-1);
   server_options.preflight = [&api](const http::HttpRequest& head) { return api->preflight(head); };
   http::HttpServer server(
       loop, std::move(server_options),

@@ -1,22 +1,29 @@
-// The exec shim (see the header). Order of work: become the run_as user
-// with no capability left, chdir to the exec dir, point fds 0-2 at /dev/null
-// and the two logs, block the forwarded signals and read them from a
-// signalfd, fork+execve the command, forward signals to it through its pidfd
-// until it exits, then write status.json atomically. Everything between fork
-// and execve in the child is async-signal-safe, as the shim may run in a fork
-// of a larger process (the unit tests run it that way).
+// The exec shim (see the header). Order of work: resolve run_as, take the
+// env file, point fds 0-2 at /dev/null and the two logs in the control dir,
+// block the forwarded signals and read them from a signalfd, fork; the child
+// drops to run_as, proves it, chdirs to the work dir and execs the command,
+// while the shim keeps only CAP_KILL and forwards signals to the command
+// through its pidfd until it exits, then writes status.json atomically.
+// Everything between fork and execve in the child is async-signal-safe, as
+// the shim may run in a fork of a larger process (the unit tests run it so).
 #include "agent/exec/exec_shim.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -25,7 +32,6 @@
 #include <utility>
 #include <vector>
 
-#include "agent/exec/capabilities.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/signal_names.hpp"
 #include "common/clock.hpp"
@@ -54,65 +60,181 @@ bool hasNul(std::string_view s) { return s.find('\0') != std::string_view::npos;
 
 std::string uidText(uid_t uid) { return std::to_string(uid); }
 
-// Becomes the run_as user for good, whoever started the shim: root (an agent
-// run as root), an unprivileged agent holding CAP_SETUID and CAP_SETGID
-// (systemd User=phonefarm with ambient capabilities), or run_as itself (tests,
-// manual runs). Refuses root and unknown users. setuid() clears capabilities
-// only when it leaves uid 0, so the shim clears them itself; then it proves
-// the drop (ids, groups, /proc/self/status, no way back) before any of the
-// work runs.
-Status becomeRunAsUser(const std::string& user) {
+// Who the command becomes, resolved before the fork: the child may only make
+// async-signal-safe calls, so no lookups there.
+struct Identity {
+  std::string user;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  bool already = false;  // the shim's caller is run_as already (tests, manual runs)
+  uid_t caller_uid = 0;  // the shim's effective uid, named in errors
+};
+
+Result<Identity> resolveIdentity(const std::string& user) {
   auto entry = os::lookupUser(user);
   if (!entry) return entry.error();
   if (!*entry) return invalid("run_as user '" + user + "' does not exist");
   const os::UserEntry& account = **entry;
   if (account.uid == 0) return invalid("refusing to run work as root (run_as user '" + user + "' has uid 0)");
-
-  uid_t caller_ruid = 0, caller_euid = 0, caller_suid = 0;
-  ::getresuid(&caller_ruid, &caller_euid, &caller_suid);
-  const bool already_run_as = caller_ruid == account.uid && caller_euid == account.uid && caller_suid == account.uid;
-  if (!already_run_as) {
-    auto cannot = [&](const std::string& call) {
-      const int err = errno;
-      return os::sysError("running as uid " + uidText(caller_euid) + ", cannot switch to run_as user '" + user +
-                              "' (uid " + uidText(account.uid) + "; needs root or CAP_SETUID and CAP_SETGID): " + call,
-                          err);
-    };
-    // Groups before uid: once setuid has run there is no privilege left to
-    // change them, and the caller's supplementary groups must not leak into
-    // the work.
-    if (::initgroups(user.c_str(), account.gid) != 0) return cannot("initgroups");
-    if (::setgid(account.gid) != 0) return cannot("setgid " + std::to_string(account.gid));
-    if (::setuid(account.uid) != 0) return cannot("setuid " + uidText(account.uid));
+  if (account.gid == 0) return invalid("refusing to run work with group root (run_as user '" + user + "' has gid 0)");
+  Identity id;
+  id.user = user;
+  id.uid = account.uid;
+  id.gid = account.gid;
+  for (const gid_t g : os::groupsOf(user, account.gid)) {
+    if (g == 0) return invalid("refusing to run work in group root (run_as user '" + user + "' is a member)");
+    id.groups.push_back(g);
   }
-  if (auto dropped = dropAllCapabilities(); !dropped) return dropped.error();
+  uid_t r = 0, e = 0, s = 0;
+  ::getresuid(&r, &e, &s);
+  id.already = r == account.uid && e == account.uid && s == account.uid;
+  id.caller_uid = e;
+  return id;
+}
+
+// Why the command's child did not exec, sent to the shim through a pipe.
+enum class ChildStep : int { kGroups = 1, kGid, kUid, kCapabilities, kVerify, kRegain, kNoNewPrivs, kChdir, kExec };
+
+struct ChildFailure {
+  ChildStep step = ChildStep::kExec;
+  int err = 0;
+  // kVerify: what was left (capability words, or ids).
+  std::uint64_t inheritable = 0, permitted = 0, effective = 0, ambient = 0;
+  uid_t ids[3] = {};
+  gid_t gids[3] = {};
+};
+
+// Everything the child needs, prepared before the fork.
+struct ChildPlan {
+  const Identity* identity = nullptr;
+  const char* work_dir = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  int error_fd = -1;
+};
+
+[[noreturn]] void childFail(const ChildPlan& plan, ChildFailure failure) {
+  if (::write(plan.error_fd, &failure, sizeof failure) < 0) {
+    // Nothing to do: the shim then sees exit 127 without a reason.
+  }
+  ::_exit(127);
+}
+
+[[noreturn]] void childFail(const ChildPlan& plan, ChildStep step, int err) {
+  ChildFailure failure;
+  failure.step = step;
+  failure.err = err;
+  childFail(plan, failure);
+}
+
+// The child between fork and execve: async-signal-safe calls only. It drops
+// to run_as for good and proves it (ids, capability sets, no way back)
+// before any of the work runs; then chdir, clean signal state, exec.
+[[noreturn]] void execCommand(const ChildPlan& plan) {
+  const Identity& id = *plan.identity;
+  if (!id.already) {
+    // Groups before uid: once setuid has run there is no privilege left to
+    // change them, and the caller's supplementary groups must not leak.
+    if (::setgroups(id.groups.size(), id.groups.data()) != 0) childFail(plan, ChildStep::kGroups, errno);
+    if (::setresgid(id.gid, id.gid, id.gid) != 0) childFail(plan, ChildStep::kGid, errno);
+    if (::setresuid(id.uid, id.uid, id.uid) != 0) childFail(plan, ChildStep::kUid, errno);
+  }
+  // setuid() clears capabilities only when it leaves uid 0; a caller holding
+  // ambient ones (the agent under systemd) would pass them on.
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    childFail(plan, ChildStep::kCapabilities, errno);
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[2] = {};
+  if (::syscall(SYS_capset, &header, none) != 0) childFail(plan, ChildStep::kCapabilities, errno);
 
   // Verify instead of trusting the calls: a partial drop must stop the work.
-  uid_t ruid = 0, euid = 0, suid = 0;
-  gid_t rgid = 0, egid = 0, sgid = 0;
-  ::getresuid(&ruid, &euid, &suid);
-  ::getresgid(&rgid, &egid, &sgid);
-  if (ruid != account.uid || euid != account.uid || suid != account.uid) {
-    return invalid("uids are " + uidText(ruid) + "/" + uidText(euid) + "/" + uidText(suid) + " after dropping to '" +
-                   user + "' (uid " + uidText(account.uid) + ")");
+  ChildFailure check;
+  check.step = ChildStep::kVerify;
+  __user_cap_data_struct data[2] = {};
+  __user_cap_header_struct get_header{_LINUX_CAPABILITY_VERSION_3, 0};
+  if (::syscall(SYS_capget, &get_header, data) != 0) childFail(plan, ChildStep::kCapabilities, errno);
+  check.inheritable = data[0].inheritable | (std::uint64_t{data[1].inheritable} << 32);
+  check.permitted = data[0].permitted | (std::uint64_t{data[1].permitted} << 32);
+  check.effective = data[0].effective | (std::uint64_t{data[1].effective} << 32);
+  for (int cap = 0; cap < 64; ++cap) {
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) check.ambient |= std::uint64_t{1} << cap;
   }
-  if (rgid == 0 || egid == 0 || sgid == 0) {
-    return invalid("privileges still include root after dropping to '" + user + "' (gid 0)");
+  ::getresuid(&check.ids[0], &check.ids[1], &check.ids[2]);
+  ::getresgid(&check.gids[0], &check.gids[1], &check.gids[2]);
+  bool wrong = check.inheritable != 0 || check.permitted != 0 || check.effective != 0 || check.ambient != 0;
+  for (int i = 0; i < 3; ++i) wrong = wrong || check.ids[i] != id.uid || check.gids[i] != id.gid;
+  gid_t groups[NGROUPS_MAX];
+  const int ngroups = ::getgroups(NGROUPS_MAX, groups);
+  for (int i = 0; i < ngroups; ++i) wrong = wrong || groups[i] == 0;
+  if (wrong) childFail(plan, check);
+  if (::setuid(0) == 0 || (id.caller_uid != id.uid && ::setuid(id.caller_uid) == 0)) {
+    childFail(plan, ChildStep::kRegain, 0);
   }
-  const int ngroups = ::getgroups(0, nullptr);
-  std::vector<gid_t> groups(ngroups > 0 ? static_cast<std::size_t>(ngroups) : 0);
-  if (ngroups > 0 && ::getgroups(ngroups, groups.data()) != ngroups) return os::sysError("getgroups");
-  for (const gid_t gid : groups) {
-    if (gid == 0) return invalid("privileges still include root after dropping to '" + user + "' (group 0)");
+  // No setuid binary or file capability can give any of it back.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(plan, ChildStep::kNoNewPrivs, errno);
+  if (::chdir(plan.work_dir) != 0) childFail(plan, ChildStep::kChdir, errno);
+
+  // Handlers are reset by execve anyway, but SIG_IGN and the blocked mask are
+  // inherited; the command starts from the defaults whatever the agent had.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
   }
-  if (auto none = checkNoCapabilities(); !none) return none.error();
-  if (::setuid(0) == 0) return invalid("could regain root after dropping to '" + user + "'");
-  for (const uid_t caller : {caller_ruid, caller_euid, caller_suid}) {
-    if (caller != account.uid && ::setuid(caller) == 0) {
-      return invalid("could switch back to uid " + uidText(caller) + " after dropping to '" + user + "'");
+  sigset_t empty;
+  ::sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  // Whatever fds leaked into the shim do not reach the work.
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::execve(plan.argv[0], plan.argv, plan.envp);
+  childFail(plan, ChildStep::kExec, errno);
+}
+
+std::string hex(std::uint64_t value) {
+  char buf[17] = {};
+  std::to_chars(buf, buf + 16, value, 16);
+  return buf;
+}
+
+// The shim's words for a child that did not get to exec the command.
+std::string describeFailure(const ChildFailure& f, const Identity& id) {
+  const std::string cannot = "running as uid " + uidText(id.caller_uid) + ", cannot switch to run_as user '" + id.user +
+                             "' (uid " + uidText(id.uid) + "; needs root or CAP_SETUID and CAP_SETGID): ";
+  std::string why = std::strerror(f.err);
+  switch (f.step) {
+    case ChildStep::kGroups:
+      return cannot + "setgroups: " + why;
+    case ChildStep::kGid:
+      return cannot + "setgid " + std::to_string(id.gid) + ": " + why;
+    case ChildStep::kUid:
+      return cannot + "setuid " + uidText(id.uid) + ": " + why;
+    case ChildStep::kCapabilities:
+      return "clearing every capability: " + why;
+    case ChildStep::kVerify: {
+      std::string left;
+      const std::pair<const char*, std::uint64_t> sets[] = {
+          {"CapInh", f.inheritable}, {"CapPrm", f.permitted}, {"CapEff", f.effective}, {"CapAmb", f.ambient}};
+      for (const auto& [name, value] : sets) {
+        if (value != 0) left += std::string(left.empty() ? "" : ", ") + name + "=" + hex(value);
+      }
+      if (!left.empty()) return "capabilities left after dropping them: " + left;
+      return "ids are uid " + uidText(f.ids[0]) + "/" + uidText(f.ids[1]) + "/" + uidText(f.ids[2]) + " gid " +
+             std::to_string(f.gids[0]) + "/" + std::to_string(f.gids[1]) + "/" + std::to_string(f.gids[2]) +
+             " after dropping to '" + id.user + "' (uid " + uidText(id.uid) + "), or a group is root";
     }
+    case ChildStep::kRegain:
+      return "could regain root or the caller's uid after dropping to '" + id.user + "'";
+    case ChildStep::kNoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS): " + why;
+    case ChildStep::kChdir:
+      return "chdir to the work directory: " + why;
+    case ChildStep::kExec:
+      break;
   }
-  return okStatus();
+  return why;
 }
 
 // Puts `fd` at `target` without the CLOEXEC flag, so the command inherits it.
@@ -126,14 +248,16 @@ Status moveFd(int fd, int target) {
   return okStatus();
 }
 
-// Opens in the cwd (the exec dir), as the run_as user so the files are theirs;
-// 0640 with run_as's group, which the agent is a member of, so it can read them.
-Status redirectStdio() {
+// The logs are the shim's (the agent's user), 0640, in the control dir: the
+// command writes to the descriptors it inherits and cannot rename, replace
+// or link them.
+Status redirectStdio(int control_fd) {
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) return os::sysError("open /dev/null");
-  const int out_fd = ::open(kStdoutLogName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  constexpr int kLogFlags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+  const int out_fd = ::openat(control_fd, kStdoutLogName, kLogFlags, 0640);
   if (out_fd < 0) return os::sysError(std::string("open ") + kStdoutLogName);
-  const int err_fd = ::open(kStderrLogName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  const int err_fd = ::openat(control_fd, kStderrLogName, kLogFlags, 0640);
   if (err_fd < 0) return os::sysError(std::string("open ") + kStderrLogName);
   // Opened lowest-free-first, so no later source fd can be an earlier target.
   for (auto [fd, target] : {std::pair{null_fd, 0}, std::pair{out_fd, 1}, std::pair{err_fd, 2}}) {
@@ -142,27 +266,54 @@ Status redirectStdio() {
   return okStatus();
 }
 
-// The child between fork and execve: async-signal-safe calls only.
-[[noreturn]] void execCommand(char* const argv[], char* const envp[], int error_fd) {
-  // Handlers are reset by execve anyway, but SIG_IGN and the blocked mask are
-  // inherited; the command starts from the defaults whatever the agent had.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  ::sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+// Reads and deletes control_dir/env: the values exist on disk only until the
+// shim has them.
+Result<std::vector<std::string>> takeEnvFile(int control_fd) {
+  os::FileDescriptor fd(::openat(control_fd, kEnvFileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return os::sysError(std::string("open ") + kEnvFileName);
+  ::unlinkat(control_fd, kEnvFileName, 0);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return os::sysError(std::string("fstat ") + kEnvFileName);
+  if (!S_ISREG(st.st_mode)) return invalid(std::string(kEnvFileName) + " is not a regular file");
+  if (st.st_uid != ::geteuid()) return invalid(std::string(kEnvFileName) + " is not the shim's own file");
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxEnvFileBytes)
+    return invalid(std::string(kEnvFileName) + " is too large");
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os::sysError(std::string("read ") + kEnvFileName);
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
   }
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // Whatever fds leaked into the shim do not reach the work.
-  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-  ::execve(argv[0], argv, envp);
-  const int err = errno;
-  if (::write(error_fd, &err, sizeof err) < 0) {
-    // Nothing to do: the parent then sees exit 127 without a reason.
+  text.resize(got);
+  std::vector<std::string> env;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    if (end == std::string_view::npos) return invalid(std::string(kEnvFileName) + " does not end with a NUL byte");
+    const std::string_view entry = rest.substr(0, end);
+    const auto eq = entry.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      return invalid(std::string(kEnvFileName) + " has an entry that is not K=V");
+    env.emplace_back(entry);
+    rest.remove_prefix(end + 1);
   }
-  ::_exit(127);
+  return env;
+}
+
+// After the fork: the shim keeps CAP_KILL alone (to forward stop signals to
+// a command of another uid), nothing that could change users or files.
+void keepOnlyKill() {
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return;
+  const bool kill = (data[CAP_KILL / 32].permitted & (1U << (CAP_KILL % 32))) != 0;
+  __user_cap_data_struct keep[2] = {};
+  if (kill) keep[CAP_KILL / 32].permitted = keep[CAP_KILL / 32].effective = 1U << (CAP_KILL % 32);
+  if (::syscall(SYS_capset, &header, keep) != 0) report(std::string("dropping capabilities: ") + std::strerror(errno));
 }
 
 std::vector<char*> cStrings(std::vector<std::string>& strings) {
@@ -176,24 +327,26 @@ std::vector<char*> cStrings(std::vector<std::string>& strings) {
 struct StartedCommand {
   pid_t pid = -1;
   os::FileDescriptor pidfd;
-  std::optional<int> exec_errno;  // set when execve failed in the child
+  std::optional<ChildFailure> failure;  // set when the child did not exec the command
 };
 
-Status startCommand(const ShimOptions& options, StartedCommand& started) {
+Status startCommand(const ShimOptions& options, const Identity& identity, std::vector<std::string> env,
+                    StartedCommand& started) {
   std::vector<std::string> argv_storage = options.argv;
-  std::vector<std::string> env_storage = options.env;
   const std::vector<char*> argv = cStrings(argv_storage);
-  const std::vector<char*> envp = cStrings(env_storage);
+  const std::vector<char*> envp = cStrings(env);
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2");
   os::FileDescriptor read_end(pipe_fds[0]);
+  const ChildPlan plan{&identity, options.work_dir.c_str(), argv.data(), envp.data(), pipe_fds[1]};
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(pipe_fds[1]);
     return os::sysError("fork");
   }
-  if (pid == 0) execCommand(argv.data(), envp.data(), pipe_fds[1]);
+  if (pid == 0) execCommand(plan);
   ::close(pipe_fds[1]);
+  keepOnlyKill();
   started.pid = pid;
   // Safe to open by pid: the child is ours and not reaped, so the pid cannot
   // have been reused. From here on signals go through the pidfd only.
@@ -205,13 +358,13 @@ Status startCommand(const ShimOptions& options, StartedCommand& started) {
     return os::sysError("pidfd_open", err);
   }
   started.pidfd.reset(pidfd);
-  // The pipe closes on a successful execve (CLOEXEC) or carries its errno.
-  int err = 0;
+  // The pipe closes on a successful execve (CLOEXEC) or carries the failure.
+  ChildFailure failure;
   ssize_t n = 0;
   do {
-    n = ::read(read_end.get(), &err, sizeof err);
+    n = ::read(read_end.get(), &failure, sizeof failure);
   } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof err)) started.exec_errno = err;
+  if (n == static_cast<ssize_t>(sizeof failure)) started.failure = failure;
   return okStatus();
 }
 
@@ -265,22 +418,30 @@ Result<siginfo_t> superviseCommand(const StartedCommand& command, int signal_fd)
 }
 
 int runShim(const ShimOptions& options) {
-  if (options.argv.empty() || !options.exec_dir.is_absolute()) {
+  if (options.argv.empty() || !options.control_dir.is_absolute() || !options.work_dir.is_absolute()) {
     report("options not validated by parseShimArgs");
     return kShimExitRefused;
   }
   // Writes to a log or to a pipe the agent has closed must not kill the shim;
   // the command gets SIGPIPE back at SIG_DFL in execCommand.
   ::signal(SIGPIPE, SIG_IGN);
-  if (auto st = becomeRunAsUser(options.run_as); !st) {
-    report(st.error().message);
+  auto identity = resolveIdentity(options.run_as);
+  if (!identity) {
+    report(identity.error().message);
     return kShimExitRefused;
   }
-  if (::chdir(options.exec_dir.c_str()) != 0) {
-    report("chdir " + options.exec_dir.string() + ": " + std::strerror(errno));
+  os::FileDescriptor control(::open(options.control_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!control) {
+    report("open " + options.control_dir.string() + ": " + std::strerror(errno));
     return kShimExitFailed;
   }
-  if (auto st = redirectStdio(); !st) {
+  auto env = takeEnvFile(control.get());
+  if (!env) {
+    report("the command's environment (" + options.control_dir.string() + "/" + kEnvFileName +
+           "): " + env.error().message);
+    return kShimExitRefused;
+  }
+  if (auto st = redirectStdio(control.get()); !st) {
     report(st.error().message);
     return kShimExitFailed;
   }
@@ -307,28 +468,33 @@ int runShim(const ShimOptions& options) {
   const SystemClock clock;
   StartedCommand command;
   const WallMs started_at = clock.wallNowMs();
-  if (auto st = startCommand(options, command); !st) {
+  if (auto st = startCommand(options, *identity, std::move(*env), command); !st) {
     report("starting " + options.argv.front() + ": " + st.error().message);
     return kShimExitFailed;
   }
-  auto info = command.exec_errno ? superviseCommand(command, -1) : superviseCommand(command, signal_fd.get());
+  const bool exec_failed = command.failure && command.failure->step == ChildStep::kExec;
+  auto info = command.failure ? superviseCommand(command, -1) : superviseCommand(command, signal_fd.get());
   if (!info) {
     report(info.error().message);
     return kShimExitFailed;
+  }
+  if (command.failure && !exec_failed) {
+    report(describeFailure(*command.failure, *identity));
+    return command.failure->step == ChildStep::kChdir ? kShimExitFailed : kShimExitRefused;
   }
   ExecStatus status;
   status.pid = command.pid;
   status.started_at = started_at;
   status.ended_at = clock.wallNowMs();
-  if (command.exec_errno) {
+  if (exec_failed) {
     status.exit_code = 127;
-    status.error = "exec " + options.argv.front() + ": " + std::strerror(*command.exec_errno);
+    status.error = "exec " + options.argv.front() + ": " + std::strerror(command.failure->err);
   } else if (info->si_code == CLD_EXITED) {
     status.exit_code = info->si_status;
   } else {
     status.signal = signalName(info->si_status);  // CLD_KILLED or CLD_DUMPED
   }
-  if (auto st = writeExecStatus(options.exec_dir, status); !st) {
+  if (auto st = writeExecStatus(options.control_dir, status); !st) {
     report("writing status: " + st.error().message);
     return kShimExitFailed;
   }
@@ -346,7 +512,8 @@ const std::vector<int>& shimForwardedSignals() {
 
 Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
   ShimOptions options;
-  bool have_dir = false;
+  bool have_control = false;
+  bool have_work = false;
   bool have_user = false;
   bool have_separator = false;
   std::size_t i = 0;
@@ -357,29 +524,32 @@ Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
       ++i;
       break;
     }
-    if (flag != "--exec-dir" && flag != "--run-as" && flag != "--env") return invalid("unknown option '" + flag + "'");
+    if (flag != "--control-dir" && flag != "--work-dir" && flag != "--run-as") {
+      return invalid("unknown option '" + flag + "'");
+    }
     if (i + 1 >= args.size()) return invalid(flag + " needs a value");
     const std::string& value = args[++i];
     if (hasNul(value)) return invalid(flag + " value contains a NUL byte");
-    if (flag == "--env") {
-      const auto eq = value.find('=');
-      if (eq == std::string::npos || eq == 0) return invalid("--env '" + value + "' is not K=V");
-      options.env.push_back(value);
-    } else if (flag == "--exec-dir") {
-      if (std::exchange(have_dir, true)) return invalid("--exec-dir given twice");
-      options.exec_dir = value;
+    if (flag == "--control-dir") {
+      if (std::exchange(have_control, true)) return invalid("--control-dir given twice");
+      options.control_dir = value;
+    } else if (flag == "--work-dir") {
+      if (std::exchange(have_work, true)) return invalid("--work-dir given twice");
+      options.work_dir = value;
     } else {
       if (std::exchange(have_user, true)) return invalid("--run-as given twice");
       options.run_as = value;
     }
   }
-  if (!have_dir) return invalid("--exec-dir is required");
-  if (!options.exec_dir.is_absolute()) return invalid("--exec-dir must be an absolute path");
+  if (!have_control) return invalid("--control-dir is required");
+  if (!options.control_dir.is_absolute()) return invalid("--control-dir must be an absolute path");
+  if (!have_work) return invalid("--work-dir is required");
+  if (!options.work_dir.is_absolute()) return invalid("--work-dir must be an absolute path");
   if (!have_user || options.run_as.empty()) return invalid("--run-as is required");
   if (!have_separator) return invalid("missing '--' before the command");
   options.argv.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
   if (options.argv.empty()) return invalid("no command after '--'");
-  // execve does no PATH search; a relative argv[0] would resolve against the exec dir.
+  // execve does no PATH search; a relative argv[0] would resolve against the work dir.
   if (!std::filesystem::path(options.argv.front()).is_absolute()) {
     return invalid("command '" + options.argv.front() + "' is not an absolute path");
   }
@@ -387,6 +557,33 @@ Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
     if (hasNul(arg)) return invalid("command argument contains a NUL byte");
   }
   return options;
+}
+
+Status writeShimEnvFile(const std::filesystem::path& control_dir, const std::vector<std::string>& env) {
+  std::string text;
+  for (const auto& entry : env) {
+    const auto eq = entry.find('=');
+    if (hasNul(entry) || eq == std::string::npos || eq == 0) return invalid("an environment entry is not K=V");
+    text.append(entry).push_back('\0');
+  }
+  if (text.size() > kMaxEnvFileBytes) return invalid("the environment is larger than 1 MiB");
+  os::FileDescriptor dir(::open(control_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return os::sysError("open " + control_dir.string());
+  ::unlinkat(dir.get(), kEnvFileName, 0);
+  os::FileDescriptor fd(::openat(dir.get(), kEnvFileName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return os::sysError("create " + (control_dir / kEnvFileName).string());
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const ssize_t n = ::write(fd.get(), rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::unlinkat(dir.get(), kEnvFileName, 0);
+      return os::sysError("write " + (control_dir / kEnvFileName).string(), err);
+    }
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return okStatus();
 }
 
 int runExecShim(const ShimOptions& options) {

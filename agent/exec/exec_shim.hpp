@@ -1,15 +1,22 @@
 // The exec shim: the leader process of every execution, run by the agent as
-// `phonefarm-agent exec-shim --exec-dir DIR --run-as USER [--env K=V]... -- CMD...`
-// inside the execution's cgroup. It drops to the work user, starts the
-// command with its output in DIR/stdout.log and DIR/stderr.log, forwards the
-// cooperative stop signals to it, waits for it and writes DIR/status.json
-// (exec_status.hpp). Whether started by root or by an unprivileged agent
-// holding CAP_SETUID/CAP_SETGID, it runs the command as run_as with every
-// capability set empty, or not at all (exit 125). It holds nothing of the agent's (no fds, no parent-death
-// signal), so work and its exit status outlive an agent restart. It does not
-// wait for grandchildren: the agent watches the cgroup for that.
+// `phonefarm-agent exec-shim --control-dir C --work-dir W --run-as USER -- CMD...`
+// inside the execution's cgroup. It is the command's supervisor and never
+// becomes run_as itself: it stays the agent's user, so the work can neither
+// signal, ptrace nor replace it, and what it records is what it saw from
+// waitid(). It reads the command's environment from C/env (0600, written by
+// the agent, deleted by the shim once read: values never sit on a command
+// line), opens C/stdout.log and C/stderr.log for the command's output, forks
+// the command, which alone drops to run_as (groups, gid, uid, every
+// capability, no_new_privs) and starts in W, forwards the cooperative stop
+// signals to it, waits for it and writes C/status.json (exec_status.hpp).
+// C is the agent's and 0700: the work cannot enter it. After the fork the
+// shim keeps no capability but CAP_KILL (to forward signals to another uid).
+// It holds nothing of the agent's (no fds, no parent-death signal), so work
+// and its exit status outlive an agent restart. It does not wait for
+// grandchildren: the agent watches the cgroup for that.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -24,9 +31,14 @@ inline constexpr const char* kExecShimSubcommand = "exec-shim";
 // was not written by this run.
 inline constexpr int kShimExitOk = 0;      // the command ran (or failed to exec); status.json written
 inline constexpr int kShimExitFailed = 1;  // a system failure in the shim; the cause is in stderr.log
-// Bad arguments, a refused identity (root, unknown user), or privileges it
-// could not drop (a capability left, a way back to the caller's uid).
+// Bad arguments, a refused identity (root, unknown user), or privileges the
+// command could not drop (a capability left, a way back to the caller's uid).
 inline constexpr int kShimExitRefused = 125;
+
+// The environment file in the control dir: "K=V" entries, each ended by a
+// NUL byte. At most kMaxEnvFileBytes.
+inline constexpr const char* kEnvFileName = "env";
+inline constexpr std::size_t kMaxEnvFileBytes = 1024 * 1024;
 
 // The stop signals a queue item may choose, plus the SIGCONT the agent sends
 // after them. The agent starts the shim with these blocked (SpawnRequest::
@@ -36,11 +48,14 @@ inline constexpr int kShimExitRefused = 125;
 const std::vector<int>& shimForwardedSignals();
 
 struct ShimOptions {
-  std::filesystem::path exec_dir;  // absolute; the agent's, group run_as's primary group, 0770
-  std::string run_as;              // user name; never resolves to root
-  std::vector<std::string> env;    // "K=V": the whole environment of the command
-  std::vector<std::string> argv;   // argv[0] absolute; no PATH search
+  std::filesystem::path control_dir;  // absolute; the agent's, 0700: env, logs, status.json
+  std::filesystem::path work_dir;     // absolute; the command's cwd: the agent's, group run_as, 0770
+  std::string run_as;                 // user name; never resolves to root
+  std::vector<std::string> argv;      // argv[0] absolute; no PATH search
 };
+
+// Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.
+Status writeShimEnvFile(const std::filesystem::path& control_dir, const std::vector<std::string>& env);
 
 // `args` are the arguments after "exec-shim". Flags may come in any order
 // before "--"; everything after "--" is the command.

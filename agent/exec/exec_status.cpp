@@ -169,8 +169,8 @@ Status writeExecStatus(const std::filesystem::path& exec_dir, const ExecStatus& 
   return writeFileAtomically(exec_dir, kStatusFileName, json::serialize(o) + "\n", 0640);
 }
 
-Status writeCancelFile(const std::filesystem::path& exec_dir, const boost::json::object& notice) {
-  return writeFileAtomically(exec_dir, kCancelFileName, json::serialize(notice) + "\n", 0644);
+Status writeCancelFile(const std::filesystem::path& dir, const boost::json::object& notice, mode_t mode) {
+  return writeFileAtomically(dir, kCancelFileName, json::serialize(notice) + "\n", mode);
 }
 
 }  // namespace phonefarm::exec

@@ -45,8 +45,11 @@ Result<std::optional<ExecStatus>> readExecStatus(const std::filesystem::path& ex
 // Atomically replaces exec_dir/status.json (mode 0640).
 Status writeExecStatus(const std::filesystem::path& exec_dir, const ExecStatus& status);
 
-// Atomically replaces exec_dir/cancel.json (mode 0644, so the unprivileged
-// command can read a notice written by the root agent).
-Status writeCancelFile(const std::filesystem::path& exec_dir, const boost::json::object& notice);
+// Atomically replaces dir/cancel.json with `mode`: 0600 for the agent's own
+// record in the control dir, 0444 for the read-only copy in the work dir,
+// which the command finds through PHONEFARM_CANCEL_FILE. The work dir is
+// writable by the work user: the temp file is created O_EXCL|O_NOFOLLOW
+// after an unlink, so nothing planted there can redirect or block the write.
+Status writeCancelFile(const std::filesystem::path& dir, const boost::json::object& notice, mode_t mode);
 
 }  // namespace phonefarm::exec

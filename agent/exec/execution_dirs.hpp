@@ -1,8 +1,9 @@
 // Where an execution keeps its files on disk: the one place that lists them,
-// for whatever removes them (retention). Today that is one directory,
-// state_dir/executions/<execution_id> (logs, status.json, cancel.json, and
-// the job's working directory); a directory added for executions (e.g. a
-// separate working directory) goes into executionDirectories() too.
+// for whatever removes them (retention). Today two directories: the control
+// dir state_dir/executions/<execution_id> (the agent's: logs, status.json,
+// the shim's env file) and the work dir state_dir/workdirs/<execution_id>
+// (the command's working directory, whatever the job wrote). A directory
+// added for executions goes into executionDirectories() too.
 #pragma once
 
 #include <filesystem>
@@ -11,8 +12,10 @@
 
 namespace phonefarm::exec {
 
-// state_dir/executions: the parent of every execution's own directory.
+// state_dir/executions: the parent of every execution's control dir.
 std::filesystem::path executionsDir(const std::filesystem::path& state_dir);
+// state_dir/workdirs: the parent of every execution's work dir.
+std::filesystem::path workDirsDir(const std::filesystem::path& state_dir);
 // Every directory that belongs to the execution, each removed whole when
 // the execution's files expire. `execution_id` must be a plain name (no '/').
 std::vector<std::filesystem::path> executionDirectories(const std::filesystem::path& state_dir,

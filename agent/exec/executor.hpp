@@ -156,7 +156,7 @@ class Executor final : public cancel::WorkTerminator {
   void applyRecovery(Recovery recovery);
   void checkIdle();
   std::vector<std::string> commandEnv(const StartedItem& started, const std::string& execution_id,
-                                      const std::filesystem::path& exec_dir) const;
+                                      const std::filesystem::path& work_dir) const;
   Execution* find(const std::string& item_id);
 
   ExecutorOptions options_;

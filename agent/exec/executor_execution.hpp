@@ -36,7 +36,8 @@ struct Executor::Execution {
   std::string item_id;
   std::string process_id;
   std::string phone_id;
-  std::filesystem::path dir;
+  std::filesystem::path dir;       // control: state_dir/executions/<id>, the agent's, 0700
+  std::filesystem::path work_dir;  // the command's cwd: state_dir/workdirs/<id>, group run_as, 0770
   std::string stop_signal;
   std::unique_ptr<Container> container;
   std::map<int, os::EventLoop::Id> watches;  // fd -> watch

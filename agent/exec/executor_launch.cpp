@@ -1,5 +1,5 @@
 // Starting an item's work once its start has committed (executor_slots.cpp):
-// the execution directory, the exec shim's command line and environment, the
+// the control and work directories, the env file, the exec shim's command line, the
 // container (containment.hpp), the leader recorded in the store, the timeout
 // timer; then the tree is watched (executor_watch.cpp). Also the Executor's
 // construction, which resolves [work] run_as and checks that the agent holds
@@ -28,21 +28,43 @@ using executor_detail::untilWall;
 
 namespace {
 
-// The agent owns the directory and gives it run_as's primary group, mode 0770:
-// the shim (as run_as) writes its logs and status.json there, 0640 with that
-// group, and the agent, a member of the group, reads them and writes
-// cancel.json, without CAP_DAC_OVERRIDE or CAP_CHOWN (changing a file's group
-// to one of our own groups needs no capability). No setgid bit: the unit's
-// RestrictSUIDSGID=yes refuses to set one.
-Status makeExecDir(const std::filesystem::path& dir, gid_t gid) {
+// The control directory: the agent's alone (0700). The exec shim, running as
+// the agent's user, reads its env file there and writes the logs and
+// status.json; the work cannot enter it.
+Status makeControlDir(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return os::sysError("creating " + dir.string());
+  os::FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return os::sysError("open " + dir.string());
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return os::sysError("stat " + dir.string());
+  if (st.st_uid != ::geteuid()) return makeError(ErrorKind::kConflict, dir.string() + " is not the agent's");
+  if (::fchmod(fd.get(), 0700) != 0) return os::sysError("chmod " + dir.string());
+  return okStatus();
+}
+
+// The work directory: the command's cwd and the place of its copy of the
+// cancel notice. The agent owns it and gives it run_as's primary group, mode
+// 0770, without CAP_CHOWN (changing a file's group to one of our own groups
+// needs no capability). No setgid bit: the unit's RestrictSUIDSGID=yes
+// refuses to set one. The agent never reads from it.
+Status makeWorkDir(const std::filesystem::path& dir, gid_t gid) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return os::sysError("creating " + dir.string());
   os::FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return os::sysError("open " + dir.string());
   if (::fchown(fd.get(), static_cast<uid_t>(-1), gid) != 0) {
     return os::sysError("chgrp " + dir.string() + " to gid " + std::to_string(gid));
   }
-  // After the chown: the umask must not narrow the mode the shim relies on.
+  // After the chown: the umask must not narrow the mode the work relies on.
   if (::fchmod(fd.get(), 0770) != 0) return os::sysError("chmod " + dir.string());
+  return okStatus();
+}
+
+// A parent directory the agent makes: `mode` applied whatever the umask.
+Status makeParent(const std::filesystem::path& dir, mode_t mode) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return makeError(ErrorKind::kInternal, "creating " + dir.string() + ": " + ec.message());
+  if (::chmod(dir.c_str(), mode) != 0) return os::sysError("chmod " + dir.string());
   return okStatus();
 }
 
@@ -98,7 +120,7 @@ Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& cl
 Executor::~Executor() = default;
 
 std::vector<std::string> Executor::commandEnv(const StartedItem& started, const std::string& execution_id,
-                                              const std::filesystem::path& exec_dir) const {
+                                              const std::filesystem::path& work_dir) const {
   std::vector<std::string> env;
   bool have_path = false;
   bool have_home = false;
@@ -120,7 +142,7 @@ std::vector<std::string> Executor::commandEnv(const StartedItem& started, const 
   env.push_back("PHONEFARM_QUEUE_ITEM_ID=" + started.item.queue_item_id);
   env.push_back("PHONEFARM_PHONE_ID=" + started.process.phone_id);
   env.push_back("PHONEFARM_ACCOUNT_ID=" + started.process.account_id);
-  env.push_back("PHONEFARM_CANCEL_FILE=" + (exec_dir / kCancelFileName).string());
+  env.push_back("PHONEFARM_CANCEL_FILE=" + (work_dir / kCancelFileName).string());
   env.push_back(marker(execution_id));
   return env;
 }
@@ -135,6 +157,7 @@ std::unique_ptr<Executor::Execution> Executor::newExecution(const std::string& e
   e->phone_id = phone_id;
   e->stop_signal = item.stop_signal;
   e->dir = options_.state_dir / "executions" / execution_id;
+  e->work_dir = options_.state_dir / "workdirs" / execution_id;
   return e;
 }
 
@@ -160,35 +183,43 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
     storeEnd(item_id);
   };
 
-  // The execution directory; the parent is traversable so the work can reach
-  // its cancel file.
-  std::error_code ec;
-  std::filesystem::create_directories(e->dir.parent_path(), ec);
-  if (ec) return fail("creating " + e->dir.parent_path().string() + ": " + ec.message());
-  ::chmod(e->dir.parent_path().c_str(), 0711);
-  if (auto made = makeExecDir(e->dir, gid_); !made) return fail(made.error().message);
+  // The control dir under a parent only the agent enters; the work dir
+  // under one the work user can traverse (0711) to reach its own.
+  if (auto made = makeParent(e->dir.parent_path(), 0700); !made) return fail(made.error().message);
+  if (auto made = makeControlDir(e->dir); !made) return fail(made.error().message);
+  if (auto made = makeParent(e->work_dir.parent_path(), 0711); !made) return fail(made.error().message);
+  if (auto made = makeWorkDir(e->work_dir, gid_); !made) return fail(made.error().message);
+
+  std::string command_path = started.item.command.front();
+  if (options_.allowed_command_prefixes) {
+    // Checked again now, maybe days after the submit: a symlink swapped in
+    // between, or a path through /proc/self/cwd, must not run something
+    // else. The resolved path is what runs (argv[0], so "$0" is real too).
+    auto resolved = resolveAllowedCommand(command_path, *options_.allowed_command_prefixes);
+    if (!resolved) return fail("refused at launch: " + resolved.error().message);
+    command_path = std::move(*resolved);
+  }
+  // The values go to a 0600 file in the control dir, never on a command line.
+  if (auto env = writeShimEnvFile(e->dir, commandEnv(started, execution_id, e->work_dir)); !env) {
+    return fail("writing the command's environment: " + env.error().message);
+  }
 
   LaunchRequest request;
   request.execution_id = execution_id;
   request.marker = marker(execution_id);
   request.env = {request.marker};
   request.blocked_signals = shimForwardedSignals();
-  request.argv = {
-      options_.shim_binary.string(), kExecShimSubcommand, "--exec-dir", e->dir.string(), "--run-as", options_.run_as};
-  for (auto& kv : commandEnv(started, execution_id, e->dir)) {
-    request.argv.emplace_back("--env");
-    request.argv.push_back(std::move(kv));
-  }
-  request.argv.emplace_back("--");
-  request.argv.insert(request.argv.end(), started.item.command.begin(), started.item.command.end());
-  if (options_.allowed_command_prefixes) {
-    // Checked again now, maybe days after the submit: a symlink swapped in
-    // between, or a path through /proc/self/cwd, must not run something
-    // else. The resolved path is what runs (argv[0], so "$0" is real too).
-    auto resolved = resolveAllowedCommand(started.item.command.front(), *options_.allowed_command_prefixes);
-    if (!resolved) return fail("refused at launch: " + resolved.error().message);
-    request.argv[request.argv.size() - started.item.command.size()] = std::move(*resolved);
-  }
+  request.argv = {options_.shim_binary.string(),
+                  kExecShimSubcommand,
+                  "--control-dir",
+                  e->dir.string(),
+                  "--work-dir",
+                  e->work_dir.string(),
+                  "--run-as",
+                  options_.run_as,
+                  "--",
+                  command_path};
+  request.argv.insert(request.argv.end(), started.item.command.begin() + 1, started.item.command.end());
 
   auto container = containment_.launch(request);
   if (!container) return fail(container.error().message);

@@ -63,7 +63,18 @@ cancel::TerminationResult Executor::apply(const cancel::CancelPlan& plan) {
                                  {"requested_by", plan.audit.requested_by},
                                  {"requested_at", formatRfc3339(plan.audit.requested_at)}};
       if (plan.force_at) notice["force_at"] = formatRfc3339(*plan.force_at);
-      auto file = writeCancelFile(e->dir, notice);
+      // The agent's record, then the command's read-only copy: whatever the
+      // work does to its copy changes nothing the agent acts on. An execution
+      // started before the control/work split has no work dir; its command
+      // reads the notice from the execution dir, as it did then.
+      std::error_code ec;
+      const bool split = std::filesystem::is_directory(e->work_dir, ec);
+      auto file = writeCancelFile(e->dir, notice, split ? 0600 : 0644);
+      if (file && split) {
+        if (auto copy = writeCancelFile(e->work_dir, notice, 0444); !copy) {
+          file = makeError(copy.error().kind, "the work's copy of the notice: " + copy.error().message);
+        }
+      }
       Status signalled = okStatus();
       if (e->stop_signal != "none") {
         if (auto sig = signalNumber(e->stop_signal)) {

@@ -78,7 +78,11 @@ bool environHas(pid_t pid, std::string_view marker) {
 }
 
 // The processes of the execution, among our descendants, that are alive.
-std::vector<ProcStat> findTree(const std::vector<ProcStat>& table, pid_t pgid, std::string_view marker) {
+// Group and session membership count only when the group id is trusted (its
+// leader verified): otherwise the id may have been recycled by another
+// execution's leader, and only the environment marker says what is ours.
+std::vector<ProcStat> findTree(const std::vector<ProcStat>& table, pid_t pgid, std::string_view marker,
+                               bool trust_group) {
   const pid_t self = ::getpid();
   std::unordered_map<pid_t, std::vector<const ProcStat*>> children;
   for (const auto& p : table) children[p.ppid].push_back(&p);
@@ -95,8 +99,9 @@ std::vector<ProcStat> findTree(const std::vector<ProcStat>& table, pid_t pgid, s
   std::unordered_set<pid_t> in_tree;
   std::vector<pid_t> frontier;
   for (const auto* p : descendants) {
-    const bool claimed = p->pgid == pgid || p->sid == pgid ||
-                         (p->ppid == self && !marker.empty() && !isDead(*p) && environHas(p->pid, marker));
+    const bool by_group = trust_group && (p->pgid == pgid || p->sid == pgid);
+    const bool claimed =
+        by_group || (!marker.empty() && !isDead(*p) && (p->ppid == self || !trust_group) && environHas(p->pid, marker));
     if (claimed && in_tree.insert(p->pid).second) frontier.push_back(p->pid);
   }
   while (!frontier.empty()) {
@@ -164,7 +169,7 @@ Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view enviro
   for (int round = 0; round < kMaxStopRounds; ++round) {
     ++report.rounds;
     bool settled = true;
-    for (const auto& p : findTree(scanProc(), pgid, environ_marker)) {
+    for (const auto& p : findTree(scanProc(), pgid, environ_marker, signal_group)) {
       if (pinned.count(p.pid) != 0) {
         settled = settled && isStopped(p);
         continue;
@@ -187,7 +192,7 @@ Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view enviro
   for (int round = 0; round < kMaxKillRounds; ++round) {
     ++report.rounds;
     bool found_new = false;
-    for (const auto& p : findTree(scanProc(), pgid, environ_marker)) {
+    for (const auto& p : findTree(scanProc(), pgid, environ_marker, signal_group)) {
       if (pinned.count(p.pid) != 0) continue;
       const auto pidfd = pinProcess(p);
       if (!pidfd) continue;

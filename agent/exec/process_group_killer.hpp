@@ -65,10 +65,12 @@ struct GroupKillReport {
 // "K=V" entry every process of this execution inherits (e.g. its
 // PHONEFARM_PROCESS_ID); empty = orphans are not claimed. Returns once the
 // kills are issued; the processes may still be exiting. Without
-// `signal_group` no killpg(2) is sent: only processes found in the agent's
-// own tree are killed, each through a pidfd. Callers pass false unless the
-// group's leader is verified (same pid and start time as stored, or an
-// unreaped child), since after pid reuse the id may name someone else's group.
+// `signal_group` no killpg(2) is sent and group or session membership claims
+// nothing: only processes of the agent's own tree that carry the marker (and
+// their descendants) are killed, each through a pidfd. Callers pass false
+// unless the group's leader is verified (same pid and start time as stored,
+// or an unreaped child), since after pid reuse the id may name someone
+// else's group, even another execution's.
 Result<GroupKillReport> killProcessGroupTree(pid_t pgid, std::string_view environ_marker = {},
                                              bool signal_group = true);
 

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -79,6 +80,7 @@ HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpC
   HttpServerOptions options;
   options.host = listen.host;
   options.port = listen.port;
+  options.first_request_timeout = http.first_request_timeout;
   options.header_timeout = http.header_timeout;
   options.idle_timeout = http.idle_timeout;
   options.request_timeout = http.request_timeout;
@@ -105,6 +107,7 @@ class HttpServer::Impl final : public detail::SessionHost {
 
   std::uint16_t start() {
     if (options_.tls) tls_ = loadTls(*options_.tls, "http.tls.loaded");
+    if (options_.listen_fd >= 0) return adoptListener(std::exchange(options_.listen_fd, -1));
     const tcp::endpoint endpoint(parseHost(options_.host), options_.port);
     const auto where = "http: listen on " + formatEndpoint(endpoint);
     const int fd = ::socket(endpoint.address().is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -122,7 +125,32 @@ class HttpServer::Impl final : public detail::SessionHost {
     acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::system_error(ec, where + ": listen");
     const auto bound = acceptor_.local_endpoint();
-    spdlog::info("http.listening addr={} tls={}", formatEndpoint(bound), tls_ ? "on" : "off");
+    spdlog::info("http.listening addr={} tls={} activated=no", formatEndpoint(bound), tls_ ? "on" : "off");
+    doAccept();
+    return bound.port();
+  }
+
+  // A socket systemd bound and listens on (daemon/listen_socket checked its
+  // address against `listen`).
+  std::uint16_t adoptListener(int fd) {
+    setCloseOnExec(fd);  // the work must never inherit (and accept on) it
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      const int error = errno;
+      ::close(fd);
+      throw std::system_error(error, std::generic_category(), "http: passed listening socket: getsockname");
+    }
+    const tcp protocol = addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+    error_code ec;
+    acceptor_.assign(protocol, fd, ec);
+    if (ec) {
+      ::close(fd);
+      throw std::system_error(ec, "http: passed listening socket: assign");
+    }
+    const auto bound = acceptor_.local_endpoint(ec);
+    if (ec) throw std::system_error(ec, "http: passed listening socket: local address");
+    spdlog::info("http.listening addr={} tls={} activated=yes", formatEndpoint(bound), tls_ ? "on" : "off");
     doAccept();
     return bound.port();
   }
@@ -143,8 +171,8 @@ class HttpServer::Impl final : public detail::SessionHost {
   }
 
   HttpServerStats stats() const {
-    return HttpServerStats{accepted_.load(), rejected_over_cap_.load(), requests_.load(), active_.load(),
-                           tls_handshake_failures_.load()};
+    return HttpServerStats{accepted_.load(), rejected_over_cap_.load(),     evicted_idle_.load(), requests_.load(),
+                           active_.load(),   tls_handshake_failures_.load()};
   }
 
   // SessionHost
@@ -156,9 +184,27 @@ class HttpServer::Impl final : public detail::SessionHost {
   void countTlsHandshakeFailure() override { ++tls_handshake_failures_; }
 
   void sessionEnded(detail::HttpSession& session) override {
-    sessions_.erase(&session);
+    const auto it = sessions_.find(&session);
+    if (it == sessions_.end()) return;
+    if (it->second.idle) idle_.erase(it->second.idle_pos);
+    sessions_.erase(it);
     active_ = sessions_.size();
     if (shutting_down_ && sessions_.empty()) finishShutdown();
+  }
+
+  void requestStarted(detail::HttpSession& session) override {
+    const auto it = sessions_.find(&session);
+    if (it == sessions_.end() || !it->second.idle) return;
+    idle_.erase(it->second.idle_pos);
+    it->second.idle = false;
+  }
+
+  void requestEnded(detail::HttpSession& session) override {
+    const auto it = sessions_.find(&session);
+    if (it == sessions_.end()) return;
+    if (it->second.idle) idle_.erase(it->second.idle_pos);
+    it->second.idle_pos = idle_.insert(idle_.end(), &session);
+    it->second.idle = true;
   }
 
  private:
@@ -185,6 +231,7 @@ class HttpServer::Impl final : public detail::SessionHost {
   void onAccept(error_code ec, tcp::socket socket) {
     if (shutting_down_) return;  // the acceptor is closed; a just-accepted socket closes with `socket`
     if (ec) return onAcceptError(ec);
+    if (sessions_.size() >= options_.max_connections && !idle_.empty()) evictIdleLongest();
     if (sessions_.size() >= options_.max_connections) {
       ++rejected_over_cap_;
       if (const long suppressed = cap_log_.admit(); suppressed >= 0) {
@@ -200,11 +247,26 @@ class HttpServer::Impl final : public detail::SessionHost {
     socket.set_option(tcp::no_delay(true), ignored);
     const auto remote = socket.remote_endpoint(ignored);
     auto session = detail::makeHttpSession(std::move(socket), *this, ignored ? "-" : formatEndpoint(remote), tls_);
-    sessions_.emplace(session.get(), session);
+    auto& slot = sessions_[session.get()];
+    slot.session = session;
+    slot.idle_pos = idle_.insert(idle_.end(), session.get());  // no request yet: idle since now
+    slot.idle = true;
     ++accepted_;
     active_ = sessions_.size();
     session->start();
     doAccept();
+  }
+
+  // As nginx reuses idle keep-alive connections: silent, dribbling and
+  // keep-alive clients cannot lock out one that has a request to make.
+  void evictIdleLongest() {
+    const std::shared_ptr<detail::HttpSession> victim = sessions_.at(idle_.front()).session;
+    ++evicted_idle_;
+    if (const long suppressed = evict_log_.admit(); suppressed >= 0) {
+      spdlog::info("http.connection.evicted reason=max_connections max={} peer={} evicted_total={} suppressed={}",
+                   options_.max_connections, victim->peer(), evicted_idle_.load(), suppressed);
+    }
+    victim->forceClose();  // sessionEnded() takes it out of sessions_ and idle_
   }
 
   // Accept errors never stop the acceptor: the daemon must stay reachable.
@@ -250,7 +312,7 @@ class HttpServer::Impl final : public detail::SessionHost {
   std::vector<std::shared_ptr<detail::HttpSession>> snapshotSessions() const {
     std::vector<std::shared_ptr<detail::HttpSession>> out;
     out.reserve(sessions_.size());
-    for (const auto& [ptr, session] : sessions_) out.push_back(session);
+    for (const auto& [ptr, slot] : sessions_) out.push_back(slot.session);
     return out;
   }
 
@@ -264,13 +326,22 @@ class HttpServer::Impl final : public detail::SessionHost {
   asio::steady_timer grace_timer_;
   // Strong references: a session waiting for its handler has no pending I/O
   // to keep it alive, and Responders only hold weak references.
-  std::unordered_map<detail::HttpSession*, std::shared_ptr<detail::HttpSession>> sessions_;
+  struct Slot {
+    std::shared_ptr<detail::HttpSession> session;
+    std::list<detail::HttpSession*>::iterator idle_pos;  // valid while idle
+    bool idle = false;
+  };
+  std::unordered_map<detail::HttpSession*, Slot> sessions_;
+  // The sessions without a request in flight, the one idle longest first.
+  std::list<detail::HttpSession*> idle_;
   bool shutting_down_ = false;
   bool stopped_ = false;
   LogRateLimit cap_log_;
+  LogRateLimit evict_log_;
   LogRateLimit accept_error_log_;
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> rejected_over_cap_{0};
+  std::atomic<std::uint64_t> evicted_idle_{0};
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> active_{0};
   std::atomic<std::uint64_t> tls_handshake_failures_{0};

@@ -28,7 +28,13 @@ namespace phonefarm::http {
 struct HttpServerOptions {
   std::string host = "127.0.0.1";  // IPv4/IPv6 literal or "localhost"
   std::uint16_t port = 0;          // 0 = an ephemeral port (tests)
-  // From the first byte of a request until its header is complete.
+  // A listening socket to serve on instead of binding host:port (systemd
+  // socket activation); the server takes ownership. -1 = bind it ourselves.
+  int listen_fd = -1;
+  // From the accept until the first request's header is complete (the TLS
+  // handshake included): one deadline, not extended by any activity.
+  std::chrono::milliseconds first_request_timeout{5'000};
+  // From the first byte of a later request until its header is complete.
   std::chrono::milliseconds header_timeout{10'000};
   // Waiting for the first byte of the next request on a keep-alive connection.
   std::chrono::milliseconds idle_timeout{60'000};
@@ -37,6 +43,9 @@ struct HttpServerOptions {
   // How long beginShutdown() waits for in-flight requests before force-closing.
   std::chrono::milliseconds shutdown_grace{5'000};
   std::size_t max_body_bytes = 65'536;
+  // At the cap a new connection closes the one idle longest (no request in
+  // flight: connected and silent, dribbling a header, or between keep-alive
+  // requests); it is refused only when every connection has a request in flight.
   std::size_t max_connections = 512;
   // Serve HTTPS with this certificate and key (read by start() and
   // reloadTls()); nullopt = plain HTTP.
@@ -50,7 +59,8 @@ HttpServerOptions makeHttpServerOptions(const ListenAddress& listen, const HttpC
 
 struct HttpServerStats {
   std::uint64_t accepted = 0;           // connections that became sessions
-  std::uint64_t rejected_over_cap = 0;  // closed at once because of max_connections
+  std::uint64_t rejected_over_cap = 0;  // closed at once: max_connections, none idle
+  std::uint64_t evicted_idle = 0;       // idle ones closed to admit a new one at max_connections
   std::uint64_t requests = 0;           // complete requests handed to the handler
   std::uint64_t active_connections = 0;
   std::uint64_t tls_handshake_failures = 0;  // failed or timed out (plain HTTP to a TLS port, old TLS, scanners)
@@ -71,11 +81,11 @@ class HttpServer final {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Loads the TLS certificate and key if configured (ConfigError naming the
-  // file when they are unusable), binds (SO_REUSEADDR), listens and starts
-  // accepting; logs `http.listening addr=HOST:PORT tls=on|off`. Returns the
-  // bound port (the ephemeral one when options.port is 0). Throws
-  // std::system_error naming the address. Call before the loop runs, or on
-  // its thread.
+  // file when they are unusable), binds (SO_REUSEADDR) and listens, or takes
+  // options.listen_fd, and starts accepting; logs `http.listening
+  // addr=HOST:PORT tls=on|off activated=yes|no`. Returns the bound port (the
+  // ephemeral one when options.port is 0). Throws std::system_error naming
+  // the address. Call before the loop runs, or on its thread.
   std::uint16_t start();
 
   // Re-reads the TLS certificate and key (SIGHUP). New connections use the new

@@ -10,11 +10,19 @@
 // close; everything else (limits, deadlines, keep-alive, logging) is shared.
 //
 // Deadlines, all through beast::tcp_stream (a timeout closes the socket):
-//   TLS handshake                      -> header_timeout
-//   idle (between keep-alive requests) -> idle_timeout (header_timeout before the first)
-//   first byte .. end of header        -> header_timeout (defeats slow-header clients)
+//   accept .. end of the first header  -> first_request_timeout, one deadline
+//                                         (TLS handshake, silence and a dribbled
+//                                         header all count against it)
+//   idle (between keep-alive requests) -> idle_timeout
+//   first byte .. end of a later header -> header_timeout (defeats slow-header clients)
 //   body, and writing the response     -> request_timeout
 //   waiting for the handler            -> none (the server's shutdown grace bounds it)
+//
+// The server counts a session as idle (evictable at max_connections) from
+// its accept, and again after each response, until a request's header is
+// complete (SessionHost::requestStarted/requestEnded). 401 and 403 answers
+// close the connection: a client without a valid token gets nothing from
+// keeping it.
 #include "agent/http/http_session.hpp"
 
 #include <spdlog/spdlog.h>
@@ -86,6 +94,7 @@ class BeastSession final : public HttpSession,
       : host_(host), tls_(std::move(tls)), stream_(makeStream(std::move(socket), tls_.get())), peer_(std::move(peer)) {}
 
   void start() override {
+    tcpLayer().expires_after(opts().first_request_timeout);
     if constexpr (kTls) {
       doHandshake();
     } else {
@@ -99,10 +108,13 @@ class BeastSession final : public HttpSession,
 
   void forceClose() override { closeNow(); }
 
+  const std::string& peer() const override { return peer_; }
+
   // Runs on the io_context thread (posted by ResponderState).
   void onResponse(HttpResponse response) override {
     if (state_ != State::kHandling) return;  // force-closed meanwhile
-    writeResponse(std::move(response), request_keep_alive_ && !host_.shuttingDown());
+    const bool refused = response.status == 401 || response.status == 403;
+    writeResponse(std::move(response), request_keep_alive_ && !refused && !host_.shuttingDown());
   }
 
  private:
@@ -123,8 +135,7 @@ class BeastSession final : public HttpSession,
   // Bounded like a request header: a client that connects and never finishes
   // the handshake (or speaks plain HTTP to us) must not hold a slot.
   void doHandshake() {
-    state_ = State::kHandshaking;
-    tcpLayer().expires_after(opts().header_timeout);
+    state_ = State::kHandshaking;  // under start()'s first-request deadline
     stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
       if (self->state_ == State::kClosed) return;
       if (ec) {
@@ -141,9 +152,9 @@ class BeastSession final : public HttpSession,
     state_ = State::kIdle;
     if (!skipLeadingEmptyLines()) return respondErrorAndClose(400, "Malformed HTTP request");
     if (buffer_.size() > 0) return doReadHeader();  // a pipelined request is already here
-    // A fresh connection gets only header_timeout to start talking: a client
-    // that connects and stays silent should not hold a slot for idle_timeout.
-    tcpLayer().expires_after(first_request_ ? opts().header_timeout : opts().idle_timeout);
+    // A fresh connection stays under start()'s first-request deadline: a
+    // client that connects and stays silent must not hold a slot for idle_timeout.
+    if (!first_request_) tcpLayer().expires_after(opts().idle_timeout);
     stream_.async_read_some(buffer_.prepare(kReadChunk),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (self->state_ == State::kClosed) return;
@@ -176,7 +187,7 @@ class BeastSession final : public HttpSession,
     parser_->header_limit(kHeaderLimit);
     // Also rejects a Content-Length above the limit as soon as the header is parsed.
     parser_->body_limit(opts().max_body_bytes);
-    tcpLayer().expires_after(opts().header_timeout);
+    if (!first_request_) tcpLayer().expires_after(opts().header_timeout);
     bhttp::async_read_header(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onHeader(ec); });
@@ -187,6 +198,7 @@ class BeastSession final : public HttpSession,
     if (ec) return onReadError(ec);
     first_request_ = false;
     leading_empty_bytes_ = 0;
+    host_.requestStarted(*this);
     if (auto refused = checkHead()) return respondErrorAndClose(refused->status, refused->detail);
     if (parser_->is_done()) return dispatch();
     state_ = State::kReadingBody;
@@ -358,6 +370,7 @@ class BeastSession final : public HttpSession,
     response_.reset();
     if (state_ == State::kClosed) return;
     if (ec) return closeNow();
+    host_.requestEnded(*this);  // idle again; lingering before a close counts too
     // Shutdown may have begun while a keep-alive response was being written.
     if (!keep_alive || host_.shuttingDown()) return closeAfterResponse();
     version_ = 11;

@@ -65,6 +65,11 @@ class SessionHost {
   virtual void countTlsHandshakeFailure() = 0;
   // The session has closed its socket; the host drops its reference.
   virtual void sessionEnded(HttpSession& session) = 0;
+  // A request's header is complete: the session is busy (not evictable)
+  // until requestEnded(). A new session starts idle.
+  virtual void requestStarted(HttpSession& session) = 0;
+  // Its response is written: idle again, the one idle shortest.
+  virtual void requestEnded(HttpSession& session) = 0;
 
  protected:
   ~SessionHost() = default;
@@ -79,8 +84,11 @@ class HttpSession {
   // The server is shutting down: close now if idle between requests;
   // otherwise finish the request in progress and close after its response.
   virtual void onServerShutdown() = 0;
-  // Shutdown grace expired: close whatever state we are in.
+  // Shutdown grace expired, or evicted at max_connections: close whatever
+  // state we are in.
   virtual void forceClose() = 0;
+  // "ip:port", for logs.
+  virtual const std::string& peer() const = 0;
 };
 
 // `peer` is "ip:port" for logs and HttpRequest::peer. With a `tls` context the

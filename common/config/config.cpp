@@ -81,6 +81,7 @@ void readHostPort(TomlSection& s, std::string_view key, bool allow_port_zero, st
 }
 
 void readHttp(TomlSection s, HttpConfig& http) {
+  s.seconds("first_request_timeout_seconds", kMaxHttpSeconds, http.first_request_timeout);
   s.seconds("header_timeout_seconds", kMaxHttpSeconds, http.header_timeout);
   s.seconds("idle_timeout_seconds", kMaxHttpSeconds, http.idle_timeout);
   s.seconds("request_timeout_seconds", kMaxHttpSeconds, http.request_timeout);

@@ -34,6 +34,10 @@ struct TlsFiles {
 };
 
 struct HttpConfig {
+  // A new connection's first request header must be complete within this,
+  // counted from the accept (TLS handshake included): a client that connects
+  // and stays silent, or dribbles, holds a slot only this long.
+  std::chrono::seconds first_request_timeout{5};
   std::chrono::seconds header_timeout{10};
   std::chrono::seconds idle_timeout{60};
   std::chrono::seconds request_timeout{30};

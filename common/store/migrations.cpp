@@ -115,9 +115,25 @@ CREATE TABLE phone_resets (
 CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, requested_at);
 )sql";
 
+// Job env values are secrets: they are kept only while the item may still
+// run. When an item reaches a terminal status its env keeps the names, each
+// value replaced by "", in the same transaction; items that ended before
+// this migration are scrubbed by it.
+constexpr std::string_view kV2ForgetEnvValues = R"sql(
+CREATE TRIGGER queue_items_forget_env_values
+AFTER UPDATE OF status ON queue_items
+WHEN NEW.status IN ('succeeded','failed','cancelled','skipped') AND NEW.env <> '{}'
+BEGIN
+  UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(NEW.env))
+  WHERE queue_item_id = NEW.queue_item_id;
+END;
+UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(queue_items.env))
+WHERE status IN ('succeeded','failed','cancelled','skipped') AND env <> '{}';
+)sql";
+
 // Retention (agent/daemon/retention_sweeper): which execution directories
 // are still on disk, and the oldest processes first.
-constexpr std::string_view kV2 = R"sql(
+constexpr std::string_view kV3Retention = R"sql(
 ALTER TABLE executions ADD COLUMN files_removed_at INTEGER;
 CREATE INDEX executions_files_pending ON executions (ended_at) WHERE files_removed_at IS NULL;
 CREATE INDEX processes_by_updated ON processes (updated_at);
@@ -128,12 +144,12 @@ CREATE INDEX processes_by_updated ON processes (updated_at);
 // a VACUUM that rewrites the whole file. Switching an existing database takes
 // one full VACUUM (6-13 s at 10^6 processes on a 2-core VM; README,
 // "Disk and retention"), which cannot run inside a transaction.
-constexpr std::string_view kV3 = R"sql(-- no transaction
+constexpr std::string_view kV4IncrementalVacuum = R"sql(-- no transaction
 PRAGMA auto_vacuum = INCREMENTAL;
 VACUUM;
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations{kV1, kV2, kV3};
+constexpr std::array<std::string_view, 4> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum};
 
 constexpr std::string_view kNoTransaction = "-- no transaction";
 
@@ -197,7 +213,7 @@ int migrate(Db& db) {
       throw;
     }
   }
-  if (!autoVacuumIncremental(db)) switchToIncrementalVacuum(db, kV3);
+  if (!autoVacuumIncremental(db)) switchToIncrementalVacuum(db, kV4IncrementalVacuum);
   return version;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # How long migration 3 (PRAGMA auto_vacuum = INCREMENTAL; VACUUM) takes on a
-# database at schema v2 holding N processes with one queue item each, run with
+# database at the schema before it (every earlier migration) holding N processes with one queue item each, run with
 # the system SQLite (the one the agent links). Usage:
 #   tests/bench/vacuum_migration.py [N=1000000] [DB=/var/tmp/pf-vacuum.db]
 # The database goes on a real disk (not a tmpfs /tmp); it is removed at the end.
@@ -12,11 +12,13 @@ src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../commo
 for f in (path, path + "-wal", path + "-shm"):
     if os.path.exists(f): os.remove(f)
 
-v1 = re.search(r'kV1 = R"sql\((.*?)\)sql"', src, re.S).group(1)
-v2 = re.search(r'kV2 = R"sql\((.*?)\)sql"', src, re.S).group(1)
+# Every migration before the VACUUM, in order.
+before = [sql for _, sql in re.findall(r'constexpr std::string_view (kV\w+) = R"sql\((.*?)\)sql"', src, re.S)
+          if not sql.startswith("-- no transaction")]
 c = sqlite3.connect(path, isolation_level=None)
 c.execute("PRAGMA journal_mode=WAL"); c.execute("PRAGMA synchronous=FULL")
-c.executescript(v1); c.executescript(v2)
+for sql in before:
+    c.executescript(sql)
 c.execute("BEGIN")
 for i in range(N):
     pid = "proc-%08d" % i

@@ -67,8 +67,13 @@ TEST_F(DaemonLifecycle, SighupReloadsTokens) {
   for (const auto& line : agent_->lines()) EXPECT_EQ(line.find("fresh-token"), std::string::npos) << line;
 }
 
+// A request after the first on a connection (the first one has
+// http.first_request_timeout_seconds: connection_fairness_test).
 TEST_F(DaemonLifecycle, SlowClientIsCutOffAtTheHeaderTimeout) {
   RawConnection slow("127.0.0.1", port_);
+  slow.sendAll("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string answer;
+  ASSERT_EQ(slow.recvSome(answer, 5s), RawConnection::Recv::kData);
   slow.sendAll("POST /processes HTTP/1.1\r\nHost: x\r\n");  // and never finishes the header
   const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(slow.waitClosed(300ms));

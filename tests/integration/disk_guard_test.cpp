@@ -117,7 +117,7 @@ TEST_F(DiskGuard, AJobFillingTheDiskStopsNewWorkButNotCancelsReadsOrTheStore) {
   EXPECT_NE(low.find("\nphonefarm_disk_refused_submissions_total 1\n"), std::string::npos) << low;
 
   // Space back: the reserve is allocated again and work is accepted.
-  for (const auto& entry : fs::recursive_directory_iterator(stateDir() / "executions")) {
+  for (const auto& entry : fs::recursive_directory_iterator(stateDir() / "workdirs")) {
     if (entry.path().filename() == "fill") fs::remove(entry.path());
   }
   EXPECT_TRUE(eventually([&] { return call("GET", "/readyz", "", kReadToken).status == 200; }));

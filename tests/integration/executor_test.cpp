@@ -58,6 +58,7 @@ TEST_F(Executor, RunsItemsInOrderAsNonRootInACgroupThatIsRemovedAfterwards) {
                                    "id -u > \"$1.uid\"\n"
                                    "cat /proc/self/cgroup > \"$1.cgroup\"\n"
                                    "env > \"$1.env\"\n"
+                                   "pwd > \"$1.pwd\"\n"
                                    "date +%s%N > \"$1.t\"\n");
   submitWork("order", {{job, out("a")}, {job, out("b")}});
   auto p = waitForStatus("order", "succeeded");
@@ -73,7 +74,11 @@ TEST_F(Executor, RunsItemsInOrderAsNonRootInACgroupThatIsRemovedAfterwards) {
   EXPECT_NE(env.find("PHONEFARM_QUEUE_ITEM_ID=order-q0\n"), std::string::npos) << env;
   EXPECT_NE(env.find("PHONEFARM_PHONE_ID=phone_01\n"), std::string::npos) << env;
   EXPECT_NE(env.find("PHONEFARM_ACCOUNT_ID=account_1\n"), std::string::npos) << env;
-  EXPECT_NE(env.find("PHONEFARM_CANCEL_FILE=" + (dir_.path() / "state/executions").string()), std::string::npos);
+  // It ran in its own work dir, where its copy of the cancel notice goes.
+  std::string pwd = waitForFile(outDir() / "a.pwd");
+  pwd.pop_back();
+  EXPECT_EQ(std::filesystem::path(pwd).parent_path(), dir_.path() / "state/workdirs");
+  EXPECT_NE(env.find("PHONEFARM_CANCEL_FILE=" + pwd + "/cancel.json\n"), std::string::npos) << env;
 
   // It ran in a leaf of our cgroup subtree, and that leaf is gone now.
   ASSERT_FALSE(cgroup_.empty()) << "no writable cgroup v2 on this host";

@@ -22,13 +22,16 @@ class Retention : public WorkFixture {
     return "[retention]\nprocesses_days = 0.00003\nexecutions_days = 0.00001\nsweep_interval_seconds = 1\n";
   }
 
-  fs::path executionDir(const std::string& process_id) {
+  std::string executionId(const std::string& process_id) {
     auto r = call("GET", "/processes/" + process_id + "/items/" + process_id + "-q0/logs", "", kReadToken);
     EXPECT_EQ(r.status, 200) << r.body;
     const std::string id = r.header("x-phonefarm-execution-id");
     EXPECT_FALSE(id.empty());
-    return dir_.path() / "state" / "executions" / id;
+    return id;
   }
+  // The execution's control dir (logs, status) and work dir (the job's cwd).
+  fs::path controlDir(const std::string& id) const { return dir_.path() / "state" / "executions" / id; }
+  fs::path workDir(const std::string& id) const { return dir_.path() / "state" / "workdirs" / id; }
 
   // Polls until `pred` holds; false at the deadline.
   static bool eventually(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(30)) {
@@ -60,9 +63,9 @@ TEST_F(Retention, DeletesFinishedWorkAndItsLockedFilesButNothingThatRuns) {
                "ln -s \"$1\" escape\n");
   submitWork("done", {{locker, outside.string()}});
   waitForStatus("done", "succeeded");
-  const fs::path done_dir = executionDir("done");
-  ASSERT_TRUE(fs::exists(done_dir / "stdout.log"));
-  ASSERT_TRUE(fs::exists(fs::symlink_status(done_dir / "escape")));
+  const std::string done_id = executionId("done");
+  ASSERT_TRUE(fs::exists(controlDir(done_id) / "stdout.log"));
+  ASSERT_TRUE(fs::exists(fs::symlink_status(workDir(done_id) / "escape")));
 
   // Running on phone_02 all along, with a process queued behind it and one
   // cancelled while queued (terminal: it goes, audit trail included).
@@ -72,11 +75,13 @@ TEST_F(Retention, DeletesFinishedWorkAndItsLockedFilesButNothingThatRuns) {
   submitWork("queued", {{locker, outside.string()}}, "phone_02");
   submitWork("cancelled", {{locker, outside.string()}}, "phone_02");
   ASSERT_EQ(call("POST", "/processes/cancelled/cancel", cancelBody(), kOperateToken).status, 200);
-  const fs::path running_dir = executionDir("running");
+  const std::string running_id = executionId("running");
 
-  EXPECT_TRUE(eventually([&] { return !fs::exists(fs::symlink_status(done_dir)); }))
-      << "execution directory " << done_dir << " still there\n"
-      << agent_->output();
+  for (const fs::path& dir : {controlDir(done_id), workDir(done_id)}) {
+    EXPECT_TRUE(eventually([&] { return !fs::exists(fs::symlink_status(dir)); }))
+        << "execution directory " << dir << " still there\n"
+        << agent_->output();
+  }
   EXPECT_TRUE(eventually([&] { return call("GET", "/processes/done", "", kReadToken).status == 404; }));
   EXPECT_TRUE(eventually([&] { return call("GET", "/processes/cancelled", "", kReadToken).status == 404; }));
   EXPECT_TRUE(fs::exists(outside / "precious"));  // the planted link was not followed
@@ -86,7 +91,8 @@ TEST_F(Retention, DeletesFinishedWorkAndItsLockedFilesButNothingThatRuns) {
   EXPECT_TRUE(eventually([&] { return metric("phonefarm_retention_sweeps_total") >= sweeps + 2; }));
   EXPECT_EQ(getProcess("running").at("status"), "running");
   EXPECT_EQ(getProcess("queued").at("status"), "queued");
-  EXPECT_TRUE(fs::exists(running_dir));
+  EXPECT_TRUE(fs::exists(controlDir(running_id)));
+  EXPECT_TRUE(fs::exists(workDir(running_id)));
 
   EXPECT_GE(metric(R"(phonefarm_retention_rows_deleted_total{table="processes"})"), 2);
   EXPECT_GE(metric(R"(phonefarm_retention_rows_deleted_total{table="cancel_audit"})"), 1);

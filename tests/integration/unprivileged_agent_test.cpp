@@ -253,8 +253,8 @@ TEST_F(UnprivilegedAgent, RunsWorkAsAnotherUserWithNoCapabilitiesInItsDelegatedC
   const std::string cg = waitForFile(outDir() / "who.cgroup");
   EXPECT_NE(cg.find(cgroup_.filename().string() + "/phonefarm-work/"), std::string::npos) << cg;
 
-  // The execution dir: the agent's, group nobody's, 0770; the shim's files
-  // nobody's, 0640.
+  // The control dirs: the agent's, 0700, and so are the shim's files in
+  // them (the shim never becomes nobody); no env file is left behind.
   const fs::path executions = stateDir() / "executions";
   std::size_t dirs = 0;
   for (const auto& e : fs::directory_iterator(executions)) {
@@ -262,12 +262,24 @@ TEST_F(UnprivilegedAgent, RunsWorkAsAnotherUserWithNoCapabilitiesInItsDelegatedC
     struct stat st {};
     ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, agent_id_) << e.path();
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << e.path();
+    for (const char* name : {"status.json", "stdout.log", "stderr.log"}) {
+      ASSERT_EQ(::stat((e.path() / name).c_str(), &st), 0) << name;
+      EXPECT_EQ(st.st_uid, agent_id_) << name;
+      EXPECT_EQ(st.st_mode & 07777, 0640u) << name;
+    }
+    EXPECT_FALSE(fs::exists(e.path() / "env"));
+  }
+  EXPECT_EQ(dirs, 2u);
+  // The work dirs: the agent's, group nobody's, 0770.
+  dirs = 0;
+  for (const auto& e : fs::directory_iterator(stateDir() / "workdirs")) {
+    ++dirs;
+    struct stat st {};
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, agent_id_) << e.path();
     EXPECT_EQ(st.st_gid, work_gid_) << e.path();
     EXPECT_EQ(st.st_mode & 07777, 0770u) << e.path();
-    ASSERT_EQ(::stat((e.path() / "status.json").c_str(), &st), 0);
-    EXPECT_EQ(st.st_uid, 65534u);
-    EXPECT_EQ(st.st_gid, work_gid_);
-    EXPECT_EQ(st.st_mode & 07777, 0640u);
   }
   EXPECT_EQ(dirs, 2u);
 }
@@ -337,14 +349,16 @@ TEST_F(UnprivilegedAgentRetention, DeletesWhatOnlyTheWorkUserCouldDelete) {
   waitForStatus("locker", "succeeded");
   auto logs = call("GET", "/processes/locker/items/locker-q0/logs", "", kReadToken);
   ASSERT_EQ(logs.status, 200) << logs.body;
-  const fs::path exec_dir = stateDir() / "executions" / logs.header("x-phonefarm-execution-id");
+  const fs::path exec_dir = stateDir() / "workdirs" / logs.header("x-phonefarm-execution-id");
   ASSERT_TRUE(fs::exists(exec_dir / "open" / "sub" / "f"));
+  const fs::path control_dir = stateDir() / "executions" / logs.header("x-phonefarm-execution-id");
 
   const auto deadline = std::chrono::steady_clock::now() + seconds(30);
   while (fs::exists(fs::symlink_status(exec_dir)) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(50));
   }
   EXPECT_FALSE(fs::exists(fs::symlink_status(exec_dir))) << agent_->output();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(control_dir)));
   EXPECT_TRUE(fs::exists(outside / "precious"));
   EXPECT_FALSE(agent_->findLine("retention.dir_failed").has_value()) << agent_->output();
   const auto deadline2 = std::chrono::steady_clock::now() + seconds(30);

@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "agent/api/env_policy.hpp"
@@ -109,22 +111,113 @@ class UntrustedWorkTest : public WorkFixture {
   }
 };
 
+// The control dir named on the job's own shim's command line.
+constexpr const char* kControlDirOfShim = "$(tr '\\0' '\\n' < /proc/$PPID/cmdline | sed -n 4p)";
+
 TEST_F(UntrustedWorkTest, AFifoInPlaceOfTheStatusFileDoesNotFreezeTheAgent) {
-  // The job's working directory is its execution directory today: it plants
-  // a FIFO where the agent reads the outcome, and blocks the shim's write.
-  const std::string job =
-      writeJob("fifo.sh", "#!/bin/sh\nrm -f status.json\nmkfifo status.json\nmkdir status.json.tmp\nexit 0\n");
+  // The attack of a job whose cwd was its execution dir: a FIFO where the
+  // agent reads the outcome, a directory where the shim writes it. Tried in
+  // its work dir (its cwd) and in the control dir.
+  const std::string plant = "rm -f status.json; mkfifo status.json; mkdir status.json.tmp; ";
+  const std::string job = writeJob(
+      "fifo.sh", "#!/bin/sh\n" + plant + "cd \"" + kControlDirOfShim + "\" 2>/dev/null && " + plant + "exit 0\n");
   submitWork("fifo-1", {{job}});
   auto p = waitForProcess("fifo-1", terminal);
   expectResponsive();
+  // The outcome is the command's: succeeded, no note.
+  EXPECT_EQ(p.at("status"), "succeeded") << boost::json::serialize(p);
   const auto& item = p.at("queue_items").at(0).as_object();
-  ASSERT_TRUE(item.at("note").is_string()) << boost::json::serialize(p);
-  EXPECT_NE(std::string(item.at("note").as_string()).find("not a regular file"), std::string::npos)
-      << boost::json::serialize(p);
-  // Recovery reads the same directory: a restart must not freeze either.
+  EXPECT_EQ(item.at("exit_code"), 0) << boost::json::serialize(p);
+  EXPECT_TRUE(item.at("note").is_null()) << boost::json::serialize(p);
+  // Recovery reads the control dir: a restart must not freeze either.
   restartAgent(SIGKILL);
   expectResponsive();
   EXPECT_EQ(getProcess("fifo-1").at("status"), p.at("status"));
+}
+
+TEST_F(UntrustedWorkTest, TheOutcomeIsWhatTheSupervisorSawWhateverTheJobTried) {
+  // The job kills its parent (the shim), plants a forged status where it
+  // can, then exits 3: the outcome must still be exit 3.
+  const std::string forged = R"({"pid":1,"exit_code":0,"signal":null,"started_at":1,"ended_at":2})";
+  const std::string job =
+      writeJob("forge.sh", "#!/bin/sh\nc=\"" + std::string(kControlDirOfShim) +
+                               "\"\nkill -9 $PPID 2>/dev/null && echo killed > \"$1\"\n" + "echo '" + forged +
+                               "' > status.json\n(echo '" + forged +
+                               "' > \"$c/status.json\") 2>/dev/null && echo forged >> \"$1\"\n"
+                               "ls \"$c\" >/dev/null 2>&1 && echo listed >> \"$1\"\necho done >> \"$1\"\nexit 3\n");
+  const fs::path out = outDir() / "forge";
+  submitWork("forge-1", {{job, out.string()}});
+  auto p = waitForProcess("forge-1", terminal);
+  expectResponsive();
+  EXPECT_EQ(p.at("status"), "failed") << boost::json::serialize(p);
+  const auto& item = p.at("queue_items").at(0).as_object();
+  EXPECT_EQ(item.at("exit_code"), 3) << boost::json::serialize(p);
+  EXPECT_TRUE(item.at("signal").is_null()) << boost::json::serialize(p);
+  EXPECT_TRUE(item.at("note").is_null()) << boost::json::serialize(p);
+  // None of the attempts on the supervisor or its directory worked.
+  EXPECT_EQ(waitForFile(out), "done\n");
+}
+
+// A job's env values are secrets: not on any command line while it runs, not
+// in the agent's log, not in any answer, and gone from the store once the
+// item ends.
+TEST_F(UntrustedWorkTest, AnEnvValueNeverAppearsInACommandLineALogOrAResponse) {
+  const std::string secret = "pf-secret-" + std::to_string(::getpid()) + "-Zq8x";
+  const fs::path out = outDir() / "secret";
+  const std::string job =
+      writeJob("secret.sh", "#!/bin/sh\n[ \"$APP_TOKEN\" = \"" + secret +
+                                "\" ] && echo ok > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"\nexec sleep 600\n");
+  boost::json::object item{{"queue_item_id", "sec-1-q0"},
+                           {"command", boost::json::array{job, out.string()}},
+                           {"env", boost::json::object{{"APP_TOKEN", secret}}}};
+  boost::json::object body{{"process_id", "sec-1"},
+                           {"phone_id", "phone_01"},
+                           {"account_id", "account_1"},
+                           {"queue_items", boost::json::array{item}}};
+  std::vector<std::string> answers;
+  auto keep = [&](const HttpClient::Response& r) {
+    answers.push_back(r.body);
+    return r;
+  };
+  ASSERT_EQ(keep(call("POST", "/processes", boost::json::serialize(body))).status, 201);
+  // The job got the value (it checks it itself) and is running.
+  EXPECT_EQ(waitForFile(out), "ok\n");
+  std::size_t cmdlines = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in && cmdline.empty()) continue;
+    ++cmdlines;
+    EXPECT_EQ(cmdline.find(secret), std::string::npos) << "in /proc/" << name << "/cmdline";
+  }
+  EXPECT_GT(cmdlines, 3u);
+  keep(call("GET", "/processes/sec-1", "", kReadToken));
+  keep(call("GET", "/processes?limit=100", "", kReadToken));
+  keep(call("GET", "/debug", "", kOperateToken));
+  keep(call("GET", "/metrics", "", kReadToken));
+  keep(call("POST", "/processes/sec-1/cancel", cancelBody("hard"), kOperateToken));
+  waitForStatus("sec-1", "cancelled");
+  keep(call("GET", "/processes/sec-1", "", kReadToken));
+  keep(call("GET", "/processes/sec-1/items/sec-1-q0/logs", "", kReadToken));
+  keep(call("GET", "/processes/sec-1/items/sec-1-q0/logs?stream=stderr", "", kReadToken));
+  for (const auto& answer : answers) EXPECT_EQ(answer.find(secret), std::string::npos) << answer;
+  EXPECT_EQ(agent_->output().find(secret), std::string::npos);
+  // Nothing of it is left in the state dir: not in an env file of the
+  // control dir, not in the database once the agent has closed it.
+  client_.reset();
+  EXPECT_EQ(agent_->stop(SIGTERM), 0);
+  std::size_t files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_.path() / "state")) {
+    if (!entry.is_regular_file()) continue;
+    ++files;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find(secret), std::string::npos) << entry.path();
+  }
+  EXPECT_GE(files, 3u);  // agent.db, the logs, status
+  startAgent();
 }
 
 TEST_F(UntrustedWorkTest, ACommandSwappedAfterSubmitIsRefusedAtLaunch) {

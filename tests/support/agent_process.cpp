@@ -57,13 +57,23 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 }  // namespace
 
 AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vector<std::string>& args,
-                           const std::filesystem::path& log_dir, const Env& extra_env,
-                           const std::filesystem::path& cwd) {
+                           const std::filesystem::path& log_dir, const Env& extra_env, const std::filesystem::path& cwd,
+                           int listen_fd) {
   // Everything the child needs is prepared before fork(): between fork and
   // exec in a multi-threaded process only async-signal-safe calls are allowed.
   std::vector<std::string> argv_strings{binary.string()};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  auto env_strings = buildEnvironment(extra_env);
+  auto env_with_fds = extra_env;
+  constexpr std::size_t kPidDigits = 20;
+  if (listen_fd >= 0) {
+    env_with_fds.emplace_back("LISTEN_FDS", "1");
+    env_with_fds.emplace_back("LISTEN_PID", std::string(kPidDigits, '0'));  // the child writes its pid here
+  }
+  auto env_strings = buildEnvironment(env_with_fds);
+  char* listen_pid_digits = nullptr;
+  for (auto& entry : env_strings) {
+    if (listen_fd >= 0 && entry.rfind("LISTEN_PID=", 0) == 0) listen_pid_digits = entry.data() + 11;
+  }
   auto argv = pointers(argv_strings);
   auto envp = pointers(env_strings);
   const std::string cwd_string = cwd.string();
@@ -89,6 +99,19 @@ AgentProcess::AgentProcess(const std::filesystem::path& binary, const std::vecto
     ::dup2(dev_null, STDIN_FILENO);
     ::dup2(output[1], STDOUT_FILENO);
     ::dup2(output[1], STDERR_FILENO);
+    if (listen_fd >= 0) {
+      // sd_listen_fds() checks LISTEN_PID against getpid(): the pid in
+      // decimal, NUL-terminated inside the placeholder (async-signal-safe).
+      char digits[kPidDigits];
+      std::size_t n = 0;
+      for (auto pid = static_cast<unsigned long>(::getpid()); pid != 0 || n == 0; pid /= 10) {
+        digits[n++] = static_cast<char>('0' + pid % 10);
+      }
+      for (std::size_t i = 0; i < n; ++i) listen_pid_digits[i] = digits[n - 1 - i];
+      listen_pid_digits[n] = '\0';
+      if (listen_fd != 3 && ::dup2(listen_fd, 3) != 3) ::_exit(127);
+      ::fcntl(3, F_SETFD, 0);  // dup2 clears FD_CLOEXEC, but fd 3 may already have been the socket
+    }
     if (cwd_string.empty() || ::chdir(cwd_string.c_str()) == 0) ::execve(argv[0], argv.data(), envp.data());
     const int error = errno;
     [[maybe_unused]] auto n = ::write(exec_error[1], &error, sizeof error);

@@ -35,8 +35,11 @@ class AgentProcess {
   // thread that started it exits (PR_SET_PDEATHSIG), so a crashed test does
   // not leave daemons behind; start it from the test's main thread. Throws
   // std::system_error if it cannot be started (or cannot enter `cwd`).
+  // `listen_fd` >= 0 is passed as systemd does (socket activation): as fd 3,
+  // with LISTEN_FDS=1 and LISTEN_PID set to the child's pid.
   AgentProcess(const std::filesystem::path& binary, const std::vector<std::string>& args,
-               const std::filesystem::path& log_dir, const Env& extra_env = {}, const std::filesystem::path& cwd = {});
+               const std::filesystem::path& log_dir, const Env& extra_env = {}, const std::filesystem::path& cwd = {},
+               int listen_fd = -1);
   // SIGKILLs the child if still running and reaps it.
   ~AgentProcess();
   AgentProcess(const AgentProcess&) = delete;

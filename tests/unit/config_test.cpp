@@ -37,6 +37,7 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.listen.port, 8787);
   EXPECT_EQ(c.state_dir, "/var/lib/phonefarm-agent");
   EXPECT_EQ(c.tokens_file, "/etc/phonefarm-agent/tokens");
+  EXPECT_EQ(c.http.first_request_timeout, 5s);
   EXPECT_EQ(c.http.header_timeout, 10s);
   EXPECT_EQ(c.http.idle_timeout, 60s);
   EXPECT_EQ(c.http.request_timeout, 30s);
@@ -85,6 +86,7 @@ listen = "[::1]:9000"
 state_dir = "/srv/pf/state"
 tokens_file = "/srv/pf/tokens"
 [http]
+first_request_timeout_seconds = 3
 header_timeout_seconds = 5
 idle_timeout_seconds = 120
 request_timeout_seconds = 45
@@ -122,6 +124,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.listen.port, 9000);
   EXPECT_EQ(c.state_dir, "/srv/pf/state");
   EXPECT_EQ(c.tokens_file, "/srv/pf/tokens");
+  EXPECT_EQ(c.http.first_request_timeout, 3s);
   EXPECT_EQ(c.http.header_timeout, 5s);
   EXPECT_EQ(c.http.idle_timeout, 120s);
   EXPECT_EQ(c.http.request_timeout, 45s);
@@ -156,6 +159,7 @@ constexpr std::string_view kDesignExample = R"(listen = "127.0.0.1:8787"
 state_dir = "/var/lib/phonefarm-agent"
 tokens_file = "/etc/phonefarm-agent/tokens"   # lines: NAME SCOPE SECRET|sha256:HEX
 [http]
+first_request_timeout_seconds = 5
 header_timeout_seconds = 10
 idle_timeout_seconds = 60
 request_timeout_seconds = 30

@@ -87,12 +87,12 @@ TEST(SignalNames, NamesAndNumbersRoundTrip) {
 // ---- parseShimArgs ------------------------------------------------------------
 
 TEST(ParseShimArgs, AcceptsAFullCommandLine) {
-  auto options = parseShimArgs({"--env", "A=1", "--exec-dir", "/var/lib/x/exec/1", "--run-as", "phonefarm-work",
-                                "--env", "B=x=y", "--", "/opt/jobs/post.sh", "--flag", "--", "arg"});
+  auto options = parseShimArgs({"--work-dir", "/var/lib/x/work/1", "--control-dir", "/var/lib/x/exec/1", "--run-as",
+                                "phonefarm-work", "--", "/opt/jobs/post.sh", "--flag", "--", "arg"});
   ASSERT_TRUE(options) << options.error().message;
-  EXPECT_EQ(options->exec_dir, "/var/lib/x/exec/1");
+  EXPECT_EQ(options->control_dir, "/var/lib/x/exec/1");
+  EXPECT_EQ(options->work_dir, "/var/lib/x/work/1");
   EXPECT_EQ(options->run_as, "phonefarm-work");
-  EXPECT_EQ(options->env, (std::vector<std::string>{"A=1", "B=x=y"}));
   EXPECT_EQ(options->argv, (std::vector<std::string>{"/opt/jobs/post.sh", "--flag", "--", "arg"}));
 }
 
@@ -111,52 +111,77 @@ TEST_P(ParseShimArgsRejects, WithAClearMessage) {
   EXPECT_THAT(options.error().message, HasSubstr(GetParam().message));
 }
 
-const std::string kNulEnv("A=\0b", 4);
+const std::string kNulDir("/x\0y", 4);
 INSTANTIATE_TEST_SUITE_P(
     BadForms, ParseShimArgsRejects,
     ::testing::Values(
-        BadArgs{"MissingExecDir", {"--run-as", "u", "--", "/bin/true"}, "--exec-dir is required"},
-        BadArgs{"RelativeExecDir", {"--exec-dir", "x", "--run-as", "u", "--", "/bin/true"}, "absolute"},
-        BadArgs{"MissingRunAs", {"--exec-dir", "/x", "--", "/bin/true"}, "--run-as is required"},
-        BadArgs{"EmptyRunAs", {"--exec-dir", "/x", "--run-as", "", "--", "/bin/true"}, "--run-as is required"},
-        BadArgs{"NoSeparator", {"--exec-dir", "/x", "--run-as", "u"}, "missing '--'"},
-        BadArgs{"NoCommand", {"--exec-dir", "/x", "--run-as", "u", "--"}, "no command"},
-        BadArgs{"RelativeCommand", {"--exec-dir", "/x", "--run-as", "u", "--", "true"}, "not an absolute path"},
-        BadArgs{"EnvWithoutEquals", {"--exec-dir", "/x", "--run-as", "u", "--env", "A", "--", "/bin/true"}, "K=V"},
-        BadArgs{"EnvWithoutKey", {"--exec-dir", "/x", "--run-as", "u", "--env", "=1", "--", "/bin/true"}, "K=V"},
-        BadArgs{"EnvWithNul", {"--exec-dir", "/x", "--run-as", "u", "--env", kNulEnv, "--", "/bin/true"}, "NUL"},
-        BadArgs{"UnknownFlag", {"--exec-dir", "/x", "--run-as", "u", "--cwd", "/", "--", "/bin/true"}, "unknown"},
-        BadArgs{"FlagWithoutValue", {"--exec-dir"}, "needs a value"},
         BadArgs{
-            "DuplicateExecDir", {"--exec-dir", "/x", "--exec-dir", "/y", "--run-as", "u", "--", "/bin/true"}, "twice"}),
+            "MissingControlDir", {"--work-dir", "/w", "--run-as", "u", "--", "/bin/true"}, "--control-dir is required"},
+        BadArgs{"RelativeControlDir",
+                {"--control-dir", "x", "--work-dir", "/w", "--run-as", "u", "--", "/bin/true"},
+                "absolute"},
+        BadArgs{
+            "MissingWorkDir", {"--control-dir", "/x", "--run-as", "u", "--", "/bin/true"}, "--work-dir is required"},
+        BadArgs{"RelativeWorkDir",
+                {"--control-dir", "/x", "--work-dir", "w", "--run-as", "u", "--", "/bin/true"},
+                "--work-dir must be an absolute path"},
+        BadArgs{"MissingRunAs", {"--control-dir", "/x", "--work-dir", "/w", "--", "/bin/true"}, "--run-as is required"},
+        BadArgs{"EmptyRunAs",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "", "--", "/bin/true"},
+                "--run-as is required"},
+        BadArgs{"NoSeparator", {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u"}, "missing '--'"},
+        BadArgs{"NoCommand", {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--"}, "no command"},
+        BadArgs{"RelativeCommand",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--", "true"},
+                "not an absolute path"},
+        // Env values never come as arguments any more (a command line is world-readable).
+        BadArgs{"EnvFlag",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--env", "A=1", "--", "/bin/true"},
+                "unknown option '--env'"},
+        BadArgs{
+            "DirWithNul", {"--control-dir", kNulDir, "--work-dir", "/w", "--run-as", "u", "--", "/bin/true"}, "NUL"},
+        BadArgs{"UnknownFlag",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--cwd", "/", "--", "/bin/true"},
+                "unknown"},
+        BadArgs{"FlagWithoutValue", {"--control-dir"}, "needs a value"},
+        BadArgs{"DuplicateControlDir",
+                {"--control-dir", "/x", "--control-dir", "/y", "--work-dir", "/w", "--run-as", "u", "--", "/bin/true"},
+                "twice"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 // ---- fixtures -----------------------------------------------------------------
 
-// A fresh exec dir as the agent makes it: the agent's, with run_as's primary
-// group, 0770. It is directly under /tmp so the work user can reach it.
+// A fresh control dir and work dir as the agent makes them: the control dir
+// the agent's, 0700; the work dir the agent's with run_as's primary group,
+// 0770. Both directly under /tmp so the work user can reach its own.
 class ExecDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/exec_shim_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    char control[] = "/tmp/exec_shim_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(control), nullptr);
+    dir_ = control;
+    char work[] = "/tmp/exec_shim_work.XXXXXX";
+    ASSERT_NE(::mkdtemp(work), nullptr);
+    work_ = work;
     const passwd* pw = ::geteuid() == 0 ? ::getpwnam("nobody") : ::getpwuid(::geteuid());
     ASSERT_NE(pw, nullptr);
     run_as_ = pw->pw_name;
     run_as_uid_ = pw->pw_uid;
     run_as_gid_ = pw->pw_gid;
+    ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
     if (::geteuid() == 0) {
-      ASSERT_EQ(::chown(dir_.c_str(), 0, pw->pw_gid), 0);
+      ASSERT_EQ(::chown(work_.c_str(), 0, pw->pw_gid), 0);
     }
-    ASSERT_EQ(::chmod(dir_.c_str(), 0770), 0);
+    ASSERT_EQ(::chmod(work_.c_str(), 0770), 0);
   }
   void TearDown() override {
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    fs::remove_all(work_, ec);
   }
 
-  fs::path dir_;
+  fs::path dir_;   // control
+  fs::path work_;  // the command's cwd
   std::string run_as_;
   uid_t run_as_uid_ = 0;
   gid_t run_as_gid_ = 0;
@@ -203,14 +228,14 @@ TEST_F(ExecStatusFile, GarbageAndWrongTypesAreErrors) {
 TEST_F(ExecStatusFile, CancelFileIsWrittenAtomicallyAndReadable) {
   boost::json::object notice{
       {"reason", "operator"}, {"strategy", "soft"}, {"requested_at", "2026-11-28T10:26:51.123Z"}};
-  ASSERT_TRUE(writeCancelFile(dir_, notice));
+  ASSERT_TRUE(writeCancelFile(dir_, notice, 0444));
   notice["reason"] = "second notice";
-  ASSERT_TRUE(writeCancelFile(dir_, notice));
+  ASSERT_TRUE(writeCancelFile(dir_, notice, 0444));  // replaces a read-only file
   EXPECT_EQ(boost::json::parse(readFile(dir_ / kCancelFileName)), boost::json::value(notice));
   EXPECT_FALSE(fs::exists(dir_ / "cancel.json.tmp"));
   struct stat st {};
   ASSERT_EQ(::stat((dir_ / kCancelFileName).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
 }
 
 // Runs shims in forked children and reaps them through pidfds.
@@ -232,7 +257,11 @@ class ExecShimRun : public ExecDirTest {
   // non-zero result is the child's exit code, and the shim does not run.
   Shim& startShim(std::vector<std::string> argv, std::string run_as = {},
                   const std::function<int()>& before_shim = {}) {
-    ShimOptions options{dir_, run_as.empty() ? run_as_ : run_as, {"PATH=/usr/bin:/bin", "A=1"}, std::move(argv)};
+    ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv)};
+    EXPECT_TRUE(writeShimEnvFile(dir_, {"PATH=/usr/bin:/bin", "A=1"}));
+    if (env_owner_) {
+      EXPECT_EQ(::chown((dir_ / kEnvFileName).c_str(), *env_owner_, *env_owner_), 0);
+    }
     const pid_t pid = ::fork();
     if (pid == 0) {
       if (before_shim) {
@@ -275,10 +304,10 @@ class ExecShimRun : public ExecDirTest {
   // Commands publish files by rename, so a file is complete once it appears.
   bool waitForFile(const std::string& name) {
     const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (fd < 0 || ::inotify_add_watch(fd, dir_.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) return false;
+    if (fd < 0 || ::inotify_add_watch(fd, work_.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) return false;
     const auto deadline = std::chrono::steady_clock::now() + kEventDeadline;
     bool found = false;
-    while (!(found = fs::exists(dir_ / name)) && std::chrono::steady_clock::now() < deadline) {
+    while (!(found = fs::exists(work_ / name)) && std::chrono::steady_clock::now() < deadline) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       pollfd pfd{fd, POLLIN, 0};
@@ -293,10 +322,11 @@ class ExecShimRun : public ExecDirTest {
 
   pid_t readPidFile(const std::string& name) {
     EXPECT_TRUE(waitForFile(name)) << name << " did not appear";
-    return static_cast<pid_t>(std::atoi(readFile(dir_ / name).c_str()));
+    return static_cast<pid_t>(std::atoi(readFile(work_ / name).c_str()));
   }
 
   std::vector<Shim> shims_;
+  std::optional<uid_t> env_owner_;  // the shim's uid, when it is not ours
 };
 
 // The command writes its pid via rename once it runs, then loops a bounded
@@ -318,25 +348,26 @@ TEST_F(ExecShimRun, RecordsExitCodeAndLogs) {
   EXPECT_LE(status.started_at, status.ended_at);
   EXPECT_EQ(readFile(dir_ / kStdoutLogName), "out\n");
   EXPECT_EQ(readFile(dir_ / kStderrLogName), "err\n");
-  struct stat st {};
-  ASSERT_EQ(::stat((dir_ / kStdoutLogName).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0640u);
-  EXPECT_EQ(st.st_uid, run_as_uid_);
-  EXPECT_EQ(st.st_gid, run_as_gid_);  // the agent reads it as a member of this group
-  ASSERT_EQ(::stat((dir_ / kStatusFileName).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0640u);
-  EXPECT_EQ(st.st_gid, run_as_gid_);
+  // The shim's files, as the agent's user: not the work's to replace.
+  for (const char* name : {kStdoutLogName, kStderrLogName, kStatusFileName}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 07777, 0640u) << name;
+    EXPECT_EQ(st.st_uid, ::geteuid()) << name;
+  }
+  // The env file is read and deleted before the command starts.
+  EXPECT_FALSE(fs::exists(dir_ / kEnvFileName));
 }
 
 TEST_F(ExecShimRun, RunsAsTheWorkUserWithoutRootGroups) {
   auto& shim = startShim({"/bin/sh", "-c", "id -u > uid.txt; id -G > groups.txt"});
   expectShimExit(shim, kShimExitOk);
   EXPECT_EQ(readStatus().exit_code, 0);
-  EXPECT_EQ(readFile(dir_ / "uid.txt"), std::to_string(run_as_uid_) + "\n");
+  EXPECT_EQ(readFile(work_ / "uid.txt"), std::to_string(run_as_uid_) + "\n");
   if (::geteuid() == 0) {
-    EXPECT_EQ(readFile(dir_ / "uid.txt"), "65534\n");
+    EXPECT_EQ(readFile(work_ / "uid.txt"), "65534\n");
   }
-  std::istringstream groups(readFile(dir_ / "groups.txt"));
+  std::istringstream groups(readFile(work_ / "groups.txt"));
   for (std::string gid; groups >> gid;) EXPECT_NE(gid, "0");
 }
 
@@ -401,7 +432,7 @@ TEST_P(ExecShimForwards, StopSignalToTheCommandAndSurvivesIt) {
   EXPECT_EQ(status.pid, command);
   EXPECT_EQ(status.exit_code, 0);  // the trap's exit, so the command got the signal
   EXPECT_EQ(status.signal, std::nullopt);
-  EXPECT_EQ(readFile(dir_ / "got"), signalName(sig) + "\n");
+  EXPECT_EQ(readFile(work_ / "got"), signalName(sig) + "\n");
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStopSignal, ExecShimForwards,
@@ -434,7 +465,7 @@ TEST_F(ExecShimRun, ForwardedSigcontLetsAStoppedCommandHandleTheNotice) {
   ASSERT_EQ(pidfdSignal(shim.pidfd, SIGCONT), 0);
   expectShimExit(shim, kShimExitOk);
   EXPECT_EQ(readStatus().exit_code, 0);
-  EXPECT_TRUE(fs::exists(dir_ / "got"));
+  EXPECT_TRUE(fs::exists(work_ / "got"));
 }
 
 // ---- an unprivileged caller holding capabilities (the agent under systemd) ----
@@ -493,7 +524,8 @@ int fakeCapsetSuccess() {
   return 0;
 }
 
-// The agent's side of the exec dir: its uid, run_as's group, 0770 (executor_launch.cpp).
+// The directories as an unprivileged agent makes them (executor_launch.cpp):
+// the control dir its own, 0700; the work dir its own with run_as's group.
 class ExecShimUnprivileged : public ExecShimRun {
  protected:
   void SetUp() override {
@@ -501,12 +533,15 @@ class ExecShimUnprivileged : public ExecShimRun {
     ExecShimRun::SetUp();
     agent_id_ = unusedId();
     ASSERT_NE(agent_id_, 0u) << "no unused uid in 61000-61999";
-    ASSERT_EQ(::chown(dir_.c_str(), agent_id_, run_as_gid_), 0);
+    ASSERT_EQ(::chown(dir_.c_str(), agent_id_, agent_id_), 0);
+    ASSERT_EQ(::chown(work_.c_str(), agent_id_, run_as_gid_), 0);
+    env_owner_ = agent_id_;
   }
 
-  // The shim's fd 2 before it redirects stdio: where its refusals go.
+  // The shim's fd 2 before it redirects stdio: where its refusals go until
+  // then; afterwards they are in stderr.log.
   std::function<int()> asAgent(const std::vector<int>& caps, bool fake_capset = false) {
-    const fs::path errors = dir_ / "shim-errors.txt";
+    const fs::path errors = work_ / "shim-errors.txt";
     return [this, caps, fake_capset, errors] {
       const int fd = ::open(errors.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0 || ::dup2(fd, STDERR_FILENO) < 0) return 200;
@@ -516,7 +551,7 @@ class ExecShimUnprivileged : public ExecShimRun {
     };
   }
 
-  std::string shimErrors() { return readFile(dir_ / "shim-errors.txt"); }
+  std::string shimErrors() { return readFile(work_ / "shim-errors.txt") + readFile(dir_ / kStderrLogName); }
 
   uid_t agent_id_ = 0;
 };
@@ -539,12 +574,39 @@ TEST_F(ExecShimUnprivileged, RunsTheCommandAsRunAsWithEveryCapabilitySetEmpty) {
   for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapAmb"}) {
     EXPECT_THAT(status, HasSubstr(std::string(set) + ":\t" + kZeroCaps + "\n")) << set;
   }
-  // Its files are run_as's, with the group the agent reads them through.
-  struct stat st {};
-  ASSERT_EQ(::stat((dir_ / kStatusFileName).c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, run_as_uid_);
-  EXPECT_EQ(st.st_gid, run_as_gid_);
-  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  // Its files are the agent's: the work can write its logs through the
+  // descriptors it got, nothing more.
+  for (const char* name : {kStdoutLogName, kStatusFileName}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_uid, agent_id_) << name;
+    EXPECT_EQ(st.st_mode & 07777, 0640u) << name;
+  }
+}
+
+// The supervisor is not the work's: the work can neither signal its shim,
+// nor enter, list or write the control dir, so the outcome the shim records
+// is what waitid() said, whatever the work tried.
+TEST_F(ExecShimUnprivileged, TheWorkCannotKillItsShimOrForgeItsStatus) {
+  const std::string attack =
+      "ls \"$1\" >/dev/null 2>&1 && echo listed || echo denied-list; "
+      "(echo '{\"pid\":1,\"exit_code\":0,\"signal\":null,\"started_at\":1,\"ended_at\":2}' > \"$1/status.json\") "
+      "2>/dev/null && echo wrote || echo denied-write; "
+      "kill -9 $PPID 2>/dev/null && echo killed || echo denied-kill; "
+      "grep '^CapEff' /proc/$PPID/status; exit 3";
+  auto& shim =
+      startShim({"/bin/sh", "-c", attack, "sh", dir_.string()}, {}, asAgent({CAP_SETUID, CAP_SETGID, CAP_KILL}));
+  expectShimExit(shim, kShimExitOk);
+  EXPECT_EQ(shimErrors(), "");
+  const ExecStatus status = readStatus();
+  EXPECT_EQ(status.exit_code, 3);
+  EXPECT_EQ(status.signal, std::nullopt);
+  const std::string out = readFile(dir_ / kStdoutLogName);
+  EXPECT_THAT(out, HasSubstr("denied-list\n"));
+  EXPECT_THAT(out, HasSubstr("denied-write\n"));
+  EXPECT_THAT(out, HasSubstr("denied-kill\n"));
+  // After the fork the shim holds CAP_KILL alone (bit 5), to forward signals.
+  EXPECT_THAT(out, HasSubstr("CapEff:\t0000000000000020\n"));
 }
 
 TEST_F(ExecShimUnprivileged, TheWorkCannotSignalTheAgentsUid) {
@@ -579,7 +641,7 @@ TEST_F(ExecShimUnprivileged, RefusesWhenCapabilitiesSurviveTheDrop) {
       startShim({"/bin/sh", "-c", "echo ran > ran.txt"}, {}, asAgent({CAP_SETUID, CAP_SETGID}, /*fake_capset=*/true));
   expectShimExit(shim, kShimExitRefused);
   EXPECT_THAT(shimErrors(), HasSubstr("capabilities left after dropping them: CapInh=c0, CapPrm=c0, CapEff=c0\n"));
-  EXPECT_FALSE(fs::exists(dir_ / "ran.txt")) << "the command ran";
+  EXPECT_FALSE(fs::exists(work_ / "ran.txt")) << "the command ran";
   EXPECT_FALSE(fs::exists(dir_ / kStatusFileName));
 }
 
@@ -589,7 +651,7 @@ TEST_F(ExecShimUnprivileged, RefusesWithoutCapSetuid) {
   EXPECT_THAT(shimErrors(), HasSubstr("running as uid " + std::to_string(agent_id_) +
                                       ", cannot switch to run_as user '" + run_as_ + "'"));
   EXPECT_THAT(shimErrors(), HasSubstr("setuid " + std::to_string(run_as_uid_) + ": Operation not permitted"));
-  EXPECT_FALSE(fs::exists(dir_ / "ran.txt")) << "the command ran";
+  EXPECT_FALSE(fs::exists(work_ / "ran.txt")) << "the command ran";
   EXPECT_FALSE(fs::exists(dir_ / kStatusFileName));
 }
 

@@ -77,6 +77,64 @@ TEST_F(ExecutionRepositoryTest, HeadProcessIsTheOldestUnfinishedOnThatPhone) {
   EXPECT_EQ(head("phone_03"), std::nullopt);
 }
 
+// Job env values are secrets: kept while the item may run, forgotten (names
+// kept, values "") in the transaction that ends it, whatever path ends it.
+TEST_F(ExecutionRepositoryTest, EnvValuesAreForgottenWhenTheItemEnds) {
+  run<int>([](Db& db) {
+    Process p;
+    p.process_id = "p";
+    p.phone_id = "phone_01";
+    p.account_id = "acc";
+    p.capability_request_id = "p";
+    p.status = ProcessStatus::kRunning;
+    for (const char* id : {"p-q0", "p-q1"}) {
+      QueueItem item;
+      item.queue_item_id = id;
+      item.position = id[3] - '0';
+      item.command = {"/bin/true"};
+      item.env = {{"TOKEN", "s3cret-value"}, {"MODE", "fast"}};
+      p.items.push_back(item);
+    }
+    ProcessRepository(db).insertProcess(p);
+    return 0;
+  });
+  auto envOf = [&](const char* item) {
+    return run<std::string>([item](Db& db) {
+      auto p = ProcessRepository(db).loadProcess("p");
+      for (const auto& it : p->items) {
+        if (it.queue_item_id != item) continue;
+        std::string text;
+        for (const auto& [k, v] : it.env) text += k + "=" + v + ";";
+        return text;
+      }
+      return std::string("missing");
+    });
+  };
+  EXPECT_EQ(envOf("p-q0"), "TOKEN=s3cret-value;MODE=fast;");
+  for (const ItemStatus ended : {ItemStatus::kSucceeded, ItemStatus::kSkipped}) {
+    run<int>([ended](Db& db) {
+      ProcessRepository repo(db);
+      auto p = repo.loadProcess("p");
+      QueueItem item = p->items[ended == ItemStatus::kSucceeded ? 0 : 1];
+      item.status = ItemStatus::kExecuting;
+      repo.updateItemState(item);  // not terminal: values stay
+      item.status = ended;
+      repo.updateItemState(item);
+      return 0;
+    });
+  }
+  EXPECT_EQ(envOf("p-q0"), "TOKEN=;MODE=;");
+  EXPECT_EQ(envOf("p-q1"), "TOKEN=;MODE=;");
+  const auto stored = run<int>([](Db& db) {
+    Statement& st = db.prepare("SELECT count(*) FROM queue_items WHERE env LIKE '%s3cret%'");
+    st.step();
+    const int n = static_cast<int>(st.getInt(0));
+    st.reset();
+    return n;
+  });
+  EXPECT_EQ(stored, 0);
+}
+
 TEST_F(ExecutionRepositoryTest, OpenExecutionsAreThoseWithoutAnEnd) {
   addProcess("p", "phone_01", ProcessStatus::kRunning);
   run<int>([](Db& db) {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "agent/cancel/cancel_service.hpp"
+#include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "common/store/execution_repository.hpp"
 #include "common/store/process_repository.hpp"
@@ -82,25 +83,25 @@ ItemSpec runs(std::vector<std::string> command) {
   return spec;
 }
 
-// Values of `--env` in the shim's argv (before "--").
-std::vector<std::string> envOf(const LaunchRequest& r) {
-  std::vector<std::string> env;
+std::string argValue(const LaunchRequest& r, const std::string& flag) {
   for (std::size_t i = 0; i + 1 < r.argv.size() && r.argv[i] != "--"; ++i) {
-    if (r.argv[i] == "--env") env.push_back(r.argv[++i]);
+    if (r.argv[i] == flag) return r.argv[i + 1];
   }
+  return "<unset>";
+}
+
+// The entries of the env file the agent left in the control dir for the
+// shim (the fake runtime runs no shim, so nothing has taken it).
+std::vector<std::string> envOf(const LaunchRequest& r) {
+  std::ifstream in(std::filesystem::path(argValue(r, "--control-dir")) / kEnvFileName, std::ios::binary);
+  std::vector<std::string> env;
+  for (std::string entry; std::getline(in, entry, '\0');) env.push_back(entry);
   return env;
 }
 
 std::string envValue(const LaunchRequest& r, const std::string& key) {
   for (const auto& kv : envOf(r)) {
     if (kv.rfind(key + "=", 0) == 0) return kv.substr(key.size() + 1);
-  }
-  return "<unset>";
-}
-
-std::string argValue(const LaunchRequest& r, const std::string& flag) {
-  for (std::size_t i = 0; i + 1 < r.argv.size() && r.argv[i] != "--"; ++i) {
-    if (r.argv[i] == flag) return r.argv[i + 1];
   }
   return "<unset>";
 }
@@ -255,7 +256,8 @@ class ExecutorTest : public ::testing::Test {
   const LaunchRequest& launch(std::size_t i) { return containment_.launched.at(i).request; }
   ContainerState& tree(std::size_t i) { return *containment_.launched.at(i).state; }
   std::string itemOf(std::size_t i) { return envValue(launch(i), "PHONEFARM_QUEUE_ITEM_ID"); }
-  std::filesystem::path execDir(std::size_t i) { return argValue(launch(i), "--exec-dir"); }
+  std::filesystem::path execDir(std::size_t i) { return argValue(launch(i), "--control-dir"); }
+  std::filesystem::path workDir(std::size_t i) { return argValue(launch(i), "--work-dir"); }
 
   // The end of a tree as the runtime reports it: the shim wrote its status
   // (unless `status` is nullopt: killed before it could), the cgroup is empty,
@@ -331,26 +333,26 @@ TEST_F(ExecutorTest, OnePhoneRunsItsProcessesFifoAndItemsInOrder) {
   const LaunchRequest& r = launch(0);
   ASSERT_GE(r.argv.size(), 6u);
   const std::filesystem::path exec_dir = options_.state_dir / "executions" / r.execution_id;
-  EXPECT_EQ(r.argv[0], kShim);
-  EXPECT_EQ(r.argv[1], "exec-shim");
-  EXPECT_EQ(r.argv[2], "--exec-dir");
-  EXPECT_EQ(r.argv[3], exec_dir.string());
-  EXPECT_EQ(r.argv[4], "--run-as");
-  EXPECT_EQ(r.argv[5], "nobody");
-  for (std::size_t i = 6; i < r.argv.size() && r.argv[i] != "--"; i += 2) {
-    EXPECT_EQ(r.argv[i], "--env") << "argv[" << i << "]";
-  }
+  const std::filesystem::path work_dir = options_.state_dir / "workdirs" / r.execution_id;
+  EXPECT_THAT(r.argv, ElementsAre(kShim, "exec-shim", "--control-dir", exec_dir.string(), "--work-dir",
+                                  work_dir.string(), "--run-as", "nobody", "--", "/opt/jobs/a.sh", "one"));
   EXPECT_THAT(commandOf(r), ElementsAre("/opt/jobs/a.sh", "one"));
   EXPECT_EQ(envValue(r, "ANDROID_SERIAL"), "SERIAL-01");
   EXPECT_EQ(envValue(r, "PHONEFARM_PROCESS_ID"), "p1");
   EXPECT_EQ(envValue(r, "PHONEFARM_QUEUE_ITEM_ID"), "p1-q0");
   EXPECT_EQ(envValue(r, "PHONEFARM_PHONE_ID"), "phone_01");
   EXPECT_EQ(envValue(r, "PHONEFARM_ACCOUNT_ID"), "acc_p1");
-  EXPECT_EQ(envValue(r, "PHONEFARM_CANCEL_FILE"), (exec_dir / "cancel.json").string());
-  // The exec dir exists: the agent's, with run_as's group, 0770 (the shim
-  // writes there as run_as; the agent reads through the group).
+  EXPECT_EQ(envValue(r, "PHONEFARM_CANCEL_FILE"), (work_dir / "cancel.json").string());
+  // The control dir is the agent's alone, and so is the env file in it.
   struct stat st {};
   ASSERT_EQ(::stat(exec_dir.c_str(), &st), 0) << exec_dir;
+  EXPECT_EQ(st.st_uid, ::geteuid());
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(::stat((exec_dir / kEnvFileName).c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, ::geteuid());
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  // The work dir is the agent's with run_as's group, 0770: the work's cwd.
+  ASSERT_EQ(::stat(work_dir.c_str(), &st), 0) << work_dir;
   const passwd* nobody = ::getpwnam("nobody");
   ASSERT_NE(nobody, nullptr);
   EXPECT_EQ(st.st_uid, ::geteuid());
@@ -512,6 +514,13 @@ TEST_F(ExecutorTest, SoftCancelWritesTheNoticeSignalsTheLeaderAndNeverKills) {
   EXPECT_THAT(tree(0).signals, ElementsAre(SIGINT, SIGCONT));
   EXPECT_EQ(tree(0).kills, 0);
   auto notice = readJsonFile(execDir(0) / kCancelFileName);
+  // The work's copy is the same notice, read-only; the agent keeps its own.
+  EXPECT_EQ(readJsonFile(workDir(0) / kCancelFileName), notice);
+  struct stat st {};
+  ASSERT_EQ(::stat((workDir(0) / kCancelFileName).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  ASSERT_EQ(::stat((execDir(0) / kCancelFileName).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
   EXPECT_EQ(str(notice.at("reason")), "operator asked");
   EXPECT_EQ(str(notice.at("strategy")), "soft");
   EXPECT_EQ(notice.at("requested_by").as_object(), (boost::json::object{{"system", "console"}, {"user", "alice"}}));

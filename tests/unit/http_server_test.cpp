@@ -210,12 +210,14 @@ TEST(HttpServerTest, OversizedHeaderGets431) {
   EXPECT_EQ(res->status, 431);
 }
 
+// The header of a request after the first: header_timeout, from its first byte.
 TEST(HttpServerTest, SlowHeaderClientIsDisconnectedAtHeaderTimeout) {
   auto options = testOptions();
   options.header_timeout = 300ms;
   options.idle_timeout = 10s;
   RunningServer srv(options, echoHandler());
   auto client = TestSocket::connectTo(srv.port());
+  ASSERT_TRUE(client.roundtrip(get("/first")));
   const auto started = Clock::now();
   ASSERT_TRUE(client.sendAll("GET / HTTP/1.1\r\nHost: x\r\n"));
   EXPECT_FALSE(client.waitClosed(100ms));
@@ -232,6 +234,52 @@ TEST(HttpServerTest, SlowHeaderClientIsDisconnectedAtHeaderTimeout) {
   RecordProperty("slow_header_closed_after_ms", static_cast<int>(elapsed.count()));
 }
 
+// The first request: one deadline from the accept, whether the client stays
+// silent for a while and then dribbles, or dribbles from the start; neither
+// the silence (idle_timeout) nor the first byte (header_timeout) restarts it.
+TEST(HttpServerTest, FirstRequestHeaderMustArriveWithinFirstRequestTimeoutOfTheAccept) {
+  auto options = testOptions();
+  options.first_request_timeout = 400ms;
+  options.header_timeout = 10s;
+  options.idle_timeout = 10s;
+  RunningServer srv(options, echoHandler());
+  auto client = TestSocket::connectTo(srv.port());
+  const auto started = Clock::now();
+  EXPECT_FALSE(client.waitClosed(250ms));  // silent for most of it
+  bool closed = !client.sendAll("GET / HTTP/1.1\r\n");
+  while (!closed && Clock::now() - started < 5s) {
+    closed = !client.sendAll("X") || client.waitClosed(50ms);
+  }
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  EXPECT_TRUE(closed);
+  EXPECT_GE(elapsed, 350ms);
+  EXPECT_LT(elapsed, 2s);
+  // A client that sends its first request in time is served.
+  auto prompt = TestSocket::connectTo(srv.port());
+  auto res = prompt.roundtrip(get("/"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+}
+
+TEST(HttpServerTest, UnauthorizedAndForbiddenAnswersCloseTheConnection) {
+  RunningServer srv(testOptions(), [](HttpRequest req, Responder respond) {
+    HttpResponse res;
+    res.status = req.target == "/401" ? 401 : req.target == "/403" ? 403 : 404;
+    res.body = "{}";
+    respond(std::move(res));
+  });
+  for (const char* target : {"/401", "/403"}) {
+    auto client = TestSocket::connectTo(srv.port());
+    auto res = client.roundtrip(get(target));
+    ASSERT_TRUE(res) << target;
+    EXPECT_EQ(res->header("connection"), "close") << target;
+    EXPECT_TRUE(client.waitClosed(2s)) << target;
+  }
+  auto client = TestSocket::connectTo(srv.port());  // any other answer keeps the connection
+  ASSERT_TRUE(client.roundtrip(get("/404")));
+  EXPECT_FALSE(client.waitClosed(200ms));
+}
+
 TEST(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
   auto options = testOptions();
   options.idle_timeout = 300ms;
@@ -243,23 +291,60 @@ TEST(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_EQ(srv.activeConnectionsSettled(0), 0u);
 }
 
-TEST(HttpServerTest, ConnectionCapClosesExtraConnections) {
+TEST(HttpServerTest, ConnectionCapRefusesANewConnectionWhenEveryOneHasARequestInFlight) {
   auto options = testOptions();
   options.max_connections = 2;
-  RunningServer srv(options, echoHandler());
+  ParkedRequests parked;
+  RunningServer srv(options, parked.handler());
   auto first = TestSocket::connectTo(srv.port());
   auto second = TestSocket::connectTo(srv.port());
-  // A roundtrip on each proves both are sessions before the third arrives.
-  ASSERT_TRUE(first.roundtrip(get("/1")));
-  ASSERT_TRUE(second.roundtrip(get("/2")));
+  ASSERT_TRUE(first.sendAll(get("/1")));
+  ASSERT_TRUE(second.sendAll(get("/2")));
+  ASSERT_TRUE(srv.waitStats([](const HttpServerStats& s) { return s.requests == 2; }));
   auto third = TestSocket::connectTo(srv.port());
   EXPECT_TRUE(third.waitClosed(2s));
   EXPECT_EQ(srv.server().stats().rejected_over_cap, 1u);
-  auto again = first.roundtrip(get("/1b"));
+  EXPECT_EQ(srv.server().stats().evicted_idle, 0u);
+  {
+    std::lock_guard lock(parked.mutex);
+    for (auto& respond : parked.responders) respond(echo(HttpRequest{}));
+  }
+  auto again = first.readResponse();
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200);
-  ASSERT_TRUE(second.roundtrip(get("/2b")));
+  ASSERT_TRUE(second.readResponse());
   EXPECT_EQ(srv.server().stats().accepted, 2u);
+}
+
+// As nginx reuses keep-alive connections: a connection that never sent a
+// byte is idle since its accept, a keep-alive one since its last response;
+// the one idle longest goes.
+TEST(HttpServerTest, AtTheCapTheConnectionIdleLongestMakesRoom) {
+  auto options = testOptions();
+  options.max_connections = 3;
+  RunningServer srv(options, echoHandler());
+  auto silent = TestSocket::connectTo(srv.port());
+  ASSERT_TRUE(srv.waitStats([](const HttpServerStats& s) { return s.accepted == 1; }));
+  auto older = TestSocket::connectTo(srv.port());
+  auto newer = TestSocket::connectTo(srv.port());
+  ASSERT_TRUE(older.roundtrip(get("/older")));
+  ASSERT_TRUE(newer.roundtrip(get("/newer")));
+
+  auto fourth = TestSocket::connectTo(srv.port());
+  auto res = fourth.roundtrip(get("/fourth"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_TRUE(silent.waitClosed(2s));
+  EXPECT_EQ(srv.server().stats().evicted_idle, 1u);
+
+  auto fifth = TestSocket::connectTo(srv.port());
+  ASSERT_TRUE(fifth.roundtrip(get("/fifth")));
+  EXPECT_TRUE(older.waitClosed(2s));
+  auto still = newer.roundtrip(get("/newer-again"));
+  ASSERT_TRUE(still);
+  EXPECT_EQ(still->status, 200);
+  EXPECT_EQ(srv.server().stats().evicted_idle, 2u);
+  EXPECT_EQ(srv.server().stats().rejected_over_cap, 0u);
 }
 
 TEST(HttpServerTest, AcceptorSurvivesRunningOutOfDescriptors) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/exec/containment.hpp"
 #include "agent/exec/process_spawner.hpp"
 
 namespace phonefarm::exec {
@@ -268,6 +269,27 @@ TEST_F(ProcessGroupKillerTest, LeavesOtherExecutionsAlone) {
   EXPECT_TRUE(allGone(a.pids, Clock::now() + 5s));
   for (const pid_t pid : b.pids) {
     EXPECT_TRUE(aliveAndRunnable(pid)) << pid << " of the other execution was hit (stopped or killed)";
+  }
+}
+
+// After a restart the stored leader pid may name another process: pid reuse.
+// Here the stored start time is off by one tick, so the live group with that
+// id is someone else's: the fallback's kill must not touch it, only
+// processes carrying the execution's own marker (none here).
+TEST_F(ProcessGroupKillerTest, AnAdoptedGroupWhoseLeaderStartTimeDiffersIsNeverSignalled) {
+  Tree other;
+  ASSERT_NO_FATAL_FAILURE(startTree(other, "PHONEFARM_TEST_EXECUTION=e-" + std::to_string(::getpid())));
+  const auto start = processStartTime(other.leader.pid);
+  ASSERT_TRUE(start.has_value());
+  auto containment = makeContainment("/nonexistent-cgroup-root");  // the process-group runtime
+  ASSERT_EQ(containment->runtime(), kRuntimeProcessGroup);
+  ContainerInfo stored{"stale", std::string(kRuntimeProcessGroup), std::nullopt, other.leader.pid, *start + 1};
+  auto adopted = containment->adopt(stored, "PHONEFARM_TEST_EXECUTION=stale-" + std::to_string(::getpid()));
+  ASSERT_TRUE(adopted.ok()) << adopted.error().message;
+  EXPECT_FALSE((*adopted)->signalLeader(SIGTERM).ok()) << "the leader was not verified, it must not be signalled";
+  ASSERT_TRUE((*adopted)->kill().ok());
+  for (const pid_t pid : other.pids) {
+    EXPECT_TRUE(aliveAndRunnable(pid)) << pid << " of a group whose leader only shares the pid was hit";
   }
 }
 

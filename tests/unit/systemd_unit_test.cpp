@@ -6,6 +6,8 @@
 // group membership from the sysusers file, the tokens file mode and the state
 // dir from the tmpfiles file) are there.
 //
+// phonefarm-agent.socket verifies too and listens on the default `listen`.
+//
 // The unit is checked through a copy whose ExecStart=/ExecStartPre= name
 // /bin/true: verify refuses a unit whose binaries are not installed. PID 1 is
 // not systemd in CI containers; both verbs work offline (systemd >= 250;
@@ -35,6 +37,7 @@ namespace fs = std::filesystem;
 
 const fs::path kSourceDir = PHONEFARM_SOURCE_DIR;
 const fs::path kServiceFile = kSourceDir / "systemd" / "phonefarm-agent.service";
+const fs::path kSocketFile = kSourceDir / "systemd" / "phonefarm-agent.socket";
 const fs::path kSysusersFile = kSourceDir / "systemd" / "phonefarm-agent.sysusers.conf";
 const fs::path kTmpfilesFile = kSourceDir / "systemd" / "phonefarm-agent.tmpfiles.conf";
 constexpr const char* kAnalyze = "/usr/bin/systemd-analyze";
@@ -92,6 +95,8 @@ class SystemdUnit : public ::testing::Test {
     }
     const fs::path path = dir_ / "phonefarm-agent.service";
     std::ofstream(path) << copy;
+    // The service requires its socket: verify looks for it next to the service.
+    fs::copy_file(kSocketFile, dir_ / "phonefarm-agent.socket", fs::copy_options::overwrite_existing);
     return path;
   }
 
@@ -170,6 +175,24 @@ TEST_F(SystemdUnit, HasTheSettingsTheAgentDependsOn) {
   EXPECT_EQ(setting(s, "RestrictSUIDSGID"), "yes");
   EXPECT_EQ(setting(s, "SystemCallFilter"), "@system-service");
   EXPECT_EQ(setting(s, "RestrictAddressFamilies"), "AF_UNIX AF_INET AF_INET6 AF_NETLINK");
+}
+
+// systemd holds the port (socket activation): the socket unit verifies, the
+// service depends on it, and it listens where the agent's default `listen`
+// is (the agent refuses a socket on any other address).
+TEST_F(SystemdUnit, SocketHoldsTheDefaultListenAddress) {
+  copyUnit(unit_text_);
+  const auto r = verify(dir_ / "phonefarm-agent.socket");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "");
+  const auto socket = settings(readFile(kSocketFile));
+  EXPECT_EQ(setting(socket, "ListenStream"), "127.0.0.1:8787");
+  EXPECT_EQ(setting(socket, "ReusePort"), "no");    // no job may share the port
+  EXPECT_EQ(setting(socket, "Accept"), "<unset>");  // one agent, not one per connection
+  EXPECT_EQ(setting(socket, "WantedBy"), "sockets.target");
+  const auto s = settings(unit_text_);
+  EXPECT_EQ(setting(s, "Requires"), "phonefarm-agent.socket");
+  EXPECT_THAT(unit_text_, ::testing::HasSubstr("\nAfter=phonefarm-agent.socket\n"));
 }
 
 TEST_F(SystemdUnit, SysusersCreatesTheServiceAndWorkUsers) {
