@@ -8,6 +8,7 @@
 #include "agent/daemon/daemon.hpp"
 #include "agent/exec/command_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
+#include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/tls_context.hpp"
 #include "common/config/config.hpp"
 #include "common/config/dev_config.hpp"
@@ -43,6 +44,10 @@ int runAgent(int argc, char** argv) {
       return phonefarm::exec::kShimExitRefused;
     }
     return phonefarm::exec::runExecShim(*options);
+  }
+  // Retention's helper for trees only the work user may delete (tree_removal_as_user.hpp).
+  if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kRemoveTreeSubcommand) {
+    return phonefarm::exec::runRemoveTreeSubcommand(std::vector<std::string>(argv + 2, argv + argc));
   }
   CLI::App app{"phonefarm-agent: runs and cancels phone-farm work on this rack host"};
   app.set_version_flag("--version", std::string("phonefarm-agent ") + PHONEFARM_VERSION);

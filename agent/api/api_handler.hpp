@@ -55,6 +55,11 @@ struct ApiServices {
   // GET /debug: the adb server's state (AdbProbe: version, devices -l), asked
   // off the I/O thread with a short deadline; `done` may run on any thread.
   std::function<void(std::function<void(boost::json::object)> done)> adb_probe = {};
+  // Why new submissions are refused now (the disk guard: too little free
+  // space), if they are: POST /processes answers 503 with it, GET /readyz
+  // too. none = never.
+  std::function<std::optional<std::string>()> submit_refusal = {};
+  std::function<std::optional<std::string>()> not_ready_reason = {};
   // Where the handler records its own metrics (requests, cancels), shared
   // with the components that push theirs (store, resets); null = a registry
   // of the handler's own. Must outlive the handler.

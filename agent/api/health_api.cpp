@@ -1,5 +1,6 @@
 // GET /healthz (liveness: the event loop answers) and GET /readyz (the store
-// answers a query and its schema is migrated).
+// answers a query and its schema is migrated, and new work is accepted: not
+// while the disk guard refuses submissions).
 #include <boost/json/object.hpp>
 
 #include "agent/api/api_handler.hpp"
@@ -23,6 +24,12 @@ void ApiHandler::getReadyz(const CallPtr& call) {
                            boost::json::object body{{"status", "ready"}, {"store", "ok"}, {"schema_version", *version}};
                            if (s_.readiness_details) {
                              for (auto& kv : s_.readiness_details()) body[kv.key()] = kv.value();
+                           }
+                           // Not ready for new work (the disk guard): 503, with the details.
+                           if (auto why = s_.not_ready_reason ? s_.not_ready_reason() : std::nullopt) {
+                             body["status"] = "not_ready";
+                             body["detail"] = *why;
+                             return call->reply(jsonResponse(503, body));
                            }
                            call->reply(jsonResponse(200, body));
                          });

@@ -43,6 +43,14 @@ Process buildProcess(SubmitRequest&& req, WallMs now) {
 }  // namespace
 
 void ApiHandler::postProcesses(const CallPtr& call) {
+  // New work needs disk (logs, the store); what is running can still be
+  // cancelled and read when there is none left.
+  if (s_.submit_refusal) {
+    if (auto why = s_.submit_refusal()) {
+      spdlog::warn("process.refused reason=disk_low");
+      return call->reply(detailResponse(503, *why));
+    }
+  }
   // The command allow-list is checked here, on the I/O thread (a few realpath calls), before any store job:
   // a refused item makes the whole request a 422 that changes nothing.
   auto parsed = parseSubmitRequest(

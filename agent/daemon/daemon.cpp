@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/json/serialize.hpp>
@@ -19,15 +20,18 @@
 #include "agent/cancel/escalation_deadline.hpp"
 #include "agent/daemon/file_limit.hpp"
 #include "agent/daemon/listen_socket.hpp"
+#include "agent/daemon/retention_sweeper.hpp"
 #include "agent/daemon/state_dir_lock.hpp"
 #include "agent/exec/command_policy.hpp"
 #include "agent/exec/containment.hpp"
 #include "agent/exec/executor.hpp"
 #include "agent/exec/process_group_killer.hpp"
+#include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
 #include "agent/phone/adb_client.hpp"
 #include "agent/phone/adb_probe.hpp"
+#include "agent/phone/blocking_runner.hpp"
 #include "agent/phone/device_reconciler.hpp"
 #include "agent/phone/device_tracker.hpp"
 #include "agent/phone/heal_service.hpp"
@@ -37,14 +41,70 @@
 #include "common/config/tokens.hpp"
 #include "common/metrics/metrics.hpp"
 #include "common/os/asio_event_loop.hpp"
+#include "common/os/disk_guard.hpp"
 #include "common/os/thread_name.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm {
 namespace {
 
+// How often the disk guard looks at the free space of state_dir.
+constexpr std::chrono::milliseconds kDiskCheckPeriod{1000};
+
 // The metrics GET /metrics pulls at scrape time, on the I/O thread (where the
 // executor's state lives).
+// Retention and the disk guard (pulled at scrape time, on the I/O thread).
+void collectStorageMetrics(metrics::Registry& r, const RetentionSweeper& retention, os::DiskGuard& disk) {
+  const RetentionStats& rs = retention.stats();
+  r.counter("phonefarm_retention_sweeps_total", "Retention sweeps finished.").set(static_cast<double>(rs.sweeps));
+  const char* rows_help = "Rows deleted by retention, by table.";
+  const std::pair<const char*, std::int64_t> rows[] = {
+      {"processes", rs.rows.processes},     {"queue_items", rs.rows.queue_items},
+      {"executions", rs.rows.executions},   {"cancel_audit", rs.rows.cancel_audit},
+      {"escalations", rs.rows.escalations}, {"phone_resets", rs.rows.phone_resets}};
+  for (const auto& [table, n] : rows) {
+    r.counter("phonefarm_retention_rows_deleted_total", rows_help, {{"table", table}}).set(static_cast<double>(n));
+  }
+  r.counter("phonefarm_retention_execution_dirs_removed_total", "Execution directories removed by retention.")
+      .set(static_cast<double>(rs.dirs_removed));
+  r.counter("phonefarm_retention_execution_dir_failures_total",
+            "Execution directories retention could not remove completely (see retention.dir_failed).")
+      .set(static_cast<double>(rs.dir_failures));
+  const char* bytes_help = "Bytes given back to the file system by retention, by source.";
+  r.counter("phonefarm_retention_bytes_reclaimed_total", bytes_help, {{"source", "execution_dirs"}})
+      .set(static_cast<double>(rs.dir_bytes));
+  r.counter("phonefarm_retention_bytes_reclaimed_total", bytes_help, {{"source", "database"}})
+      .set(static_cast<double>(rs.vacuum_bytes));
+  r.gauge("phonefarm_retention_max_job_seconds", "Longest retention store job, i.e. writer held (seconds).")
+      .set(rs.max_job_seconds);
+
+  const os::DiskState ds = disk.state();
+  r.gauge("phonefarm_disk_free_bytes", "Bytes available on the file system of state_dir.")
+      .set(static_cast<double>(ds.free_bytes));
+  r.gauge("phonefarm_disk_min_free_bytes", "storage.min_free_bytes: below it new submissions are refused.")
+      .set(static_cast<double>(disk.options().min_free_bytes));
+  r.gauge("phonefarm_disk_low", "Whether new submissions are refused for lack of disk space (1) or not (0).")
+      .set(ds.low ? 1 : 0);
+  r.gauge("phonefarm_disk_reserve_bytes", "Bytes of the store's reserve (ballast file) held now.")
+      .set(static_cast<double>(ds.reserve_held));
+  r.counter("phonefarm_disk_reserve_releases_total", "Times the store's reserve was released (disk full).")
+      .set(static_cast<double>(ds.reserve_releases));
+  r.counter("phonefarm_disk_refused_submissions_total", "Submissions refused with 503 for lack of disk space.")
+      .set(static_cast<double>(ds.refused_submissions));
+}
+
+boost::json::object describeDisk(os::DiskGuard& disk) {
+  const os::DiskState ds = disk.state();
+  boost::json::object o{{"free_bytes", ds.free_bytes},
+                        {"total_bytes", ds.total_bytes},
+                        {"min_free_bytes", disk.options().min_free_bytes},
+                        {"low", ds.low},
+                        {"reserve_bytes", ds.reserve_held},
+                        {"reserve_released", ds.reserve_released}};
+  if (ds.error) o["error"] = *ds.error;
+  return o;
+}
+
 void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const store::Store& store,
                     const phone::Inventory& inventory, const phone::ResetService& resets,
                     const phone::HealService* heal, const http::HttpServer& server,
@@ -223,9 +283,14 @@ int Daemon::run() {
   // Metrics that components push as they happen (requests, cancels, store
   // commits, reset steps); the rest is pulled at scrape time (collectMetrics).
   metrics::Registry pushed_metrics;
+  // Free space of state_dir, and the store's reserve there (a ballast the
+  // store may spend when a job has filled the disk).
+  os::DiskGuard disk({config_.state_dir, config_.storage.min_free_bytes, config_.storage.reserve_bytes});
+  disk.check();
   store::StoreOptions store_options;
   store_options.path = config_.state_dir / "agent.db";
   store_options.metrics = &pushed_metrics;
+  store_options.on_disk_full = [&disk] { return disk.releaseReserve(); };
   store::Store store(store_options);
   spdlog::info("store.open path={} schema_version={}", (config_.state_dir / "agent.db").string(),
                store.schemaVersion());
@@ -295,18 +360,41 @@ int Daemon::run() {
                             clock,
                             tokens,
                             [&loop](std::function<void()> fn) { loop.post(std::move(fn)); },
-                            [&executor, &inventory] {
+                            [&executor, &inventory, &disk] {
                               return boost::json::object{
                                   {"work", executor.describe()},
-                                  {"adb", boost::json::object{{"server_up", inventory.serverUp()}}}};
+                                  {"adb", boost::json::object{{"server_up", inventory.serverUp()}}},
+                                  {"disk", describeDisk(disk)}};
                             },
                             [&executor](const std::string& phone_id) { executor.phoneChanged(phone_id); },
                             &inventory,
                             &resets,
                             [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
+  // Retention: old processes, execution directories and free pages go in
+  // the background; directory trees are removed on their own thread.
+  phone::WorkerThread retention_worker("pf-retention");
+  RetentionOptions retention_options;
+  retention_options.state_dir = std::filesystem::absolute(config_.state_dir);
+  retention_options.config = config_.retention;
+  // Not root, the agent cannot delete what only the work user may (its
+  // subdirectories): that part is done as run_as (exec/tree_removal_as_user).
+  retention_options.remove_tree = [this, shim = exec_options.shim_binary](const std::filesystem::path& dir) {
+    auto removed = os::removeTree(dir);
+    if (removed || ::geteuid() == 0) return removed;
+    auto again = exec::removeTreeAsUser(shim, config_.work.run_as, dir);
+    if (again) return again;
+    return Result<os::RemovedTree>(
+        makeError(again.error().kind, removed.error().message + "; " + again.error().message));
+  };
+  RetentionSweeper retention(retention_options, store, clock, loop, retention_worker);
+  services.submit_refusal = [&disk] { return disk.refusal(); };
+  services.not_ready_reason = [&disk] { return disk.lowReason(); };
+
   const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
-  services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr](metrics::Registry& r) {
+  services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr, &retention,
+                      &disk](metrics::Registry& r) {
     collectMetrics(r, executor, store, inventory, resets, &heal, server, tracker_ptr);
+    collectStorageMetrics(r, retention, disk);
   };
   services.registry = &pushed_metrics;
   services.hubs = [&heal] { return heal.hubsJson(); };
@@ -322,6 +410,7 @@ int Daemon::run() {
                  config_.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep");
     ::sd_notify(0, "STOPPING=1");
     executor.stopStarting();
+    retention.stop();
     if (config_.work.on_shutdown != ShutdownPolicy::kCancel) return server.beginShutdown();
     // Work is cancelled hard, through the cancel path (audit trail included).
     cancel::CancelInput input;
@@ -404,11 +493,16 @@ int Daemon::run() {
   }
   Periodic status(loop, std::chrono::seconds(5),
                   [&inventory, &executor] { ::sd_notify(0, ("STATUS=" + statusLine(inventory, executor)).c_str()); });
+  // The disk guard measures (and releases or restores the reserve) off the loop.
+  phone::WorkerThread disk_worker("pf-disk");
+  Periodic disk_check(loop, kDiskCheckPeriod, [&disk_worker, &disk] { disk_worker.run([&disk] { disk.check(); }); });
 
   server.start();
-  loop.post([this, &executor, &watchdog, &status, &heal] {
+  loop.post([this, &executor, &watchdog, &status, &heal, &disk_check, &retention] {
     if (watchdog) watchdog->start();
     heal.start();
+    disk_check.start();
+    retention.start();
     // READY=1 only after re-adoption: the listener is bound (server.start()
     // above) and every execution of the previous run is known again.
     executor.start([this, &status] {

@@ -27,6 +27,9 @@ constexpr std::int64_t kMaxResetSeconds = 3600;
 constexpr std::int64_t kMaxBodyBytes = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxConnections = 100000;
 constexpr std::size_t kMaxPhoneIdLength = 128;
+constexpr double kMinRetentionDays = 0.00001;
+constexpr double kMaxRetentionDays = 36500;
+constexpr std::int64_t kMaxStorageBytes = std::int64_t{1} << 50;  // 1 PiB
 constexpr std::size_t kMaxSerialLength = 128;
 
 bool hasControlChar(std::string_view s) {
@@ -181,6 +184,39 @@ void readHeal(TomlSection s, HealConfig& heal) {
   s.rejectUnknown();
 }
 
+// Days as an integer or a float, > 0: fractions are allowed (0.5 = 12 h).
+void readDays(TomlSection& s, std::string_view key, double& out) {
+  const toml::node* node = s.find(key);
+  if (node == nullptr) return;
+  double v = 0;
+  if (const auto* i = node->as_integer()) {
+    v = static_cast<double>(i->get());
+  } else if (const auto* f = node->as_floating_point()) {
+    v = f->get();
+  } else {
+    s.fail(*node, key, "must be a number of days");
+  }
+  // 1e-5 days is 0.864 s: anything shorter would only make the sweeps spin.
+  if (!(v >= kMinRetentionDays && v <= kMaxRetentionDays)) {
+    s.fail(*node, key, "must be from 0.00001 to 36500 days (got " + std::to_string(v) + ")");
+  }
+  out = v;
+}
+
+void readRetention(TomlSection s, RetentionConfig& retention) {
+  readDays(s, "processes_days", retention.processes_days);
+  readDays(s, "executions_days", retention.executions_days);
+  s.seconds("sweep_interval_seconds", kMaxHttpSeconds, retention.sweep_interval);
+  s.rejectUnknown();
+}
+
+void readStorage(TomlSection s, StorageConfig& storage) {
+  if (auto v = s.integer("min_free_bytes", 0, kMaxStorageBytes))
+    storage.min_free_bytes = static_cast<std::uint64_t>(*v);
+  if (auto v = s.integer("reserve_bytes", 0, kMaxStorageBytes)) storage.reserve_bytes = static_cast<std::uint64_t>(*v);
+  s.rejectUnknown();
+}
+
 bool isPhoneId(std::string_view id) {
   return !id.empty() && id.size() <= kMaxPhoneIdLength && std::all_of(id.begin(), id.end(), [](unsigned char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -296,6 +332,10 @@ AgentConfig parseConfig(std::string_view toml_text, std::string_view origin) {
   if (const toml::table* t = top.table("adb")) readAdb(TomlSection(origin, *t, "adb"), config.adb);
   if (const toml::table* t = top.table("reset")) readReset(TomlSection(origin, *t, "reset"), config.reset);
   if (const toml::table* t = top.table("heal")) readHeal(TomlSection(origin, *t, "heal"), config.heal);
+  if (const toml::table* t = top.table("retention")) {
+    readRetention(TomlSection(origin, *t, "retention"), config.retention);
+  }
+  if (const toml::table* t = top.table("storage")) readStorage(TomlSection(origin, *t, "storage"), config.storage);
   if (const toml::array* a = top.array("phones", "tables ([[phones]])")) readPhones(origin, *a, config.phones);
   top.rejectUnknown();
   return config;

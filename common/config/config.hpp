@@ -91,6 +91,20 @@ struct HealConfig {
   std::chrono::seconds hub_window{10};  // drops of one hub's phones this close: one hub event
 };
 
+// [retention]: what is deleted, how old. Days may be fractions (0.5 = 12 h),
+// which is also how the integration tests get retention within seconds.
+struct RetentionConfig {
+  double processes_days = 30;  // terminal processes, their items, audit trail and old resets
+  double executions_days = 7;  // execution directories (logs, status) of ended items
+  std::chrono::seconds sweep_interval{300};
+};
+
+// [storage]: the free space of the file system of state_dir.
+struct StorageConfig {
+  std::uint64_t min_free_bytes = 512ULL * 1024 * 1024;  // below it, new submissions get 503
+  std::uint64_t reserve_bytes = 32ULL * 1024 * 1024;    // ballast kept for the store's commits
+};
+
 struct PhoneConfig {
   std::string id;
   std::string serial;
@@ -106,6 +120,8 @@ struct AgentConfig {
   AdbConfig adb;
   ResetConfig reset;
   HealConfig heal;
+  RetentionConfig retention;
+  StorageConfig storage;
   std::vector<PhoneConfig> phones;
 
   const PhoneConfig* findPhone(std::string_view id) const;

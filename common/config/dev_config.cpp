@@ -23,6 +23,9 @@ AgentConfig devConfig() {
   // needs_attention (which would hold every later demo job).
   config.work.wait_for_device = false;
   config.reset.on_forced_cancel = false;
+  // A developer's disk is often fuller than a rack host's.
+  config.storage.min_free_bytes = 64ULL * 1024 * 1024;
+  config.storage.reserve_bytes = 8ULL * 1024 * 1024;
   return config;
 }
 

@@ -2,7 +2,10 @@
 // JSON-valued columns (requested_by, command, env) hold compact JSON text.
 #include "common/store/migrations.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <array>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -128,7 +131,52 @@ UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(q
 WHERE status IN ('succeeded','failed','cancelled','skipped') AND env <> '{}';
 )sql";
 
-constexpr std::array<std::string_view, 2> kMigrations{kV1, kV2ForgetEnvValues};
+// Retention (agent/daemon/retention_sweeper): which execution directories
+// are still on disk, and the oldest processes first.
+constexpr std::string_view kV3Retention = R"sql(
+ALTER TABLE executions ADD COLUMN files_removed_at INTEGER;
+CREATE INDEX executions_files_pending ON executions (ended_at) WHERE files_removed_at IS NULL;
+CREATE INDEX processes_by_updated ON processes (updated_at);
+)sql";
+
+// The file gives back what retention deletes: with auto_vacuum = INCREMENTAL
+// the store frees pages in small steps (PRAGMA incremental_vacuum) instead of
+// a VACUUM that rewrites the whole file. Switching an existing database takes
+// one full VACUUM (6-13 s at 10^6 processes on a 2-core VM; README,
+// "Disk and retention"), which cannot run inside a transaction.
+constexpr std::string_view kV4IncrementalVacuum = R"sql(-- no transaction
+PRAGMA auto_vacuum = INCREMENTAL;
+VACUUM;
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum};
+
+constexpr std::string_view kNoTransaction = "-- no transaction";
+
+bool autoVacuumIncremental(Db& db) {
+  Statement& st = db.prepare("PRAGMA auto_vacuum");
+  st.step();
+  const bool incremental = st.getInt(0) == 2;
+  st.reset();
+  return incremental;
+}
+
+// VACUUM needs free space of about the database's size; on a disk that has
+// none the agent must still start (a full disk is when it is needed most).
+// The switch is then tried again at every start until it succeeds.
+void switchToIncrementalVacuum(Db& db, std::string_view sql) {
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    db.exec(sql);
+  } catch (const SqliteError& e) {
+    if (!e.isUnavailable()) throw;
+    spdlog::error("store.vacuum_deferred error=\"{}\" auto_vacuum stays off until a start with room for it", e.what());
+    return;
+  }
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  spdlog::info("store.vacuumed auto_vacuum=incremental ms={}", ms);
+}
 
 }  // namespace
 
@@ -149,9 +197,15 @@ int migrate(Db& db) {
                              " is newer than this agent supports (" + std::to_string(kMigrations.size()) + ")");
   }
   for (; version < static_cast<int>(kMigrations.size()); ++version) {
+    const std::string_view sql = kMigrations[static_cast<std::size_t>(version)];
+    if (sql.starts_with(kNoTransaction)) {
+      switchToIncrementalVacuum(db, sql);
+      db.exec("PRAGMA user_version = " + std::to_string(version + 1));
+      continue;
+    }
     db.exec("BEGIN IMMEDIATE");
     try {
-      db.exec(kMigrations[static_cast<std::size_t>(version)]);
+      db.exec(sql);
       db.exec("PRAGMA user_version = " + std::to_string(version + 1));
       db.exec("COMMIT");
     } catch (...) {
@@ -159,6 +213,7 @@ int migrate(Db& db) {
       throw;
     }
   }
+  if (!autoVacuumIncremental(db)) switchToIncrementalVacuum(db, kV4IncrementalVacuum);
   return version;
 }
 

@@ -1,6 +1,9 @@
 // Schema migrations, applied in order at start by `PRAGMA user_version`.
 // Each migration runs in one transaction with the user_version bump, so a
-// crash mid-migration leaves the previous version intact.
+// crash mid-migration leaves the previous version intact. One starting with
+// "-- no transaction" (the VACUUM that turns on auto_vacuum = INCREMENTAL)
+// runs on its own and is idempotent; if the disk has no room for it, start-up
+// goes on and it is tried again at the next start.
 #pragma once
 
 #include <span>

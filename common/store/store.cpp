@@ -172,9 +172,9 @@ void Store::rollbackBatch() {
   }
 }
 
-void Store::runBatch(std::deque<Job>& batch) {
-  std::vector<std::optional<Error>> results(batch.size());
+std::optional<Error> Store::tryBatch(std::deque<Job>& batch, std::vector<std::optional<Error>>& results, bool& full) {
   std::optional<Error> batchError;
+  full = false;
   try {
     db_->prepare("BEGIN IMMEDIATE").run();
     for (std::size_t i = 0; i < batch.size(); ++i) results[i] = runJob(batch[i]);
@@ -187,16 +187,29 @@ void Store::runBatch(std::deque<Job>& batch) {
   } catch (const SqliteError& e) {
     // BEGIN/COMMIT/savepoint failures land here too: a SQLITE_BUSY on BEGIN
     // is the writer lock held elsewhere, a SQLITE_FULL on COMMIT is the disk.
+    full = e.code() == SQLITE_FULL;
     batchError = e.isUnavailable()
                      ? makeError(ErrorKind::kUnavailable, std::string("database unavailable: ") + e.what())
                      : makeError(ErrorKind::kInternal, e.what());
   } catch (const std::exception& e) {
     batchError = makeError(ErrorKind::kInternal, e.what());
   }
-  if (batchError) {
-    rollbackBatch();
-    spdlog::warn("store.batch.failed jobs={} error=\"{}\"", batch.size(), batchError->message);
+  if (batchError) rollbackBatch();
+  return batchError;
+}
+
+void Store::runBatch(std::deque<Job>& batch) {
+  std::vector<std::optional<Error>> results(batch.size());
+  bool full = false;
+  std::optional<Error> batchError = tryBatch(batch, results, full);
+  if (batchError && full && options_.on_disk_full && options_.on_disk_full()) {
+    // Room was made (the disk guard's reserve): the same jobs once more. A
+    // job only touches the database, so running it again is safe.
+    spdlog::warn("store.batch.retry jobs={} after=disk_full", batch.size());
+    results.assign(batch.size(), std::nullopt);
+    batchError = tryBatch(batch, results, full);
   }
+  if (batchError) spdlog::warn("store.batch.failed jobs={} error=\"{}\"", batch.size(), batchError->message);
 
   {
     // Before the completions, so a caller woken by one sees it counted.

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/metrics/metrics.hpp"
 #include "common/result.hpp"
@@ -42,6 +43,10 @@ struct StoreOptions {
   // Where to record batch sizes and COMMIT (fsync) latency; none when null.
   // Must outlive the store.
   metrics::Registry* metrics = nullptr;
+  // Called on the store thread when a batch fails with SQLITE_FULL: true
+  // means it made room (the disk guard released its reserve), and the batch
+  // runs once more. None = the batch fails at once.
+  std::function<bool()> on_disk_full;
 };
 
 struct StoreStats {
@@ -91,6 +96,7 @@ class Store {
   void enqueue(Job job);
   void threadMain();
   void runBatch(std::deque<Job>& batch);
+  std::optional<Error> tryBatch(std::deque<Job>& batch, std::vector<std::optional<Error>>& results, bool& full);
   std::optional<Error> runJob(Job& job);
   void rollbackBatch();
 

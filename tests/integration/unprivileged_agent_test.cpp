@@ -324,6 +324,51 @@ TEST_F(UnprivilegedAgentWithoutDelegatedProcs, FallsBackToProcessGroupsAndStillK
   softThenHardCancelATree("pg", "process-group", /*orphans=*/false);
 }
 
+// Retention as the unit runs it: the agent (not root, no CAP_DAC_OVERRIDE)
+// must delete an execution directory in which the job made subdirectories of
+// its own, one of them locked (chmod 000): only the work user may unlink
+// inside those, so that part is done as run_as (`phonefarm-agent
+// remove-tree`), and nothing outside the tree is followed.
+class UnprivilegedAgentRetention : public UnprivilegedAgent {
+ protected:
+  std::string extraConfig() const override {
+    return "[retention]\nprocesses_days = 0.00003\nexecutions_days = 0.00001\nsweep_interval_seconds = 1\n";
+  }
+};
+
+TEST_F(UnprivilegedAgentRetention, DeletesWhatOnlyTheWorkUserCouldDelete) {
+  const fs::path outside = outDir() / "outside";
+  fs::create_directories(outside);
+  writeFile(outside / "precious", "keep me", 0644);
+  const std::string job = writeJob("locker.sh",
+                                   "#!/bin/sh\n"
+                                   "mkdir -p open/sub locked/inner && echo x > open/sub/f && echo y > locked/inner/g\n"
+                                   "chmod 000 locked/inner locked\n"
+                                   "ln -s \"$1\" escape\n");
+  submitWork("locker", {{job, outside.string()}});
+  waitForStatus("locker", "succeeded");
+  auto logs = call("GET", "/processes/locker/items/locker-q0/logs", "", kReadToken);
+  ASSERT_EQ(logs.status, 200) << logs.body;
+  const fs::path exec_dir = stateDir() / "workdirs" / logs.header("x-phonefarm-execution-id");
+  ASSERT_TRUE(fs::exists(exec_dir / "open" / "sub" / "f"));
+  const fs::path control_dir = stateDir() / "executions" / logs.header("x-phonefarm-execution-id");
+
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (fs::exists(fs::symlink_status(exec_dir)) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_FALSE(fs::exists(fs::symlink_status(exec_dir))) << agent_->output();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(control_dir)));
+  EXPECT_TRUE(fs::exists(outside / "precious"));
+  EXPECT_FALSE(agent_->findLine("retention.dir_failed").has_value()) << agent_->output();
+  const auto deadline2 = std::chrono::steady_clock::now() + seconds(30);
+  while (call("GET", "/processes/locker", "", kReadToken).status != 404 &&
+         std::chrono::steady_clock::now() < deadline2) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_EQ(call("GET", "/processes/locker", "", kReadToken).status, 404);
+}
+
 // Without the unit's capabilities the agent runs nothing and says why.
 class UnprivilegedAgentWithoutCapabilities : public UnprivilegedAgent {
  protected:

@@ -67,7 +67,25 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.heal.flap_count, 3);
   EXPECT_EQ(c.heal.flap_window, 600s);
   EXPECT_EQ(c.heal.hub_window, 10s);
+  EXPECT_EQ(c.retention.processes_days, 30);
+  EXPECT_EQ(c.retention.executions_days, 7);
+  EXPECT_EQ(c.retention.sweep_interval, 300s);
+  EXPECT_EQ(c.storage.min_free_bytes, 512u * 1024 * 1024);
+  EXPECT_EQ(c.storage.reserve_bytes, 32u * 1024 * 1024);
   EXPECT_TRUE(c.phones.empty());
+}
+
+TEST(ConfigTest, RetentionDaysMayBeFractionsAndStorageBytesZero) {
+  const AgentConfig c = parseConfig(
+      "[retention]\nprocesses_days = 0.5\nexecutions_days = 0.00001\nsweep_interval_seconds = 1\n"
+      "[storage]\nmin_free_bytes = 0\nreserve_bytes = 1048576\n",
+      "agent.toml");
+  EXPECT_EQ(c.retention.processes_days, 0.5);
+  EXPECT_EQ(c.retention.executions_days, 0.00001);
+  EXPECT_EQ(c.retention.sweep_interval, 1s);
+  EXPECT_EQ(c.storage.min_free_bytes, 0u);
+  EXPECT_EQ(c.storage.reserve_bytes, 1048576u);
+  EXPECT_EQ(parseConfig("[retention]\nprocesses_days = 90\n", "x").retention.processes_days, 90);
 }
 
 constexpr std::string_view kFullConfig = R"(# every key, none at its default
@@ -193,6 +211,13 @@ probe_interval_seconds = 300
 flap_count = 3
 flap_window_seconds = 600
 hub_window_seconds = 10
+[retention]
+processes_days = 30           # terminal processes, their items, audit trail, old resets
+executions_days = 7           # execution directories (logs) of ended items
+sweep_interval_seconds = 300
+[storage]
+min_free_bytes = 536870912    # 512 MiB: below it, new submissions get 503
+reserve_bytes = 33554432      # 32 MiB kept for the store's commits on a full disk
 [[phones]]                    # one per phone on this rack
 id = "phone_01"
 serial = "R58M123ABC"         # adb serial; "host:port" for network phones
@@ -202,6 +227,8 @@ usb_port = "1-1.4"            # optional bus-port path, for usb_reset/hub power
 TEST(ConfigTest, DesignExampleParses) {
   const AgentConfig c = parseConfig(kDesignExample, "agent.toml");
   EXPECT_EQ(c.http.max_connections, 512u);
+  EXPECT_EQ(c.retention.executions_days, 7);
+  EXPECT_EQ(c.storage.reserve_bytes, 33554432u);
   ASSERT_EQ(c.phones.size(), 1u);
   EXPECT_EQ(c.phones[0].usb_port, "1-1.4");
 }
@@ -324,6 +351,17 @@ const BadConfig kBadValues[] = {
      "agent.toml:1: 'listen' is not a valid \"host:port\" (\"127.0.0.1:65536\"): port must be a number from 0 to "
      "65535"},
     {"StateDirEmpty", "state_dir = \"\"\n", "agent.toml:1: 'state_dir' must not be empty"},
+    {"ProcessesDaysZero", "[retention]\nprocesses_days = 0\n",
+     "agent.toml:2: 'retention.processes_days' must be from 0.00001 to 36500 days (got 0.000000)"},
+    {"ExecutionsDaysNegative", "[retention]\nexecutions_days = -1.5\n",
+     "agent.toml:2: 'retention.executions_days' must be from 0.00001 to 36500 days (got -1.500000)"},
+    {"ExecutionsDaysNotANumber", "[retention]\nexecutions_days = \"7\"\n",
+     "agent.toml:2: 'retention.executions_days' must be a number of days"},
+    {"SweepIntervalZero", "[retention]\nsweep_interval_seconds = 0\n",
+     "agent.toml:2: 'retention.sweep_interval_seconds' must be from 1 to 86400 (got 0)"},
+    {"MinFreeNegative", "[storage]\nmin_free_bytes = -1\n",
+     "agent.toml:2: 'storage.min_free_bytes' must be from 0 to 1125899906842624 (got -1)"},
+    {"ReserveFloat", "[storage]\nreserve_bytes = 1.5\n", "agent.toml:2: 'storage.reserve_bytes' must be an integer"},
 };
 INSTANTIATE_TEST_SUITE_P(BadValue, RejectedConfigTest, ::testing::ValuesIn(kBadValues),
                          [](const auto& param_info) { return std::string(param_info.param.label); });

@@ -139,6 +139,7 @@ TEST_F(StoreTest, FreshDatabaseIsMigratedToTheLatestSchemaWithEveryTable) {
   Store store(options());
   EXPECT_EQ(store.schemaVersion(), static_cast<int>(migrations().size()));
   EXPECT_EQ(queryInt(store, "PRAGMA user_version"), static_cast<std::int64_t>(migrations().size()));
+  EXPECT_EQ(queryInt(store, "PRAGMA auto_vacuum"), 2);  // INCREMENTAL
   for (const char* table :
        {"processes", "queue_items", "executions", "cancel_audit", "escalations", "phones", "phone_resets"}) {
     EXPECT_EQ(
