@@ -128,7 +128,28 @@ UPDATE queue_items SET env = (SELECT json_group_object(key, '') FROM json_each(q
 WHERE status IN ('succeeded','failed','cancelled','skipped') AND env <> '{}';
 )sql";
 
-constexpr std::array<std::string_view, 2> kMigrations{kV1, kV2ForgetEnvValues};
+// The event log (GET /events): one row per state change, appended in the
+// change's own transaction. AUTOINCREMENT: a seq is never reused, even after
+// retention has deleted every row, so a client's resume point stays valid.
+// No index besides the key: events are read in seq order and retention
+// deletes from the oldest end; extra indexes would tax every write.
+// phones.adb_state: the last adb state recorded, so phone.state is emitted
+// only when it changes (also across a restart).
+constexpr std::string_view kV3Events = R"sql(
+CREATE TABLE events (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  time          INTEGER NOT NULL,
+  kind          TEXT NOT NULL,
+  process_id    TEXT,
+  queue_item_id TEXT,
+  phone_id      TEXT,
+  reset_id      TEXT,
+  payload       TEXT NOT NULL
+);
+ALTER TABLE phones ADD COLUMN adb_state TEXT;
+)sql";
+
+constexpr std::array<std::string_view, 3> kMigrations{kV1, kV2ForgetEnvValues, kV3Events};
 
 }  // namespace
 
