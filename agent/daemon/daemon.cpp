@@ -37,6 +37,9 @@
 #include "common/metrics/metrics.hpp"
 #include "common/os/asio_event_loop.hpp"
 #include "common/os/thread_name.hpp"
+#include "common/store/event_feed.hpp"
+#include "common/store/event_retention.hpp"
+#include "common/store/phone_repository.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm {
@@ -197,11 +200,18 @@ int Daemon::run() {
   store::StoreOptions store_options;
   store_options.path = config_.state_dir / "agent.db";
   store_options.metrics = &pushed_metrics;
+  // GET /events reads what each commit appended to the event log (its own
+  // thread and connection); it opens once the store has migrated.
+  store::EventFeed events(store::EventFeedOptions{store_options.path, config_.events.stream_buffer});
+  store_options.on_commit = [&events] { events.notifyCommitted(); };
   store::Store store(store_options);
   spdlog::info("store.open path={} schema_version={}", (config_.state_dir / "agent.db").string(),
                store.schemaVersion());
+  events.start();
 
   SystemClock clock;
+  store::EventRetention retention(store, loop, clock,
+                                  store::EventRetentionOptions{config_.events.retention, config_.events.max_events});
   const std::string boot_id = cancel::readBootId();
   auto containment = exec::makeContainment(config_.work.cgroup_root);
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
@@ -263,10 +273,13 @@ int Daemon::run() {
                             &resets,
                             [&executor](const std::string& phone_id) { return executor.currentOf(phone_id); }};
   const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
-  services.collect = [&executor, &store, &inventory, &resets, &server, &tracker_ptr](metrics::Registry& r) {
+  services.collect = [&executor, &store, &inventory, &resets, &server, &tracker_ptr, &api](metrics::Registry& r) {
     collectMetrics(r, executor, store, inventory, resets, server, tracker_ptr);
+    r.gauge("phonefarm_event_streams", "Open GET /events streams.")
+        .set(api ? static_cast<double>(api->openEventStreams()) : 0.0);
   };
   services.registry = &pushed_metrics;
+  services.events = &events;
   services.adb_probe = [&adb_probe](std::function<void(boost::json::object)> done) {
     adb_probe.probe(std::move(done));
   };
@@ -319,11 +332,19 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
-  auto logChanges = [&inventory, &resets, announce](const std::vector<std::string>& changed) {
+  auto logChanges = [&inventory, &resets, &store, &clock, announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
       if (auto s = inventory.phone(phone_id)) {
         spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
                      s->reported_state);
+        // Durable, for GET /events (phone.state): the repository appends the
+        // event when the state differs from the one stored.
+        store.submit<Unit>(
+            [config = s->config, state = s->reported_state, now = clock.wallNowMs()](store::Db& db) {
+              store::PhoneRepository(db).recordAdbState(config.id, config.serial, config.usb_port, state, now);
+              return Unit{};
+            },
+            [](const Result<Unit>&) {});
       }
       resets.phoneStateChanged(phone_id);
       announce(phone_id);
@@ -362,6 +383,7 @@ int Daemon::run() {
                   [&inventory, &executor] { ::sd_notify(0, ("STATUS=" + statusLine(inventory, executor)).c_str()); });
 
   server.start();
+  loop.post([&retention] { retention.start(); });
   loop.post([this, &executor, &watchdog, &status] {
     if (watchdog) watchdog->start();
     // READY=1 only after re-adoption: the listener is bound (server.start()
@@ -379,6 +401,7 @@ int Daemon::run() {
   reconciler.stop();
   tracker.stop();
   store.stop();  // every queued job runs and commits before we exit
+  events.stop();
   const auto& es = executor.stats();
   spdlog::info("exec.stats started={} finished={} kills={} timeouts={} escalations={} stuck={} adopted={} lost={}",
                es.started, es.finished, es.kills, es.timeouts, es.escalations_fired, es.stuck, es.adopted, es.lost);

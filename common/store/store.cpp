@@ -196,6 +196,8 @@ void Store::runBatch(std::deque<Job>& batch) {
   if (batchError) {
     rollbackBatch();
     spdlog::warn("store.batch.failed jobs={} error=\"{}\"", batch.size(), batchError->message);
+  } else if (options_.on_commit) {
+    options_.on_commit();
   }
 
   {

@@ -42,6 +42,9 @@ struct StoreOptions {
   // Where to record batch sizes and COMMIT (fsync) latency; none when null.
   // Must outlive the store.
   metrics::Registry* metrics = nullptr;
+  // Called on the store thread after each batch that committed, before its
+  // completions run: the EventFeed's cue to read the new events. Must be cheap.
+  std::function<void()> on_commit;
 };
 
 struct StoreStats {
