@@ -69,8 +69,8 @@ Validated<EventsQuery> parseEventsQuery(std::string_view query, std::string_view
   // What an SSE client saw last: it reconnects with this, and it is newer
   // than the ?after= of the URL it first opened.
   if (!last_event_id.empty()) {
-    if (auto n = parseQueryInteger("Last-Event-ID", last_event_id, 0, std::numeric_limits<std::int64_t>::max(),
-                                   errors)) {
+    if (auto n =
+            parseQueryInteger("Last-Event-ID", last_event_id, 0, std::numeric_limits<std::int64_t>::max(), errors)) {
       q.after = *n;
     }
   }
@@ -102,8 +102,8 @@ class EventStream final : public http::BodyStream {
     }
     store::EventDelivery d = sub_->take();
     if (d.reset_oldest) {
-      out += "id: " + std::to_string(*d.reset_oldest - 1) + "\nevent: reset\ndata: {\"oldest\":" +
-             std::to_string(*d.reset_oldest) + "}\n\n";
+      out += "id: " + std::to_string(*d.reset_oldest - 1) +
+             "\nevent: reset\ndata: {\"oldest\":" + std::to_string(*d.reset_oldest) + "}\n\n";
     }
     for (const auto& e : d.events) {
       out += "id: ";
@@ -115,8 +115,8 @@ class EventStream final : public http::BodyStream {
       out += "\n\n";
     }
     if (d.overflow_after) {
-      out += "id: " + std::to_string(*d.overflow_after) + "\nevent: overflow\ndata: {\"after\":" +
-             std::to_string(*d.overflow_after) + "}\n\n";
+      out += "id: " + std::to_string(*d.overflow_after) +
+             "\nevent: overflow\ndata: {\"after\":" + std::to_string(*d.overflow_after) + "}\n\n";
       return false;
     }
     return true;
@@ -188,7 +188,7 @@ void ApiHandler::getEvents(const CallPtr& call) {
   // now is (wait=0 answers at once with it).
   auto poll = std::make_shared<LongPoll>();
   poll->call = call;
-  auto answer = [this, poll] {
+  auto answer = [poll] {
     if (poll->answered) return;
     store::EventDelivery d = poll->sub->take();
     if (d.events.empty() && !d.reset_oldest && !d.expired) return;  // woken early; more is coming
@@ -200,10 +200,9 @@ void ApiHandler::getEvents(const CallPtr& call) {
     poll->call->reply(std::move(response));
     poll->sub.reset();  // breaks the cycle poll -> sub -> wake -> poll
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(q.wait);
   poll->sub = s_.events->subscribe(
       std::move(q.filter), q.after, [this, answer] { onIo(answer); }, static_cast<std::size_t>(q.limit),
-      /*overflow_when_full=*/false, deadline);
+      /*overflow_when_full=*/false, std::chrono::seconds(q.wait));
 }
 
 }  // namespace phonefarm::api

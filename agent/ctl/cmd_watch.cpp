@@ -84,8 +84,8 @@ void run(const Context& ctx, const WatchArgs& a) {
   if (!a.kind.empty()) filters += "&kind=" + percentEncode(a.kind);
   std::optional<std::int64_t> after;  // none: from now on
   while (g_interrupted == 0) {
-    const std::string target = "/events?wait=" + std::to_string(wait) +
-                               (after ? "&after=" + std::to_string(*after) : std::string()) + filters;
+    const std::string target =
+        "/events?wait=" + std::to_string(wait) + (after ? "&after=" + std::to_string(*after) : std::string()) + filters;
     HttpResponse r;
     try {
       r = ctx.client.call("GET", target);

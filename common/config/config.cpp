@@ -89,7 +89,8 @@ void readHttp(TomlSection s, HttpConfig& http) {
   if (auto v = s.integer("max_body_bytes", 1, kMaxBodyBytes)) http.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("max_connections", 1, kMaxConnections)) http.max_connections = static_cast<std::size_t>(*v);
   s.boolean("metrics_require_token", http.metrics_require_token);
-  if (auto v = s.integer("max_event_streams", 0, kMaxEventStreams)) http.max_event_streams = static_cast<std::size_t>(*v);
+  if (auto v = s.integer("max_event_streams", 0, kMaxEventStreams))
+    http.max_event_streams = static_cast<std::size_t>(*v);
   // Relative paths are allowed as for tokens_file (tests run from a work tree).
   auto cert = s.path("tls_cert", /*absolute=*/false, /*allow_empty=*/false);
   auto key = s.path("tls_key", /*absolute=*/false, /*allow_empty=*/false);

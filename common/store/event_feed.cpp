@@ -15,7 +15,7 @@ namespace phonefarm::store {
 struct EventSubscription::Shared {
   std::mutex mutex;
   std::condition_variable cv;
-  bool dirty = false;     // something to do: a commit, a new subscription, room in a paced one
+  bool dirty = false;  // something to do: a commit, a new subscription, room in a paced one
   bool stopping = false;
   std::vector<std::shared_ptr<EventSubscription>> subs;
 
@@ -28,8 +28,8 @@ struct EventSubscription::Shared {
   }
 };
 
-EventSubscription::EventSubscription(std::weak_ptr<Shared> feed, EventFilter filter,
-                                     std::optional<std::int64_t> after, std::size_t limit, bool overflow_when_full,
+EventSubscription::EventSubscription(std::weak_ptr<Shared> feed, EventFilter filter, std::optional<std::int64_t> after,
+                                     std::size_t limit, bool overflow_when_full,
                                      std::optional<std::chrono::steady_clock::time_point> deadline,
                                      std::function<void()> wake)
     : feed_(std::move(feed)),
@@ -103,10 +103,12 @@ void EventFeed::notifyCommitted() { shared_->kick(); }
 std::shared_ptr<EventSubscription> EventFeed::subscribe(EventFilter filter, std::optional<std::int64_t> after,
                                                         std::function<void()> wake, std::size_t limit,
                                                         bool overflow_when_full,
-                                                        std::optional<std::chrono::steady_clock::time_point> deadline) {
-  std::shared_ptr<EventSubscription> sub(
-      new EventSubscription(shared_, std::move(filter), after, limit == 0 ? options_.queue_limit : limit,
-                            overflow_when_full, deadline, std::move(wake)));
+                                                        std::optional<std::chrono::milliseconds> wait) {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (wait) deadline = std::chrono::steady_clock::now() + *wait;
+  std::shared_ptr<EventSubscription> sub(new EventSubscription(shared_, std::move(filter), after,
+                                                               limit == 0 ? options_.queue_limit : limit,
+                                                               overflow_when_full, deadline, std::move(wake)));
   {
     std::lock_guard lock(shared_->mutex);
     shared_->subs.push_back(sub);
@@ -157,6 +159,10 @@ void EventFeed::step(const std::vector<std::shared_ptr<EventSubscription>>& subs
   EventLog log(*db_);
   // 1. What committed since the last step, read once for every live reader.
   const std::int64_t head = log.lastSeq();
+  // Nobody live: nothing to read (a catching-up subscription reads its own
+  // pages up to live_cursor_).
+  const bool any_live = std::any_of(subs.begin(), subs.end(), [](const auto& sub) { return sub->live_; });
+  if (!any_live) live_cursor_ = head;
   while (live_cursor_ < head) {
     EventPage page = log.readAfter(live_cursor_, head, EventFilter{}, options_.page, options_.page);
     std::vector<std::shared_ptr<const FeedEvent>> events;
@@ -236,8 +242,8 @@ bool EventFeed::catchUp(EventSubscription& sub) {
       sub.next_after_ = *reset - 1;
     }
   }
-  EventPage page = log.readAfter(sub.next_after_, live_cursor_, sub.filter_, std::min(room, options_.page),
-                                 options_.page * 4);
+  EventPage page =
+      log.readAfter(sub.next_after_, live_cursor_, sub.filter_, std::min(room, options_.page), options_.page * 4);
   {
     std::lock_guard lock(sub.mutex_);
     if (reset) {

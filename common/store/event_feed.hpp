@@ -51,8 +51,8 @@ struct EventDelivery {
   // Set after `events`: the subscription fell too far behind and is over;
   // resume with after = this seq (no gap, no duplicate).
   std::optional<std::int64_t> overflow_after;
-  bool expired = false;      // its deadline passed (long poll)
-  std::int64_t cursor = 0;   // every matching event up to this seq has been delivered
+  bool expired = false;     // its deadline passed (long poll)
+  std::int64_t cursor = 0;  // every matching event up to this seq has been delivered
 };
 
 class EventFeed;
@@ -113,11 +113,11 @@ class EventFeed {
   // subscription has something to take; it must be cheap (post elsewhere).
   // `limit` bounds the queue (0 = options' queue_limit); `overflow_when_full`
   // ends a live subscription that reaches it (a stream) instead of pausing
-  // it (a page). `deadline`: it expires then (long poll).
+  // it (a page). `wait`: it expires that long from now (long poll).
   std::shared_ptr<EventSubscription> subscribe(EventFilter filter, std::optional<std::int64_t> after,
                                                std::function<void()> wake, std::size_t limit = 0,
                                                bool overflow_when_full = true,
-                                               std::optional<std::chrono::steady_clock::time_point> deadline = {});
+                                               std::optional<std::chrono::milliseconds> wait = {});
 
   std::size_t subscriptions() const;
 
@@ -131,7 +131,7 @@ class EventFeed {
 
   EventFeedOptions options_;
   std::shared_ptr<EventSubscription::Shared> shared_;
-  std::unique_ptr<Db> db_;  // the feed thread's read connection
+  std::unique_ptr<Db> db_;        // the feed thread's read connection
   std::int64_t live_cursor_ = 0;  // every event up to this seq has been read and handed out
   std::thread thread_;
 };

@@ -62,7 +62,7 @@ struct EventFilter {
 };
 
 struct EventPage {
-  std::vector<Event> events;  // matching, in seq order
+  std::vector<Event> events;    // matching, in seq order
   std::int64_t scanned_to = 0;  // the last seq examined (matching or not); the next read starts after it
 };
 

@@ -30,15 +30,14 @@ void PhoneRepository::recordAdbState(std::string_view phone_id, std::string_view
   st.run();
   boost::json::object payload{{"adb_state", adb_state}};
   payload["previous"] = previous ? boost::json::value(*previous) : boost::json::value(nullptr);
-  EventLog(db_).append(event_kind::kPhoneState, EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt},
-                       payload, now);
+  EventLog(db_).append(event_kind::kPhoneState,
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt}, payload, now);
 }
 
 void PhoneRepository::upsertPhone(std::string_view phone_id, std::string_view serial,
                                   const std::optional<std::string>& usb_port, std::string_view health, WallMs now) {
   // A phone never stored counts as `ready` (the column's default).
-  const std::string previous =
-      storedColumn("SELECT health FROM phones WHERE phone_id = ?", phone_id).value_or("ready");
+  const std::string previous = storedColumn("SELECT health FROM phones WHERE phone_id = ?", phone_id).value_or("ready");
   Statement& st = db_.prepare(
       "INSERT INTO phones (phone_id, serial, usb_port, health, updated_at) VALUES (?, ?, ?, ?, ?) "
       "ON CONFLICT (phone_id) DO UPDATE SET serial = excluded.serial, usb_port = excluded.usb_port, "
@@ -46,7 +45,8 @@ void PhoneRepository::upsertPhone(std::string_view phone_id, std::string_view se
   st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, health).bind(5, now);
   st.run();
   if (previous == health) return;
-  EventLog(db_).append(event_kind::kPhoneHealth, EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt},
+  EventLog(db_).append(event_kind::kPhoneHealth,
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt},
                        boost::json::object{{"health", health}, {"previous", previous}}, now);
 }
 
@@ -103,8 +103,8 @@ void PhoneRepository::updateReset(const ResetRecord& r, WallMs now) {
   const bool final = r.status == "succeeded" || r.status == "failed";
   if (final && r.status != previous_status) {
     log.append(event_kind::kResetEnded, ids,
-               boost::json::object{{"status", r.status}, {"trigger", r.trigger},
-                                   {"steps", static_cast<std::int64_t>(r.steps.size())}},
+               boost::json::object{
+                   {"status", r.status}, {"trigger", r.trigger}, {"steps", static_cast<std::int64_t>(r.steps.size())}},
                now);
   }
 }

@@ -75,10 +75,10 @@ void ProcessRepository::insertProcess(const Process& p) {
         .bind(8, it.stop_signal);
     item.run();
   }
-  EventLog(db_).append(event_kind::kProcessSubmitted, EventIds{p.process_id, std::nullopt, p.phone_id, std::nullopt},
-                       boost::json::object{{"status", toString(p.status)},
-                                           {"items", static_cast<std::int64_t>(p.items.size())}},
-                       p.created_at);
+  EventLog(db_).append(
+      event_kind::kProcessSubmitted, EventIds{p.process_id, std::nullopt, p.phone_id, std::nullopt},
+      boost::json::object{{"status", toString(p.status)}, {"items", static_cast<std::int64_t>(p.items.size())}},
+      p.created_at);
 }
 
 Process ProcessRepository::readProcessRow(Statement& st) {
@@ -281,8 +281,7 @@ void ProcessRepository::appendAudit(const CancelAuditEntry& e) {
              e.requested_at);
   // The cancel reached an executing item: its termination is decided with it
   // (a signal now, a kill now, or a kill scheduled).
-  if (e.termination_status == "issued" || e.termination_status == "scheduled" ||
-      e.termination_status == "requested") {
+  if (e.termination_status == "issued" || e.termination_status == "scheduled" || e.termination_status == "requested") {
     log.append(event_kind::kTerminationIssued, ids,
                boost::json::object{{"termination", e.termination_status}, {"strategy", toString(e.strategy)}},
                e.requested_at);

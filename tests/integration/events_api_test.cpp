@@ -30,8 +30,7 @@ struct Frame {
 // A raw SSE client: the request, the head, then frames one by one.
 class SseClient {
  public:
-  SseClient(std::uint16_t port, const std::string& query, const std::string& last_event_id = "",
-            int rcvbuf = 0)
+  SseClient(std::uint16_t port, const std::string& query, const std::string& last_event_id = "", int rcvbuf = 0)
       : conn_(RawConnection::adopt(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0))) {
     if (rcvbuf > 0) ::setsockopt(conn_.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in addr{};
@@ -388,6 +387,69 @@ TEST_F(EventsOverflowTest, AClientThatDoesNotReadGetsOverflowWithTheSeqToResumeF
   EXPECT_EQ(rest.front().id, after + 1);
   EXPECT_EQ(rest.back().id, static_cast<std::int64_t>(total));
   ASSERT_TRUE(waitForMetric("phonefarm_event_streams", 1));
+}
+
+// A short request_timeout: it bounds each write, never a stream that writes.
+class EventsHeartbeatTest : public EventsApiTest {
+ protected:
+  std::string extraConfig() const override { return "[http]\nrequest_timeout_seconds = 1\nidle_timeout_seconds = 1\n"; }
+};
+
+TEST_F(EventsHeartbeatTest, AQuietStreamGetsHeartbeatsAndOutlivesTheRequestTimeout) {
+  SseClient sse(port_, "");
+  ASSERT_EQ(sse.readHead(), 200);
+  const int greeting = [&] {
+    (void)sse.next(milliseconds(500));  // reads the greeting comment, no event
+    return sse.comments();
+  }();
+  // Nothing happens for longer than the 15 s heartbeat.
+  EXPECT_FALSE(sse.next(seconds(16)));
+  EXPECT_FALSE(sse.closed());
+  EXPECT_GT(sse.comments(), greeting);
+  submit("h-1");
+  auto f = sse.next(seconds(5));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->event, "process.submitted");
+}
+
+// Retention keeps the newest 1000 events (the smallest max_events).
+class EventsRetentionTest : public EventsApiTest {
+ protected:
+  std::string eventsConfig() const override { return "[events]\nmax_events = 1000\n"; }
+};
+
+TEST_F(EventsRetentionTest, AResumeFromADroppedSeqGetsResetWithTheOldestKept) {
+  for (int i = 0; i < 11; ++i) {
+    const std::string id = "r-" + std::to_string(i);
+    submit(id, 100);
+    ASSERT_EQ(call("POST", "/processes/" + id + "/cancel", cancelBody("hard", 0), kOperateToken).status, 200);
+  }
+  const std::int64_t head = headSeq();
+  ASSERT_GT(head, 1000);
+  // The retention round at start-up drops the oldest.
+  restartAgent(SIGTERM);
+  const std::int64_t oldest = head - 1000 + 1;
+  const auto deadline = SteadyClock::now() + seconds(10);
+  bool pruned = false;
+  while (!pruned && SteadyClock::now() < deadline) {
+    auto r = call("GET", "/events?after=0&limit=1", "", kReadToken);
+    ASSERT_EQ(r.status, 200);
+    const auto page = r.json().as_object();
+    pruned = page.contains("reset") && page.at("reset").at("oldest").as_int64() == oldest;
+    if (!pruned) std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_TRUE(pruned) << agent_->output();
+  EXPECT_EQ(allEvents().size(), 1000u);
+
+  SseClient sse(port_, "?after=5");
+  ASSERT_EQ(sse.readHead(), 200);
+  auto reset = sse.next();
+  ASSERT_TRUE(reset);
+  EXPECT_EQ(reset->event, "reset");
+  EXPECT_EQ(reset->json().at("oldest").as_int64(), oldest);
+  auto first = sse.next();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->id, oldest);
 }
 
 // Events and the committed state agree both ways, with real execution.
