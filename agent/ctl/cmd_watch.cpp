@@ -1,10 +1,10 @@
-// `phonefarmctl watch [--process ID] [--phone ID] [--kind K]`: the agent's
+// `phonefarmctl watch [--process ID] [--phone ID] [--kind K] [--after SEQ]`: the agent's
 // events as they happen, one line each (time, seq, kind, ids, what changed),
 // colored on a terminal; with --json each event's JSON as the agent sent it.
 // It long-polls GET /events (?wait=, ?after=): the blocking one-request
 // client needs nothing else, and a dropped connection or an agent restart
 // loses nothing — the next poll resumes after the last seq printed. Ctrl-C
-// stops it cleanly (exit 0).
+// stops it cleanly (exit 0) when the current poll (at most 2 s) returns.
 #include <boost/json.hpp>
 #include <csignal>
 #include <iostream>
@@ -20,7 +20,9 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr long kMaxWaitSeconds = 25;
+// Short polls: the blocking client cannot be interrupted mid-request, so
+// Ctrl-C takes effect when the current poll returns.
+constexpr long kMaxWaitSeconds = 2;
 
 volatile std::sig_atomic_t g_interrupted = 0;
 
@@ -30,6 +32,7 @@ struct WatchArgs {
   std::string process_id;
   std::string phone_id;
   std::string kind;
+  std::int64_t after = -1;  // -1: from now on
 };
 
 // The ids and the payload's words, "key=value" each.
@@ -77,12 +80,13 @@ void run(const Context& ctx, const WatchArgs& a) {
 
   // The poll must end before the client's own deadline.
   const long timeout_s = static_cast<long>(ctx.client.timeout().count() / 1000);
-  const long wait = std::clamp(timeout_s - 2, 0L, kMaxWaitSeconds);
+  const long wait = std::clamp(timeout_s - 1, 1L, kMaxWaitSeconds);
   std::string filters;
   if (!a.process_id.empty()) filters += "&process_id=" + percentEncode(a.process_id);
   if (!a.phone_id.empty()) filters += "&phone_id=" + percentEncode(a.phone_id);
   if (!a.kind.empty()) filters += "&kind=" + percentEncode(a.kind);
   std::optional<std::int64_t> after;  // none: from now on
+  if (a.after >= 0) after = a.after;
   while (g_interrupted == 0) {
     const std::string target =
         "/events?wait=" + std::to_string(wait) + (after ? "&after=" + std::to_string(*after) : std::string()) + filters;
@@ -126,6 +130,8 @@ Subcommand addWatch(CLI::App& app) {
   sub->add_option("--phone", a->phone_id, "only this phone's events")->check(nonEmpty());
   sub->add_option("--kind", a->kind, "only these kinds, comma-separated (e.g. process.status,item.ended)")
       ->check(nonEmpty());
+  sub->add_option("--after", a->after, "start after this seq (0: every event kept; default: from now on)")
+      ->check(CLI::NonNegativeNumber);
   return {sub, [a](const Context& ctx) { run(ctx, *a); }};
 }
 
