@@ -25,7 +25,8 @@ enum class Route {
   kPhone,
   kPhoneReset,
   kItemLogs,
-  kDebug
+  kDebug,
+  kEvents
 };
 
 struct RouteMatch {
@@ -41,6 +42,7 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
   if (path == "/metrics") return RouteMatch{Route::kMetrics, {}};
   if (path == "/debug") return RouteMatch{Route::kDebug, {}};
+  if (path == "/events") return RouteMatch{Route::kEvents, {}};
   if (path == "/processes") return RouteMatch{Route::kProcesses, {}};
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
   if (path == "/phones") return RouteMatch{Route::kPhones, {}};
@@ -100,6 +102,7 @@ RouteRule ruleFor(Route r) {
     case Route::kHubs:
     case Route::kPhone:
     case Route::kItemLogs:
+    case Route::kEvents:
       return {"GET", true, Scope::kRead, Scope::kRead};
     case Route::kDebug:
       return {"GET", true, Scope::kOperate, Scope::kOperate};
@@ -136,6 +139,8 @@ std::string_view routeTemplate(Route r) {
       return "/processes/{process_id}/items/{queue_item_id}/logs";
     case Route::kDebug:
       return "/debug";
+    case Route::kEvents:
+      return "/events";
   }
   return "unmatched";
 }
@@ -304,6 +309,8 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getItemLogs(call, std::move(match->id), std::move(match->item_id));
       case Route::kDebug:
         return getDebug(call);
+      case Route::kEvents:
+        return getEvents(call);
     }
     call->reply(detailResponse(404, "Not found"));
   } catch (const std::exception& e) {

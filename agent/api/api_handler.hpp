@@ -2,10 +2,11 @@
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
-// cancel_api, phones_api, metrics_api, logs_api, debug_api). Store completions are marshalled back to the I/O thread
-// with `post` before the response is built.
+// cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api). Store completions are marshalled back to the
+// I/O thread with `post` before the response is built.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
 #include "common/metrics/metrics.hpp"
+#include "common/store/event_feed.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm::phone {
@@ -64,6 +66,8 @@ struct ApiServices {
   // with the components that push theirs (store, resets); null = a registry
   // of the handler's own. Must outlive the handler.
   metrics::Registry* registry = nullptr;
+  // GET /events reads the event log through it; absent = 503 there.
+  store::EventFeed* events = nullptr;
 };
 
 class ApiHandler {
@@ -75,6 +79,9 @@ class ApiHandler {
   // The server's RequestPreflight: answers what handle() would refuse before
   // reading a body (bad path, 404, 405, 401, 403), nullopt otherwise.
   std::optional<http::HttpResponse> preflight(const http::HttpRequest& request) const;
+
+  // GET /events streams open now (for /metrics).
+  std::size_t openEventStreams() const { return event_streams_->load(); }
 
   // One request in flight: what it asked, who asked, how to answer.
   struct Call {
@@ -106,6 +113,7 @@ class ApiHandler {
   void getMetrics(const CallPtr& call);
   void getItemLogs(const CallPtr& call, std::string process_id, std::string queue_item_id);
   void getDebug(const CallPtr& call);
+  void getEvents(const CallPtr& call);
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }
@@ -119,6 +127,9 @@ class ApiHandler {
   std::unique_ptr<metrics::Registry> own_metrics_ =
       s_.registry == nullptr ? std::make_unique<metrics::Registry>() : nullptr;
   metrics::Registry& metrics_ = s_.registry != nullptr ? *s_.registry : *own_metrics_;
+  // GET /events streams open now (http.max_event_streams); shared with the
+  // streams, which may end after the handler.
+  std::shared_ptr<std::atomic<std::size_t>> event_streams_ = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 }  // namespace phonefarm::api

@@ -45,6 +45,7 @@ class AgentClient {
   HttpResponse call(std::string_view method, const std::string& target, const std::string& body = "") const;
 
   const std::string& urlText() const { return url_text_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
  private:
   Url url_;

@@ -35,6 +35,7 @@ Subcommand addCancel(CLI::App& app);
 Subcommand addReset(CLI::App& app);
 Subcommand addLogs(CLI::App& app);
 Subcommand addDebugDump(CLI::App& app);
+Subcommand addWatch(CLI::App& app);
 
 // requested_by of the requests phonefarmctl makes: system "phonefarmctl",
 // the (sudo) user, and the host.

@@ -70,7 +70,8 @@ static int runCtl(int argc, char** argv) {
           CLI::ignore_case));
 
   const std::vector<Subcommand> commands{addPhones(app), addProcesses(app), addShow(app),      addCancel(app),
-                                         addReset(app),  addLogs(app),      addDebugDump(app), addHubs(app)};
+                                         addReset(app),  addLogs(app),      addDebugDump(app), addHubs(app),
+                                         addWatch(app)};
 
   try {
     app.parse(argc, argv);

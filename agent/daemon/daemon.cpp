@@ -43,6 +43,9 @@
 #include "common/os/asio_event_loop.hpp"
 #include "common/os/disk_guard.hpp"
 #include "common/os/thread_name.hpp"
+#include "common/store/event_feed.hpp"
+#include "common/store/event_retention.hpp"
+#include "common/store/phone_repository.hpp"
 #include "common/store/store.hpp"
 
 namespace phonefarm {
@@ -291,11 +294,18 @@ int Daemon::run() {
   store_options.path = config_.state_dir / "agent.db";
   store_options.metrics = &pushed_metrics;
   store_options.on_disk_full = [&disk] { return disk.releaseReserve(); };
+  // GET /events reads what each commit appended to the event log (its own
+  // thread and connection); it opens once the store has migrated.
+  store::EventFeed events(store::EventFeedOptions{store_options.path, config_.events.stream_buffer});
+  store_options.on_commit = [&events] { events.notifyCommitted(); };
   store::Store store(store_options);
   spdlog::info("store.open path={} schema_version={}", (config_.state_dir / "agent.db").string(),
                store.schemaVersion());
+  events.start();
 
   SystemClock clock;
+  store::EventRetention event_retention(
+      store, loop, clock, store::EventRetentionOptions{config_.events.retention, config_.events.max_events});
   const std::string boot_id = cancel::readBootId();
   auto containment = exec::makeContainment(config_.work.cgroup_root);
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
@@ -391,13 +401,16 @@ int Daemon::run() {
   services.not_ready_reason = [&disk] { return disk.lowReason(); };
 
   const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
-  services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr, &retention,
-                      &disk](metrics::Registry& r) {
+  services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr, &retention, &disk,
+                      &api](metrics::Registry& r) {
     collectMetrics(r, executor, store, inventory, resets, &heal, server, tracker_ptr);
     collectStorageMetrics(r, retention, disk);
+    r.gauge("phonefarm_event_streams", "Open GET /events streams.")
+        .set(api ? static_cast<double>(api->openEventStreams()) : 0.0);
   };
   services.registry = &pushed_metrics;
   services.hubs = [&heal] { return heal.hubsJson(); };
+  services.events = &events;
   services.adb_probe = [&adb_probe](std::function<void(boost::json::object)> done) {
     adb_probe.probe(std::move(done));
   };
@@ -451,11 +464,20 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
-  auto logChanges = [&inventory, &resets, &loop, &heal, announce](const std::vector<std::string>& changed) {
+  auto logChanges = [&inventory, &resets, &loop, &heal, &store, &clock,
+                     announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
       if (auto s = inventory.phone(phone_id)) {
         spdlog::info("phone.adb_state phone_id={} serial={} adb_state={}", phone_id, s->config.serial,
                      s->reported_state);
+        // Durable, for GET /events (phone.state): the repository appends the
+        // event when the state differs from the one stored.
+        store.submit<Unit>(
+            [config = s->config, state = s->reported_state, now = clock.wallNowMs()](store::Db& db) {
+              store::PhoneRepository(db).recordAdbState(config.id, config.serial, config.usb_port, state, now);
+              return Unit{};
+            },
+            [](const Result<Unit>&) {});
       }
       resets.phoneStateChanged(phone_id);
       loop.post([&heal, phone_id] { heal.phoneStateChanged(phone_id); });
@@ -498,6 +520,7 @@ int Daemon::run() {
   Periodic disk_check(loop, kDiskCheckPeriod, [&disk_worker, &disk] { disk_worker.run([&disk] { disk.check(); }); });
 
   server.start();
+  loop.post([&event_retention] { event_retention.start(); });
   loop.post([this, &executor, &watchdog, &status, &heal, &disk_check, &retention] {
     if (watchdog) watchdog->start();
     heal.start();
@@ -519,6 +542,7 @@ int Daemon::run() {
   tracker.stop();
   heal.stop();
   store.stop();  // every queued job runs and commits before we exit
+  events.stop();
   const auto& es = executor.stats();
   spdlog::info("exec.stats started={} finished={} kills={} timeouts={} escalations={} stuck={} adopted={} lost={}",
                es.started, es.finished, es.kills, es.timeouts, es.escalations_fired, es.stuck, es.adopted, es.lost);

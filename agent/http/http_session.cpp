@@ -17,6 +17,10 @@
 //   first byte .. end of a later header -> header_timeout (defeats slow-header clients)
 //   body, and writing the response     -> request_timeout
 //   waiting for the handler            -> none (the server's shutdown grace bounds it)
+//   a streamed body (HttpResponse::stream): each write -> request_timeout;
+//   between writes none (the source's heartbeat keeps a quiet stream alive);
+//   a read stays posted to notice the client leaving. A streaming session
+//   counts as busy (never evicted as idle) until it closes.
 //
 // The server counts a session as idle (evictable at max_connections) from
 // its accept, and again after each response, until a request's header is
@@ -29,6 +33,8 @@
 
 #include <atomic>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -103,7 +109,8 @@ class BeastSession final : public HttpSession,
   }
 
   void onServerShutdown() override {
-    if (state_ == State::kIdle || state_ == State::kHandshaking) closeNow();
+    // A stream is resumable (Last-Event-ID): it does not hold up a shutdown.
+    if (state_ == State::kIdle || state_ == State::kHandshaking || state_ == State::kStreaming) closeNow();
   }
 
   void forceClose() override { closeNow(); }
@@ -112,13 +119,35 @@ class BeastSession final : public HttpSession,
 
   // Runs on the io_context thread (posted by ResponderState).
   void onResponse(HttpResponse response) override {
-    if (state_ != State::kHandling) return;  // force-closed meanwhile
+    if (state_ != State::kHandling) {  // force-closed meanwhile
+      if (response.stream && response.stream->source) response.stream->source->stop();
+      return;
+    }
+    if (response.stream) return writeStreamHead(std::move(response));
     const bool refused = response.status == 401 || response.status == 403;
     writeResponse(std::move(response), request_keep_alive_ && !refused && !host_.shuttingDown());
   }
 
  private:
-  enum class State { kHandshaking, kIdle, kReadingHeader, kReadingBody, kHandling, kWriting, kLingering, kClosed };
+  enum class State {
+    kHandshaking,
+    kIdle,
+    kReadingHeader,
+    kReadingBody,
+    kHandling,
+    kWriting,
+    kStreaming,
+    kLingering,
+    kClosed
+  };
+
+  // How a BodyStream's wake reaches the session from any thread: one post
+  // at a time, however often it is called.
+  struct StreamWake {
+    std::weak_ptr<BeastSession> session;
+    std::shared_ptr<PostGate> gate;
+    std::atomic<bool> pending{false};
+  };
 
   static Stream makeStream(tcp::socket socket, ssl::context* tls) {
     if constexpr (kTls) {
@@ -249,6 +278,8 @@ class BeastSession final : public HttpSession,
     request.target = target_;
     request.authorization = std::string(message[bhttp::field::authorization]);
     request.content_type = std::string(message[bhttp::field::content_type]);
+    request.accept = std::string(message[bhttp::field::accept]);
+    request.last_event_id = std::string(message["Last-Event-ID"]);
     request.peer = peer_;
     return request;
   }
@@ -362,6 +393,98 @@ class BeastSession final : public HttpSession,
                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onWritten(ec); });
   }
 
+  void writeStreamHead(HttpResponse response) {
+    stream_body_ = std::move(*response.stream);
+    if (!stream_body_->source || is_head_ || response.status < 200 || response.status > 299) {
+      // Not streamable: answer with the head alone (no body), and end.
+      if (stream_body_->source) stream_body_->source->stop();
+      stream_body_.reset();
+      response.stream.reset();
+      response.body.clear();
+      return writeResponse(std::move(response), false);
+    }
+    state_ = State::kStreaming;
+    log_status_ = response.status;
+    log_principal_ = response.log_principal.empty() ? "-" : std::move(response.log_principal);
+    stream_head_.emplace();
+    auto& head = *stream_head_;
+    head.version(version_);
+    head.result(static_cast<unsigned>(response.status));
+    head.set(bhttp::field::server, kServerName);
+    head.set(bhttp::field::date, httpDate(std::chrono::system_clock::now()));
+    if (!response.content_type.empty()) head.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) {
+      if (extraHeaderAllowed(name, value)) head.insert(name, value);
+    }
+    head.keep_alive(false);  // no Content-Length: the body ends with the connection
+    stream_head_sr_.emplace(head);
+    tcpLayer().expires_after(opts().request_timeout);
+    bhttp::async_write_header(stream_, *stream_head_sr_,
+                              [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                                if (self->state_ != State::kStreaming) return;
+                                if (ec) return self->closeNow();
+                                self->stream_head_sr_.reset();
+                                self->stream_head_.reset();
+                                self->tcpLayer().expires_never();
+                                self->watchStreamClient();
+                                auto wake = std::make_shared<StreamWake>();
+                                wake->session = self->weak_from_this();
+                                wake->gate = self->host_.gate();
+                                self->stream_body_->source->start([wake] {
+                                  if (wake->pending.exchange(true)) return;
+                                  wake->gate->post([wake] {
+                                    wake->pending = false;
+                                    if (auto s = wake->session.lock()) s->pumpStream();
+                                  });
+                                });
+                                self->pumpStream();
+                              });
+  }
+
+  // A stream's client sends nothing more; a read that completes means it
+  // left (or broke the protocol): either way the stream ends.
+  void watchStreamClient() {
+    stream_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = this->shared_from_this()](beast::error_code, std::size_t) {
+                              if (self->state_ == State::kStreaming) self->closeNow();
+                            });
+  }
+
+  void pumpStream() {
+    if (state_ != State::kStreaming || stream_writing_ || !stream_body_) return;
+    if (stream_ending_) return closeNow();  // its last bytes are written
+    std::string out;
+    if (!stream_body_->source->pull(out)) stream_ending_ = true;
+    if (!out.empty()) return writeStreamBytes(std::move(out));
+    if (stream_ending_) return closeNow();
+    armHeartbeat();
+  }
+
+  void armHeartbeat() {
+    if (stream_body_->heartbeat.empty()) return;
+    if (!heartbeat_timer_) heartbeat_timer_.emplace(stream_.get_executor());
+    heartbeat_timer_->expires_after(stream_body_->heartbeat_interval);
+    heartbeat_timer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->state_ != State::kStreaming || self->stream_writing_) return;
+      self->writeStreamBytes(self->stream_body_->heartbeat);
+    });
+  }
+
+  void writeStreamBytes(std::string bytes) {
+    stream_writing_ = true;
+    stream_out_ = std::move(bytes);
+    if (heartbeat_timer_) heartbeat_timer_->cancel();
+    tcpLayer().expires_after(opts().request_timeout);
+    boost::asio::async_write(stream_, boost::asio::buffer(stream_out_),
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                               self->stream_writing_ = false;
+                               if (self->state_ != State::kStreaming) return;
+                               if (ec) return self->closeNow();  // the client stopped reading, or left
+                               self->tcpLayer().expires_never();
+                               self->pumpStream();
+                             });
+  }
+
   void onWritten(beast::error_code ec) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
     spdlog::info("http.request method={} path={} status={} us={} principal={}", log_method_, log_path_, log_status_, us,
@@ -423,7 +546,15 @@ class BeastSession final : public HttpSession,
 
   void closeNow() {
     if (state_ == State::kClosed) return;
+    const bool streaming = state_ == State::kStreaming;
     state_ = State::kClosed;
+    if (heartbeat_timer_) heartbeat_timer_->cancel();
+    if (stream_body_ && stream_body_->source) std::exchange(stream_body_->source, nullptr)->stop();
+    if (streaming) {
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+      spdlog::info("http.request method={} path={} status={} us={} principal={} streamed=true", log_method_, log_path_,
+                   log_status_, us, log_principal_);
+    }
     auto keep = this->shared_from_this();  // sessionEnded() drops the host's reference
     beast::error_code ec;
     tcpLayer().socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -443,6 +574,14 @@ class BeastSession final : public HttpSession,
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
   std::optional<bhttp::response<bhttp::string_body>> response_;
+  // A streamed response (HttpResponse::stream).
+  std::optional<StreamingBody> stream_body_;
+  std::optional<bhttp::response<bhttp::empty_body>> stream_head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_head_sr_;
+  std::optional<boost::asio::steady_timer> heartbeat_timer_;
+  std::string stream_out_;  // the bytes being written
+  bool stream_writing_ = false;
+  bool stream_ending_ = false;
   // About the request being answered.
   unsigned version_ = 11;
   bool request_keep_alive_ = false;

@@ -158,7 +158,7 @@ void ResetService::save(const store::ResetRecord& record, const std::optional<st
   store_.submit<Unit>(
       [record, health, phone = phone ? *phone : PhoneConfig{}, now = clock_.wallNowMs()](store::Db& db) {
         store::PhoneRepository repo(db);
-        repo.updateReset(record);
+        repo.updateReset(record, now);
         if (health) repo.upsertPhone(phone.id, phone.serial, phone.usb_port, *health, now);
         return Unit{};
       },

@@ -26,6 +26,10 @@ constexpr std::int64_t kMaxHttpSeconds = 86400;
 constexpr std::int64_t kMaxResetSeconds = 3600;
 constexpr std::int64_t kMaxBodyBytes = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxConnections = 100000;
+constexpr std::int64_t kMaxEventStreams = 10000;
+constexpr std::int64_t kMaxRetentionDays = 3650;
+constexpr std::int64_t kMaxEvents = 1'000'000'000;
+constexpr std::int64_t kMaxStreamBuffer = 1'000'000;
 constexpr std::size_t kMaxPhoneIdLength = 128;
 constexpr double kMinRetentionDays = 0.00001;
 constexpr double kMaxRetentionDays = 36500;
@@ -88,6 +92,8 @@ void readHttp(TomlSection s, HttpConfig& http) {
   if (auto v = s.integer("max_body_bytes", 1, kMaxBodyBytes)) http.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("max_connections", 1, kMaxConnections)) http.max_connections = static_cast<std::size_t>(*v);
   s.boolean("metrics_require_token", http.metrics_require_token);
+  if (auto v = s.integer("max_event_streams", 0, kMaxEventStreams))
+    http.max_event_streams = static_cast<std::size_t>(*v);
   // Relative paths are allowed as for tokens_file (tests run from a work tree).
   auto cert = s.path("tls_cert", /*absolute=*/false, /*allow_empty=*/false);
   auto key = s.path("tls_key", /*absolute=*/false, /*allow_empty=*/false);
@@ -99,6 +105,13 @@ void readHttp(TomlSection s, HttpConfig& http) {
     const std::string_view missing = cert ? "tls_key" : "tls_cert";
     s.fail(*s.find(set), set, "is set but '" + s.name(missing) + "' is not (set both or neither)");
   }
+  s.rejectUnknown();
+}
+
+void readEvents(TomlSection s, EventsConfig& events) {
+  if (auto v = s.integer("retention_days", 1, kMaxRetentionDays)) events.retention = std::chrono::days(*v);
+  if (auto v = s.integer("max_events", 1000, kMaxEvents)) events.max_events = *v;
+  if (auto v = s.integer("stream_buffer", 16, kMaxStreamBuffer)) events.stream_buffer = static_cast<std::size_t>(*v);
   s.rejectUnknown();
 }
 
@@ -336,6 +349,7 @@ AgentConfig parseConfig(std::string_view toml_text, std::string_view origin) {
     readRetention(TomlSection(origin, *t, "retention"), config.retention);
   }
   if (const toml::table* t = top.table("storage")) readStorage(TomlSection(origin, *t, "storage"), config.storage);
+  if (const toml::table* t = top.table("events")) readEvents(TomlSection(origin, *t, "events"), config.events);
   if (const toml::array* a = top.array("phones", "tables ([[phones]])")) readPhones(origin, *a, config.phones);
   top.rejectUnknown();
   return config;

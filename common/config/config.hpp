@@ -47,6 +47,18 @@ struct HttpConfig {
   // GET /metrics needs a read token unless this is false (docs/api.md, "Auth": "read, or
   // none if configured"): for a Prometheus that scrapes without credentials.
   bool metrics_require_token = true;
+  // Open GET /events streams at once; one more gets 503.
+  std::size_t max_event_streams = 32;
+};
+
+// [events]: retention of the event log (GET /events); whichever limit is
+// reached first drops the oldest events.
+struct EventsConfig {
+  std::chrono::days retention{7};
+  std::int64_t max_events = 1'000'000;
+  // Events buffered for one GET /events stream; a client further behind gets
+  // `event: overflow` and is closed.
+  std::size_t stream_buffer = 4096;
 };
 
 enum class ShutdownPolicy { kKeep, kCancel };
@@ -122,6 +134,7 @@ struct AgentConfig {
   HealConfig heal;
   RetentionConfig retention;
   StorageConfig storage;
+  EventsConfig events;
   std::vector<PhoneConfig> phones;
 
   const PhoneConfig* findPhone(std::string_view id) const;

@@ -1,6 +1,8 @@
 // SQL of executions and escalations; see execution_repository.hpp.
 #include "common/store/execution_repository.hpp"
 
+#include "common/store/event_log.hpp"
+
 namespace phonefarm::store {
 
 std::optional<std::string> ExecutionRepository::headProcessOfPhone(std::string_view phone_id) {
@@ -107,9 +109,23 @@ void ExecutionRepository::upsertEscalation(const EscalationRow& r) {
 }
 
 void ExecutionRepository::markEscalationFired(std::string_view queue_item_id, WallMs at) {
-  Statement& st = db_.prepare("UPDATE escalations SET fired_at = ? WHERE queue_item_id = ?");
+  Statement& st = db_.prepare("UPDATE escalations SET fired_at = ? WHERE queue_item_id = ? AND fired_at IS NULL");
   st.bind(1, at).bind(2, queue_item_id);
   st.run();
+  if (db_.changes() == 0) return;  // no deadline, or it fired already: no new event
+  Statement& ids = db_.prepare(
+      "SELECT e.process_id, p.phone_id, e.force_at FROM escalations e JOIN processes p USING (process_id) "
+      "WHERE e.queue_item_id = ?");
+  ids.bind(1, queue_item_id);
+  if (!ids.step()) {
+    ids.reset();
+    return;
+  }
+  EventIds event_ids{ids.getText(0), std::string(queue_item_id), ids.getText(1), std::nullopt};
+  const WallMs force_at = ids.getInt(2);
+  ids.reset();
+  EventLog(db_).append(event_kind::kTerminationEscalated, event_ids,
+                       boost::json::object{{"force_at", formatRfc3339(force_at)}}, at);
 }
 
 void ExecutionRepository::deleteEscalation(std::string_view queue_item_id) {

@@ -149,7 +149,29 @@ PRAGMA auto_vacuum = INCREMENTAL;
 VACUUM;
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum};
+// The event log (GET /events): one row per state change, appended in the
+// change's own transaction. AUTOINCREMENT: a seq is never reused, even after
+// retention has deleted every row, so a client's resume point stays valid.
+// No index besides the key: events are read in seq order and retention
+// deletes from the oldest end; extra indexes would tax every write.
+// phones.adb_state: the last adb state recorded, so phone.state is emitted
+// only when it changes (also across a restart).
+constexpr std::string_view kV5Events = R"sql(
+CREATE TABLE events (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  time          INTEGER NOT NULL,
+  kind          TEXT NOT NULL,
+  process_id    TEXT,
+  queue_item_id TEXT,
+  phone_id      TEXT,
+  reset_id      TEXT,
+  payload       TEXT NOT NULL
+);
+ALTER TABLE phones ADD COLUMN adb_state TEXT;
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
+                                                   kV5Events};
 
 constexpr std::string_view kNoTransaction = "-- no transaction";
 

@@ -5,17 +5,49 @@
 #include <boost/json/serialize.hpp>
 
 #include "common/model/process_json.hpp"
+#include "common/store/event_log.hpp"
 
 namespace phonefarm::store {
 
+std::optional<std::string> PhoneRepository::storedColumn(std::string_view sql, std::string_view phone_id) {
+  Statement& st = db_.prepare(sql);
+  st.bind(1, phone_id);
+  std::optional<std::string> value;
+  if (st.step()) value = st.getOptionalText(0);
+  st.reset();
+  return value;
+}
+
+void PhoneRepository::recordAdbState(std::string_view phone_id, std::string_view serial,
+                                     const std::optional<std::string>& usb_port, std::string_view adb_state,
+                                     WallMs now) {
+  const auto previous = storedColumn("SELECT adb_state FROM phones WHERE phone_id = ?", phone_id);
+  if (previous == adb_state) return;
+  Statement& st = db_.prepare(
+      "INSERT INTO phones (phone_id, serial, usb_port, health, updated_at, adb_state) VALUES (?, ?, ?, 'ready', ?, ?) "
+      "ON CONFLICT (phone_id) DO UPDATE SET adb_state = excluded.adb_state, updated_at = excluded.updated_at");
+  st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, now).bind(5, adb_state);
+  st.run();
+  boost::json::object payload{{"adb_state", adb_state}};
+  payload["previous"] = previous ? boost::json::value(*previous) : boost::json::value(nullptr);
+  EventLog(db_).append(event_kind::kPhoneState,
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt}, payload, now);
+}
+
 void PhoneRepository::upsertPhone(std::string_view phone_id, std::string_view serial,
                                   const std::optional<std::string>& usb_port, std::string_view health, WallMs now) {
+  // A phone never stored counts as `ready` (the column's default).
+  const std::string previous = storedColumn("SELECT health FROM phones WHERE phone_id = ?", phone_id).value_or("ready");
   Statement& st = db_.prepare(
       "INSERT INTO phones (phone_id, serial, usb_port, health, updated_at) VALUES (?, ?, ?, ?, ?) "
       "ON CONFLICT (phone_id) DO UPDATE SET serial = excluded.serial, usb_port = excluded.usb_port, "
       "health = excluded.health, updated_at = excluded.updated_at");
   st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, health).bind(5, now);
   st.run();
+  if (previous == health) return;
+  EventLog(db_).append(event_kind::kPhoneHealth,
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt},
+                       boost::json::object{{"health", health}, {"previous", previous}}, now);
 }
 
 std::map<std::string, std::string> PhoneRepository::healthByPhone() {
@@ -42,10 +74,39 @@ void PhoneRepository::insertReset(const ResetRecord& r) {
   st.run();
 }
 
-void PhoneRepository::updateReset(const ResetRecord& r) {
+void PhoneRepository::updateReset(const ResetRecord& r, WallMs now) {
+  Statement& old = db_.prepare("SELECT status, json_array_length(steps) FROM phone_resets WHERE reset_id = ?");
+  old.bind(1, r.reset_id);
+  std::string previous_status;
+  std::size_t previous_steps = 0;
+  const bool stored = old.step();
+  if (stored) {
+    previous_status = old.getText(0);
+    previous_steps = static_cast<std::size_t>(old.getInt(1));
+  }
+  old.reset();
   Statement& st = db_.prepare("UPDATE phone_resets SET status = ?, ended_at = ?, steps = ? WHERE reset_id = ?");
   st.bind(1, r.status).bind(2, r.ended_at).bind(3, boost::json::serialize(r.steps)).bind(4, r.reset_id);
   st.run();
+  if (!stored) return;
+  const EventIds ids{std::nullopt, std::nullopt, r.phone_id, r.reset_id};
+  EventLog log(db_);
+  for (std::size_t i = previous_steps; i < r.steps.size(); ++i) {
+    boost::json::object payload{{"index", static_cast<std::int64_t>(i)}, {"trigger", r.trigger}};
+    if (const auto* step = r.steps[i].if_object()) {
+      for (const char* key : {"step", "status", "detail"}) {
+        if (const auto* v = step->if_contains(key)) payload[key] = *v;
+      }
+    }
+    log.append(event_kind::kResetStep, ids, payload, now);
+  }
+  const bool final = r.status == "succeeded" || r.status == "failed";
+  if (final && r.status != previous_status) {
+    log.append(event_kind::kResetEnded, ids,
+               boost::json::object{
+                   {"status", r.status}, {"trigger", r.trigger}, {"steps", static_cast<std::int64_t>(r.steps.size())}},
+               now);
+  }
 }
 
 std::optional<ResetRecord> PhoneRepository::lastReset(std::string_view phone_id) {

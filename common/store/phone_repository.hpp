@@ -33,18 +33,27 @@ class PhoneRepository {
  public:
   explicit PhoneRepository(Db& db) : db_(db) {}
 
+  // Appends phone.health when the stored health changes.
   void upsertPhone(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
                    std::string_view health, WallMs now);
+  // Records the phone's adb state; appends phone.state when it differs from
+  // the one stored (a phone not stored yet is added with health `ready`).
+  void recordAdbState(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
+                      std::string_view adb_state, WallMs now);
   // Stored health by phone id.
   std::map<std::string, std::string> healthByPhone();
 
   void insertReset(const ResetRecord& r);
-  void updateReset(const ResetRecord& r);  // status, ended_at, steps
+  // Status, ended_at, steps; appends reset.step for each step added since the
+  // stored record and reset.ended when the status becomes final.
+  void updateReset(const ResetRecord& r, WallMs now);
   std::optional<ResetRecord> lastReset(std::string_view phone_id);
   // Unfinished processes per phone (queued, running, cancelling).
   std::map<std::string, std::int64_t> queueDepths();
 
  private:
+  // The stored column `column` of the phone, nullopt for no row (or NULL).
+  std::optional<std::string> storedColumn(std::string_view sql, std::string_view phone_id);
   Db& db_;
 };
 

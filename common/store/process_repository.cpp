@@ -3,6 +3,7 @@
 #include "common/store/process_repository.hpp"
 
 #include "common/model/process_json.hpp"
+#include "common/store/event_log.hpp"
 
 namespace phonefarm::store {
 namespace {
@@ -74,6 +75,10 @@ void ProcessRepository::insertProcess(const Process& p) {
         .bind(8, it.stop_signal);
     item.run();
   }
+  EventLog(db_).append(
+      event_kind::kProcessSubmitted, EventIds{p.process_id, std::nullopt, p.phone_id, std::nullopt},
+      boost::json::object{{"status", toString(p.status)}, {"items", static_cast<std::int64_t>(p.items.size())}},
+      p.created_at);
 }
 
 Process ProcessRepository::readProcessRow(Statement& st) {
@@ -175,6 +180,12 @@ std::optional<std::string> ProcessRepository::processIdOfItem(std::string_view q
 }
 
 void ProcessRepository::updateProcessState(const Process& p) {
+  // The stored status first: process.status is emitted only for a change.
+  Statement& old = db_.prepare("SELECT status FROM processes WHERE process_id = ?");
+  old.bind(1, p.process_id);
+  std::optional<std::string> previous;
+  if (old.step()) previous = old.getText(0);
+  old.reset();
   Statement& st = db_.prepare(
       "UPDATE processes SET status = ?, updated_at = ?, cancel_reason = ?, cancel_strategy = ?, "
       "cancel_requested_at = ?, cancel_force_at = ?, cancel_requested_by = ? WHERE process_id = ?");
@@ -190,9 +201,28 @@ void ProcessRepository::updateProcessState(const Process& p) {
   }
   st.bind(8, p.process_id);
   st.run();
+  const std::string_view status = toString(p.status);
+  if (previous && *previous != status) {
+    EventLog(db_).append(event_kind::kProcessStatus, EventIds{p.process_id, std::nullopt, p.phone_id, std::nullopt},
+                         boost::json::object{{"status", status}, {"previous", *previous}}, p.updated_at);
+  }
 }
 
 void ProcessRepository::updateItemState(const QueueItem& it) {
+  // The stored status (and the ids the events carry): item.started and
+  // item.ended are emitted on the transitions only, not on a note.
+  Statement& old = db_.prepare(
+      "SELECT q.status, q.process_id, p.phone_id FROM queue_items q JOIN processes p USING (process_id) "
+      "WHERE q.queue_item_id = ?");
+  old.bind(1, it.queue_item_id);
+  std::optional<ItemStatus> previous;
+  EventIds ids{std::nullopt, it.queue_item_id, std::nullopt, std::nullopt};
+  if (old.step()) {
+    previous = parseItemStatus(old.getText(0));
+    ids.process_id = old.getText(1);
+    ids.phone_id = old.getText(2);
+  }
+  old.reset();
   Statement& st = db_.prepare(
       "UPDATE queue_items SET status = ?, started_at = ?, ended_at = ?, exit_code = ?, signal = ?, note = ? "
       "WHERE queue_item_id = ?");
@@ -204,6 +234,17 @@ void ProcessRepository::updateItemState(const QueueItem& it) {
       .bind(6, it.note)
       .bind(7, it.queue_item_id);
   st.run();
+  if (!previous || *previous == it.status) return;
+  if (it.status == ItemStatus::kExecuting) {
+    EventLog(db_).append(event_kind::kItemStarted, ids, boost::json::object{{"position", it.position}},
+                         it.started_at.value_or(0));
+  } else if (isTerminal(it.status) && !isTerminal(*previous)) {
+    boost::json::object payload{{"status", toString(it.status)}};
+    payload["exit_code"] = it.exit_code ? boost::json::value(*it.exit_code) : boost::json::value(nullptr);
+    payload["signal"] = it.signal ? boost::json::value(*it.signal) : boost::json::value(nullptr);
+    if (it.note) payload["note"] = *it.note;
+    EventLog(db_).append(event_kind::kItemEnded, ids, payload, it.ended_at.value_or(0));
+  }
 }
 
 void ProcessRepository::appendAudit(const CancelAuditEntry& e) {
@@ -223,6 +264,28 @@ void ProcessRepository::appendAudit(const CancelAuditEntry& e) {
       .bind(10, e.termination_status)
       .bind(11, e.detail);
   st.run();
+  if (e.outcome == "ignored_terminal") return;  // a cancel of an ended process changes nothing
+  Statement& phone = db_.prepare("SELECT phone_id FROM processes WHERE process_id = ?");
+  phone.bind(1, e.process_id);
+  std::optional<std::string> phone_id;
+  if (phone.step()) phone_id = phone.getText(0);
+  phone.reset();
+  const EventIds ids{e.process_id, e.queue_item_id, phone_id, std::nullopt};
+  EventLog log(db_);
+  log.append(event_kind::kCancelAccepted, ids,
+             boost::json::object{{"endpoint", e.endpoint},
+                                 {"strategy", toString(e.strategy)},
+                                 {"force_after_seconds", e.force_after_seconds},
+                                 {"reason", e.reason},
+                                 {"termination", e.termination_status}},
+             e.requested_at);
+  // The cancel reached an executing item: its termination is decided with it
+  // (a signal now, a kill now, or a kill scheduled).
+  if (e.termination_status == "issued" || e.termination_status == "scheduled" || e.termination_status == "requested") {
+    log.append(event_kind::kTerminationIssued, ids,
+               boost::json::object{{"termination", e.termination_status}, {"strategy", toString(e.strategy)}},
+               e.requested_at);
+  }
 }
 
 std::vector<CancelAuditEntry> ProcessRepository::loadAudit(std::string_view process_id) {

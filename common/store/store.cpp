@@ -209,6 +209,9 @@ void Store::runBatch(std::deque<Job>& batch) {
     results.assign(batch.size(), std::nullopt);
     batchError = tryBatch(batch, results, full);
   }
+  // The EventFeed's cue to read what this batch appended, before the
+  // completions run.
+  if (!batchError && options_.on_commit) options_.on_commit();
   if (batchError) spdlog::warn("store.batch.failed jobs={} error=\"{}\"", batch.size(), batchError->message);
 
   {

@@ -47,6 +47,9 @@ struct StoreOptions {
   // means it made room (the disk guard released its reserve), and the batch
   // runs once more. None = the batch fails at once.
   std::function<bool()> on_disk_full;
+  // Called on the store thread after each batch that committed, before its
+  // completions run: the EventFeed's cue to read the new events. Must be cheap.
+  std::function<void()> on_commit;
 };
 
 struct StoreStats {

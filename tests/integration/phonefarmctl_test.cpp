@@ -317,6 +317,34 @@ TEST_F(PhonefarmctlWork, LogsPrintsAnItemsStreamAsWritten) {
   EXPECT_EQ(ctl({"logs", "ctl-logs", "--stream", "stdin"}, kReadToken).exit_code, 2);
 }
 
+TEST_F(PhonefarmctlWork, WatchPrintsEventsOneLineEachAndStopsOnCtrlC) {
+  const std::string ok = writeJob("ok.sh", "#!/bin/sh\nexit 0\n");
+  submitWork("ctl-other", {{ok}});
+  submitWork("ctl-watch", {{ok}});
+  waitForStatus("ctl-watch", "succeeded");
+  auto argv = ctlArgv({"watch", "--after", "0", "--process", "ctl-watch"}, kReadToken);
+  AgentProcess plain(PHONEFARMCTL_BINARY, std::vector<std::string>(argv.begin() + 1, argv.end()), dir_.path());
+  ASSERT_TRUE(plain.waitForLine("process.status phone_id=phone_01 process_id=ctl-watch status=succeeded",
+                                std::chrono::seconds(20)))
+      << plain.output();
+  EXPECT_TRUE(plain.findLine("process.submitted phone_id=phone_01 process_id=ctl-watch")) << plain.output();
+  EXPECT_TRUE(plain.findLine("item.ended")) << plain.output();
+  EXPECT_FALSE(plain.findLine("ctl-other")) << plain.output();
+  EXPECT_FALSE(plain.findLine("\x1b[")) << "colors on a pipe";
+  plain.kill(SIGINT);
+  EXPECT_EQ(plain.waitExit(std::chrono::seconds(20)), 0) << plain.output();
+
+  auto json_argv = ctlArgv({"--json", "watch", "--after", "0", "--kind", "item.started"}, kReadToken);
+  AgentProcess raw(PHONEFARMCTL_BINARY, std::vector<std::string>(json_argv.begin() + 1, json_argv.end()), dir_.path());
+  ASSERT_TRUE(raw.waitForLine("\"queue_item_id\":\"ctl-watch-q0\"", std::chrono::seconds(20))) << raw.output();
+  for (const auto& line : raw.lines()) {
+    if (line.empty() || line.front() != '{') continue;
+    EXPECT_EQ(json::parse(line).at("kind").as_string(), "item.started") << line;
+  }
+  raw.kill(SIGINT);
+  EXPECT_EQ(raw.waitExit(std::chrono::seconds(20)), 0) << raw.output();
+}
+
 TEST_F(PhonefarmctlWork, LogsFollowPrintsUntilTheItemEnds) {
   const auto go = outDir() / "go";
   const std::string job = writeJob("slow.sh", "#!/bin/sh\necho first line\nwhile [ ! -e " + go.string() +

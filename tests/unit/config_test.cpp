@@ -72,6 +72,10 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.retention.sweep_interval, 300s);
   EXPECT_EQ(c.storage.min_free_bytes, 512u * 1024 * 1024);
   EXPECT_EQ(c.storage.reserve_bytes, 32u * 1024 * 1024);
+  EXPECT_EQ(c.http.max_event_streams, 32u);
+  EXPECT_EQ(c.events.retention, std::chrono::days(7));
+  EXPECT_EQ(c.events.max_events, 1'000'000);
+  EXPECT_EQ(c.events.stream_buffer, 4096u);
   EXPECT_TRUE(c.phones.empty());
 }
 
@@ -100,6 +104,11 @@ request_timeout_seconds = 45
 max_body_bytes = 1048576
 max_connections = 64
 metrics_require_token = false
+max_event_streams = 5
+[events]
+retention_days = 2
+max_events = 5000
+stream_buffer = 100
 [work]
 run_as = "worker"
 allowed_command_prefixes = ["/opt/a/", "/usr/local/bin/job-"]
@@ -167,6 +176,10 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.heal.flap_count, 5);
   EXPECT_EQ(c.heal.flap_window, 13s);
   EXPECT_EQ(c.heal.hub_window, 14s);
+  EXPECT_EQ(c.http.max_event_streams, 5u);
+  EXPECT_EQ(c.events.retention, std::chrono::days(2));
+  EXPECT_EQ(c.events.max_events, 5000);
+  EXPECT_EQ(c.events.stream_buffer, 100u);
   ASSERT_EQ(c.phones.size(), 2u);
   EXPECT_EQ(c.phones[0].id, "phone_01");
   EXPECT_EQ(c.phones[0].serial, "R58M123ABC");
@@ -268,6 +281,7 @@ const BadConfig kUnknownKeys[] = {
     {"InAdb", "[adb]\nport = 5037\n", "agent.toml:2: unknown key 'adb.port'"},
     {"InReset", "[reset]\n\nusb_reset_seconds = 3\n", "agent.toml:3: unknown key 'reset.usb_reset_seconds'"},
     {"InHeal", "[heal]\nafter = 3\n", "agent.toml:2: unknown key 'heal.after'"},
+    {"InEvents", "[events]\nretention = 3\n", "agent.toml:2: unknown key 'events.retention'"},
     {"UnknownTable", "\n[metrics]\nport = 1\n", "agent.toml:2: unknown key 'metrics'"},
     {"NestedTable", "[http]\n[http.tls]\ncert = \"x\"\n", "agent.toml:2: unknown key 'http.tls'"},
     {"DottedKey", "work.extra.deep = 1\n", "agent.toml:1: unknown key 'work.extra'"},
@@ -362,6 +376,14 @@ const BadConfig kBadValues[] = {
     {"MinFreeNegative", "[storage]\nmin_free_bytes = -1\n",
      "agent.toml:2: 'storage.min_free_bytes' must be from 0 to 1125899906842624 (got -1)"},
     {"ReserveFloat", "[storage]\nreserve_bytes = 1.5\n", "agent.toml:2: 'storage.reserve_bytes' must be an integer"},
+    {"EventStreamsTooMany", "[http]\nmax_event_streams = 10001\n",
+     "agent.toml:2: 'http.max_event_streams' must be from 0 to 10000 (got 10001)"},
+    {"RetentionDaysZero", "[events]\nretention_days = 0\n",
+     "agent.toml:2: 'events.retention_days' must be from 1 to 3650 (got 0)"},
+    {"MaxEventsTooFew", "[events]\nmax_events = 999\n",
+     "agent.toml:2: 'events.max_events' must be from 1000 to 1000000000 (got 999)"},
+    {"StreamBufferTooSmall", "[events]\nstream_buffer = 15\n",
+     "agent.toml:2: 'events.stream_buffer' must be from 16 to 1000000 (got 15)"},
 };
 INSTANTIATE_TEST_SUITE_P(BadValue, RejectedConfigTest, ::testing::ValuesIn(kBadValues),
                          [](const auto& param_info) { return std::string(param_info.param.label); });

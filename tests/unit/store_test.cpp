@@ -141,7 +141,7 @@ TEST_F(StoreTest, FreshDatabaseIsMigratedToTheLatestSchemaWithEveryTable) {
   EXPECT_EQ(queryInt(store, "PRAGMA user_version"), static_cast<std::int64_t>(migrations().size()));
   EXPECT_EQ(queryInt(store, "PRAGMA auto_vacuum"), 2);  // INCREMENTAL
   for (const char* table :
-       {"processes", "queue_items", "executions", "cancel_audit", "escalations", "phones", "phone_resets"}) {
+       {"processes", "queue_items", "executions", "cancel_audit", "escalations", "phones", "phone_resets", "events"}) {
     EXPECT_EQ(
         queryInt(store, std::string("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='") + table + "'"),
         1)
