@@ -69,9 +69,8 @@ static int runCtl(int argc, char** argv) {
               {"auto", ColorMode::kAuto}, {"always", ColorMode::kAlways}, {"never", ColorMode::kNever}},
           CLI::ignore_case));
 
-  const std::vector<Subcommand> commands{addPhones(app), addProcesses(app), addShow(app),      addCancel(app),
-                                         addReset(app),  addLogs(app),      addDebugDump(app), addHubs(app),
-                                         addWatch(app)};
+  const std::vector<Subcommand> commands{addPhones(app), addProcesses(app), addShow(app), addCancel(app), addReset(app),
+                                         addLogs(app),   addDebugDump(app), addHubs(app), addWatch(app)};
 
   try {
     app.parse(argc, argv);

@@ -27,7 +27,7 @@ constexpr std::int64_t kMaxResetSeconds = 3600;
 constexpr std::int64_t kMaxBodyBytes = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxConnections = 100000;
 constexpr std::int64_t kMaxEventStreams = 10000;
-constexpr std::int64_t kMaxRetentionDays = 3650;
+constexpr std::int64_t kMaxEventRetentionDays = 3650;
 constexpr std::int64_t kMaxEvents = 1'000'000'000;
 constexpr std::int64_t kMaxStreamBuffer = 1'000'000;
 constexpr std::size_t kMaxPhoneIdLength = 128;
@@ -109,7 +109,7 @@ void readHttp(TomlSection s, HttpConfig& http) {
 }
 
 void readEvents(TomlSection s, EventsConfig& events) {
-  if (auto v = s.integer("retention_days", 1, kMaxRetentionDays)) events.retention = std::chrono::days(*v);
+  if (auto v = s.integer("retention_days", 1, kMaxEventRetentionDays)) events.retention = std::chrono::days(*v);
   if (auto v = s.integer("max_events", 1000, kMaxEvents)) events.max_events = *v;
   if (auto v = s.integer("stream_buffer", 16, kMaxStreamBuffer)) events.stream_buffer = static_cast<std::size_t>(*v);
   s.rejectUnknown();

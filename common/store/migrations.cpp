@@ -171,7 +171,7 @@ ALTER TABLE phones ADD COLUMN adb_state TEXT;
 )sql";
 
 constexpr std::array<std::string_view, 5> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
-                                                   kV5Events};
+                                                      kV5Events};
 
 constexpr std::string_view kNoTransaction = "-- no transaction";
 

@@ -98,6 +98,8 @@ TEST_F(SocketActivation, RefusesASocketWhoseAddressDiffersFromListen) {
   const auto status = agent->waitExit(20s);
   ASSERT_TRUE(status.has_value()) << agent->output();
   EXPECT_NE(*status, 0);
+  // The exit can be seen before the output reader has drained the pipe.
+  EXPECT_TRUE(agent->waitForLine("127.0.0.1:" + std::to_string(port_), 10s)) << agent->output();
   const std::string out = agent->output();
   EXPECT_NE(out.find("127.0.0.1:" + std::to_string(other)), std::string::npos) << out;
   EXPECT_NE(out.find("127.0.0.1:" + std::to_string(port_)), std::string::npos) << out;
