@@ -1,0 +1,125 @@
+// [work] pids_max and memory_max against the real agent and real cgroups: a
+// bounded fork bomb stops at pids_max while another phone's work still runs,
+// a job that allocates past memory_max is OOM-killed, and both items say so in
+// their note. On hybrid hosts (pids and memory on cgroup v1, as on CI) this
+// goes through the v1 hierarchies; where cgroup v2 has the controllers,
+// through the leaf.
+#include <fstream>
+#include <sstream>
+
+#include "tests/integration/work_fixture.hpp"
+
+namespace phonefarm::testing {
+namespace {
+
+namespace json = boost::json;
+
+class WorkLimits : public WorkFixture {
+ protected:
+  std::string workConfig() const override {
+    std::string config = WorkFixture::workConfig();
+    config.insert(std::string("[work]\n").size(), "pids_max = 64\nmemory_max = \"64M\"\n");
+    return config;
+  }
+
+  std::string out(const std::string& name) const { return (outDir() / name).string(); }
+
+  // A fork bomb with bounds of its own, so that a missing limit cannot take
+  // the machine down: at most 2000 sleepers of 3 s each. With the limit the
+  // shell's fork fails and it gives up long before.
+  std::string forkBombJob() const {
+    return writeJob("bomb.sh",
+                    "#!/bin/sh\n"
+                    "cat /proc/self/cgroup > \"$1.cgroup\"\n"
+                    "echo started > \"$1.started\"\n"
+                    "n=0\n"
+                    "while [ $n -lt 2000 ]; do sleep 3 & n=$((n+1)); done\n"
+                    "echo $n > \"$1.forked\"\n"
+                    "wait\n");
+  }
+
+  // Waits (up to an hour) for $1.go, then keeps 200 MB in one process (tail
+  // holds a line it has not seen the end of).
+  std::string hogJob() const {
+    return writeJob("hog.sh",
+                    "#!/bin/sh\n"
+                    "cat /proc/self/cgroup > \"$1.cgroup\"\n"
+                    "while [ ! -e \"$1.go\" ]; do sleep 0.05; done\n"
+                    "head -c 200M /dev/zero | tail > /dev/null\n");
+  }
+
+  // The cgroups other than the v2 one ("N:controllers:/path") a job recorded.
+  std::vector<std::filesystem::path> v1Cgroups(const std::string& recorded, const std::string& controller) {
+    std::vector<std::filesystem::path> dirs;
+    std::istringstream in(recorded);
+    for (std::string line; std::getline(in, line);) {
+      const auto first = line.find(':');
+      const auto second = line.find(':', first + 1);
+      const std::string controllers = line.substr(first + 1, second - first - 1);
+      if (("," + controllers + ",").find("," + controller + ",") == std::string::npos) continue;
+      dirs.push_back(std::filesystem::path("/sys/fs/cgroup") / controller / line.substr(second + 2));
+    }
+    return dirs;
+  }
+};
+
+TEST_F(WorkLimits, ForkBombStopsAtPidsMaxWhileAnotherPhoneStillStartsAndItsNoteNamesThePidsLimit) {
+  const std::string bomb = forkBombJob();
+  const std::string record = writeJob("ok.sh", "#!/bin/sh\necho done > \"$1\"\n");
+  submitWork("bomb", {{bomb, out("bomb")}}, "phone_01");
+  waitForLine(outDir() / "bomb.started");
+
+  // The bomb's sleepers live 3 s: the other phone starts and ends meanwhile.
+  submitWork("other", {{record, out("other.done")}}, "phone_02");
+  waitForStatus("other", "succeeded");
+  EXPECT_EQ(waitForLine(outDir() / "other.done"), "done\n");
+  EXPECT_EQ(getProcess("bomb").at("status"), "running") << "the bomb ended before the other phone's work";
+
+  auto p = waitForProcess("bomb", [](const json::object& process) { return process.at("status") != "running"; });
+  const auto& item = p.at("queue_items").at(0).as_object();
+  ASSERT_TRUE(item.at("note").is_string()) << json::serialize(p);
+  EXPECT_NE(std::string(item.at("note").as_string()).find("pids limit: pids_max 64"), std::string::npos)
+      << json::serialize(p);
+  // The shell never got to its 2000th fork.
+  EXPECT_FALSE(std::filesystem::exists(outDir() / "bomb.forked")) << waitForFile(outDir() / "bomb.forked");
+
+  // Where pids is a v1 controller, the execution had a v1 cgroup of its own,
+  // removed with the execution.
+  for (const auto& dir : v1Cgroups(waitForLine(outDir() / "bomb.cgroup"), "pids")) {
+    if (dir.parent_path().filename() == "phonefarm-work") {
+      EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+    }
+  }
+}
+
+TEST_F(WorkLimits, MemoryMaxBreachIsAnOomKillInTheNoteEvenAfterARestart) {
+  const std::string hog = hogJob();
+  submitWork("hog", {{hog, out("hog")}});
+  const std::string cgroups = waitForLine(outDir() / "hog.cgroup");
+
+  const auto readyz = call("GET", "/readyz", "", kReadToken).json();
+  const auto& limits = readyz.at("work").at("limits").as_object();
+  EXPECT_EQ(limits.at("pids_max").at("value"), 64) << json::serialize(limits);
+  EXPECT_EQ(limits.at("memory_max").at("value"), 64 << 20) << json::serialize(limits);
+  EXPECT_TRUE(limits.at("memory_max").as_object().contains("cgroup")) << json::serialize(limits);
+
+  // The agent restarts while the job runs: the re-adopted execution still
+  // gets its note and its cgroups removed.
+  restartAgent(SIGTERM);
+  std::ofstream(outDir() / "hog.go") << "go\n";
+
+  auto p = waitForProcess("hog", [](const json::object& process) { return process.at("status") != "running"; });
+  const auto& item = p.at("queue_items").at(0).as_object();
+  EXPECT_EQ(item.at("status"), "failed") << json::serialize(p);
+  ASSERT_TRUE(item.at("note").is_string()) << json::serialize(p);
+  EXPECT_NE(std::string(item.at("note").as_string()).find("memory limit: OOM kill"), std::string::npos)
+      << json::serialize(p);
+  for (const auto& dir : v1Cgroups(cgroups, "memory")) {
+    if (dir.parent_path().filename() == "phonefarm-work") {
+      EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace phonefarm::testing
