@@ -203,9 +203,9 @@ int Daemon::run() {
 
   SystemClock clock;
   const std::string boot_id = cancel::readBootId();
-  auto containment = exec::makeContainment(
-      config_.work.cgroup_root,
-      exec::WorkLimits{config_.work.pids_max, config_.work.memory_max, config_.work.cpu_weight});
+  auto containment =
+      exec::makeContainment(config_.work.cgroup_root,
+                            exec::WorkLimits{config_.work.pids_max, config_.work.memory_max, config_.work.cpu_weight});
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;

@@ -3,9 +3,8 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -287,8 +286,7 @@ Result<std::unique_ptr<Container>> LimitedContainment::adopt(const ContainerInfo
   if (leader.exited && (info.leader_pid <= 1 || ::kill(-info.leader_pid, 0) != 0)) {
     return makeError(ErrorKind::kNotFound, "the execution's process group is gone");
   }
-  return std::unique_ptr<Container>(
-      std::make_unique<ProcessGroupContainer>(info, std::move(leader), marker, limiter_));
+  return std::unique_ptr<Container>(std::make_unique<ProcessGroupContainer>(info, std::move(leader), marker, limiter_));
 }
 
 class ProcessGroupContainment final : public LimitedContainment {

@@ -38,10 +38,10 @@ struct ChildPlan {
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   int stdio[3] = {-1, -1, -1};
-  int cgroup_procs_fd = -1;  // fork fallback only: the child writes "0" (itself) here
+  int cgroup_procs_fd = -1;                                // fork fallback only: the child writes "0" (itself) here
   int join_procs_fds[kMaxJoinCgroups] = {-1, -1, -1, -1};  // cgroup.procs of join_cgroups
-  int report_fd = -1;        // write end of the close-on-exec failure pipe, >= 3
-  unsigned max_fd = 0;       // upper bound for the close loop when close_range is missing
+  int report_fd = -1;                                      // write end of the close-on-exec failure pipe, >= 3
+  unsigned max_fd = 0;                                     // upper bound for the close loop when close_range is missing
   bool new_session = true;
   sigset_t mask{};  // the child's signal mask at exec
 };

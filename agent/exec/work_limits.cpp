@@ -255,11 +255,11 @@ boost::json::object WorkLimiter::describe() const {
     return *limits_.cpu_weight;
   };
   for (const auto& p : placements_) {
-    out[p.limit] = boost::json::object{
-        {"value", value(p.limit)},
-        {"cgroup", p.v1_dir ? "v1" : "v2"},
-        {"file", p.file},
-        {"dir", p.v1_dir ? boost::json::value(p.v1_dir->string()) : boost::json::value(nullptr)}};
+    out[p.limit] =
+        boost::json::object{{"value", value(p.limit)},
+                            {"cgroup", p.v1_dir ? "v1" : "v2"},
+                            {"file", p.file},
+                            {"dir", p.v1_dir ? boost::json::value(p.v1_dir->string()) : boost::json::value(nullptr)}};
   }
   for (const auto& [limit, why] : unavailable_) {
     out[limit] = boost::json::object{{"value", value(limit)}, {"unavailable", why}};

@@ -37,8 +37,8 @@ struct WorkLimits {
 
 // What the limits did to one execution, read after its end.
 struct LimitHits {
-  std::uint64_t oom_kills = 0;       // processes the OOM killer took at memory_max
-  std::uint64_t pids_refused = 0;    // forks refused at pids_max
+  std::uint64_t oom_kills = 0;     // processes the OOM killer took at memory_max
+  std::uint64_t pids_refused = 0;  // forks refused at pids_max
 };
 
 // The item's note for `hits` ("stopped by ..."), none when no limit was hit.
@@ -89,9 +89,9 @@ class WorkLimiter {
  private:
   // One limit written as one file.
   struct Placement {
-    std::string limit;                   // "pids_max", ...
-    std::string file;                    // "pids.max", "memory.limit_in_bytes", ...
-    std::string value;                   // as written
+    std::string limit;                            // "pids_max", ...
+    std::string file;                             // "pids.max", "memory.limit_in_bytes", ...
+    std::string value;                            // as written
     std::optional<std::filesystem::path> v1_dir;  // the v1 phonefarm-work dir; none = the v2 leaf
   };
 

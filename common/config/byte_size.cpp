@@ -12,11 +12,20 @@ std::variant<std::uint64_t, std::string> parseByteSize(std::string_view text) {
   if (text.empty()) return std::string("is empty; expected ") + std::string(kForm);
   unsigned shift = 0;
   switch (text.back()) {
-    case 'K': shift = 10; break;
-    case 'M': shift = 20; break;
-    case 'G': shift = 30; break;
-    case 'T': shift = 40; break;
-    default: break;
+    case 'K':
+      shift = 10;
+      break;
+    case 'M':
+      shift = 20;
+      break;
+    case 'G':
+      shift = 30;
+      break;
+    case 'T':
+      shift = 40;
+      break;
+    default:
+      break;
   }
   const std::string_view digits = shift == 0 ? text : text.substr(0, text.size() - 1);
   if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {

@@ -131,7 +131,8 @@ void readWorkLimits(TomlSection& s, WorkConfig& work) {
     } else {
       s.fail(*node, "memory_max", "must be a string such as \"4G\" or a number of bytes");
     }
-    if (bytes < kMinMemoryMax) s.fail(*node, "memory_max", "must be at least 4M (" + std::to_string(kMinMemoryMax) + " bytes)");
+    if (bytes < kMinMemoryMax)
+      s.fail(*node, "memory_max", "must be at least 4M (" + std::to_string(kMinMemoryMax) + " bytes)");
     work.memory_max = bytes;
   }
   if (auto v = s.integer("cpu_weight", 1, 10000)) work.cpu_weight = *v;
