@@ -177,6 +177,14 @@ WorkLimiter WorkLimiter::open(const WorkLimits& limits, const std::set<std::stri
       limiter.unavailable_[spec.limit] = no_v2 + ", and " + os::sysError("mkdir " + dir.string(), errno).message;
       return;
     }
+    // The directory may be there from an agent of another user: only a
+    // child we can create (and remove) proves we can make executions' ones.
+    const auto probe = dir / ("phonefarm-probe-" + std::to_string(::getpid()));
+    if (::mkdir(probe.c_str(), 0755) != 0 && errno != EEXIST) {
+      limiter.unavailable_[spec.limit] = no_v2 + ", and " + os::sysError("mkdir " + probe.string(), errno).message;
+      return;
+    }
+    ::rmdir(probe.c_str());
     limiter.placements_.push_back({spec.limit, spec.v1_file, v1_value, dir});
   };
   if (limits.pids_max) place(kPids, std::to_string(*limits.pids_max), std::to_string(*limits.pids_max));
