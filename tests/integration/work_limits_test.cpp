@@ -18,7 +18,7 @@ class WorkLimits : public WorkFixture {
  protected:
   std::string workConfig() const override {
     std::string config = WorkFixture::workConfig();
-    config.insert(std::string("[work]\n").size(), "pids_max = 64\nmemory_max = \"64M\"\n");
+    config.insert(std::string("[work]\n").size(), "pids_max = 64\nmemory_max = \"64M\"\ncpu_weight = 50\n");
     return config;
   }
 
@@ -102,6 +102,15 @@ TEST_F(WorkLimits, MemoryMaxBreachIsAnOomKillInTheNoteEvenAfterARestart) {
   EXPECT_EQ(limits.at("pids_max").at("value"), 64) << json::serialize(limits);
   EXPECT_EQ(limits.at("memory_max").at("value"), 64 << 20) << json::serialize(limits);
   EXPECT_TRUE(limits.at("memory_max").as_object().contains("cgroup")) << json::serialize(limits);
+  // cpu_weight 50: v2 cpu.weight, or v1 cpu.shares 512 (systemd's mapping),
+  // in force while the job runs.
+  if (limits.at("cpu_weight").at("cgroup") == "v1") {
+    const auto dirs = v1Cgroups(cgroups, "cpu");
+    ASSERT_EQ(dirs.size(), 1u) << cgroups;
+    EXPECT_EQ(waitForLine(dirs[0] / "cpu.shares"), "512\n");
+  } else {
+    EXPECT_EQ(limits.at("cpu_weight").at("cgroup"), "v2") << json::serialize(limits);
+  }
 
   // The agent restarts while the job runs: the re-adopted execution still
   // gets its note and its cgroups removed.
