@@ -201,7 +201,10 @@ Result<std::vector<fs::path>> WorkLimiter::prepare(const std::string& execution_
   for (const auto& p : placements_) {
     if (!p.v1_dir) {
       if (!v2_leaf) continue;  // no leaf (process-group runtime): open() had no v2 controllers then
-      if (auto written = writeText(*v2_leaf / p.file, p.value); !written) return written.error();
+      if (auto written = writeText(*v2_leaf / p.file, p.value); !written) {
+        (void)release(execution_id);
+        return written.error();
+      }
       continue;
     }
     // The id is a validated cgroup leaf name (CgroupTree::createLeaf checks
