@@ -4,6 +4,8 @@
 // their note. On hybrid hosts (pids and memory on cgroup v1, as on CI) this
 // goes through the v1 hierarchies; where cgroup v2 has the controllers,
 // through the leaf.
+#include <poll.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -124,6 +126,48 @@ TEST_F(WorkLimits, MemoryMaxBreachIsAnOomKillInTheNoteEvenAfterARestart) {
   EXPECT_NE(std::string(item.at("note").as_string()).find("memory limit: OOM kill"), std::string::npos)
       << json::serialize(p);
   for (const auto& dir : v1Cgroups(cgroups, "memory")) {
+    if (dir.parent_path().filename() == "phonefarm-work") {
+      EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+    }
+  }
+}
+
+// The agent is down while the job is OOM-killed and its tree ends, and the
+// v2 leaf is gone by the time it comes back (as after a manual cleanup): the
+// recovery finds no tree to adopt, yet still notes the OOM kill from the v1
+// counters and removes the v1 cgroups.
+TEST_F(WorkLimits, RecoveryOfAGoneTreeStillNotesTheOomKillAndRemovesItsV1Cgroups) {
+  const std::string hog = hogJob();
+  submitWork("gone", {{hog, out("gone")}});
+  const std::string cgroups = waitForLine(outDir() / "gone.cgroup");
+  const auto memory_dirs = v1Cgroups(cgroups, "memory");
+
+  client_.reset();
+  agent_->stop(SIGKILL, std::chrono::seconds(10));
+  std::ofstream(outDir() / "gone.go") << "go\n";
+  // The leaf of the execution: the last part of the job's "0::" line.
+  const std::string v2 = cgroups.substr(cgroups.find("0::"));
+  const auto leaf = cgroup_ / "phonefarm-work" / std::filesystem::path(v2.substr(3, v2.find('\n') - 3)).filename();
+  auto watch = exec::CgroupEventsWatch::open(leaf);
+  ASSERT_TRUE(watch.ok()) << leaf;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (auto populated = watch->drainAndCheckPopulated(); populated.ok() && *populated;
+       populated = watch->drainAndCheckPopulated()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    ASSERT_GT(left.count(), 0) << "the job's tree did not end";
+    pollfd pfd{watch->fd(), POLLIN, 0};
+    ::poll(&pfd, 1, static_cast<int>(left.count()));
+  }
+  ASSERT_EQ(::rmdir(leaf.c_str()), 0) << leaf;
+
+  startAgent();
+  auto p = waitForProcess("gone", [](const json::object& process) { return process.at("status") != "running"; });
+  const auto& item = p.at("queue_items").at(0).as_object();
+  ASSERT_TRUE(item.at("note").is_string()) << json::serialize(p);
+  EXPECT_NE(std::string(item.at("note").as_string()).find("memory limit: OOM kill"), std::string::npos)
+      << json::serialize(p);
+  for (const auto& dir : memory_dirs) {
     if (dir.parent_path().filename() == "phonefarm-work") {
       EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
     }
