@@ -42,6 +42,9 @@ json::object configJson(const AgentConfig& c) {
   json::object work{{"run_as", c.work.run_as},
                     {"allowed_command_prefixes", json::value_from(c.work.allowed_command_prefixes)},
                     {"cgroup_root", c.work.cgroup_root},
+                    {"pids_max", c.work.pids_max ? json::value(*c.work.pids_max) : json::value(nullptr)},
+                    {"memory_max", c.work.memory_max ? json::value(*c.work.memory_max) : json::value(nullptr)},
+                    {"cpu_weight", c.work.cpu_weight ? json::value(*c.work.cpu_weight) : json::value(nullptr)},
                     {"wait_for_device", c.work.wait_for_device},
                     {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
   json::object adb{{"server", c.adb.server_host + ":" + std::to_string(c.adb.server_port)},

@@ -307,7 +307,9 @@ int Daemon::run() {
   store::EventRetention event_retention(
       store, loop, clock, store::EventRetentionOptions{config_.events.retention, config_.events.max_events});
   const std::string boot_id = cancel::readBootId();
-  auto containment = exec::makeContainment(config_.work.cgroup_root);
+  auto containment =
+      exec::makeContainment(config_.work.cgroup_root,
+                            exec::WorkLimits{config_.work.pids_max, config_.work.memory_max, config_.work.cpu_weight});
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;

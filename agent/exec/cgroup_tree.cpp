@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <charconv>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -170,19 +171,24 @@ Status validateLeafName(std::string_view name) {
   return okStatus();
 }
 
-// Enables `pids` for the managed directory's children; the error text if not.
-std::optional<std::string> enablePidsController(const fs::path& root, const fs::path& dir) {
+// Enables `controller` (pids, memory, cpu) for the managed directory's
+// children; the error text if not.
+std::optional<std::string> enableController(const fs::path& root, const fs::path& dir, const std::string& controller) {
   auto dir_controllers = readFile(dir / "cgroup.controllers");
   if (!dir_controllers) return dir_controllers.error().message;
-  if (!hasWord(*dir_controllers, "pids")) {
+  if (!hasWord(*dir_controllers, controller)) {
     auto root_controllers = readFile(root / "cgroup.controllers");
     if (!root_controllers) return root_controllers.error().message;
-    if (!hasWord(*root_controllers, "pids")) return "pids controller not available in " + root.string();
+    if (!hasWord(*root_controllers, controller)) return controller + " controller not available in " + root.string();
     // Fails with EBUSY when the root holds processes (the agent) and is not
     // the hierarchy root: the no-internal-processes rule.
-    if (auto enabled = writeFile(root / "cgroup.subtree_control", "+pids"); !enabled) return enabled.error().message;
+    if (auto enabled = writeFile(root / "cgroup.subtree_control", "+" + controller); !enabled) {
+      return enabled.error().message;
+    }
   }
-  if (auto enabled = writeFile(dir / "cgroup.subtree_control", "+pids"); !enabled) return enabled.error().message;
+  if (auto enabled = writeFile(dir / "cgroup.subtree_control", "+" + controller); !enabled) {
+    return enabled.error().message;
+  }
   return std::nullopt;
 }
 
@@ -258,8 +264,14 @@ Result<CgroupTree> CgroupTree::open(const fs::path& root) {
   if (auto cgroup2 = checkCgroup2Dir(root); !cgroup2) return cgroup2.error();
   auto dir = root / kManagedDirName;
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return os::sysError("mkdir " + dir.string(), errno);
-  auto pids_error = enablePidsController(root, dir);
-  return CgroupTree(std::move(dir), std::move(pids_error));
+  std::optional<std::string> pids_error;
+  std::set<std::string> leaf_controllers;
+  for (const std::string controller : {"pids", "memory", "cpu"}) {
+    auto error = enableController(root, dir, controller);
+    if (!error) leaf_controllers.insert(controller);
+    if (controller == "pids") pids_error = std::move(error);
+  }
+  return CgroupTree(std::move(dir), std::move(pids_error), std::move(leaf_controllers));
 }
 
 Result<fs::path> CgroupTree::createLeaf(std::string_view name) {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,9 +40,10 @@ class CgroupTree {
   // the leaves if it held processes itself.
   static constexpr std::string_view kManagedDirName = "phonefarm-work";
 
-  // Creates `<root>/phonefarm-work` if missing and tries to enable the `pids`
-  // controller for its leaves. A missing or refused controller is not an error
-  // (containment does not depend on it); see pidsControllerError().
+  // Creates `<root>/phonefarm-work` if missing and tries to enable the `pids`,
+  // `memory` and `cpu` controllers for its leaves (the work limits,
+  // work_limits.hpp). A missing or refused controller is not an error
+  // (containment does not depend on it); see leafControllers().
   static Result<CgroupTree> open(const std::filesystem::path& root);
 
   // mkdir `<dir>/<name>`. Names are [A-Za-z0-9._-]{1,200}, starting with a
@@ -62,13 +64,16 @@ class CgroupTree {
 
   // Empty when leaves get the `pids` controller; otherwise why not.
   const std::optional<std::string>& pidsControllerError() const { return pids_error_; }
+  // The controllers enabled for the leaves (of pids, memory, cpu).
+  const std::set<std::string>& leafControllers() const { return leaf_controllers_; }
 
  private:
-  CgroupTree(std::filesystem::path dir, std::optional<std::string> pids_error)
-      : dir_(std::move(dir)), pids_error_(std::move(pids_error)) {}
+  CgroupTree(std::filesystem::path dir, std::optional<std::string> pids_error, std::set<std::string> leaf_controllers)
+      : dir_(std::move(dir)), pids_error_(std::move(pids_error)), leaf_controllers_(std::move(leaf_controllers)) {}
 
   std::filesystem::path dir_;
   std::optional<std::string> pids_error_;
+  std::set<std::string> leaf_controllers_;
 };
 
 // `<cgroup>/cgroup.events`. A file without a "populated" line is an error.

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -47,8 +48,13 @@ struct Leader {
 
 class CgroupContainer final : public Container {
  public:
-  CgroupContainer(CgroupTree tree, ContainerInfo info, CgroupEventsWatch watch, Leader leader)
-      : tree_(std::move(tree)), info_(std::move(info)), watch_(std::move(watch)), leader_(std::move(leader)) {}
+  CgroupContainer(CgroupTree tree, ContainerInfo info, CgroupEventsWatch watch, Leader leader,
+                  std::shared_ptr<const WorkLimiter> limiter)
+      : tree_(std::move(tree)),
+        info_(std::move(info)),
+        watch_(std::move(watch)),
+        leader_(std::move(leader)),
+        limiter_(std::move(limiter)) {}
 
   const ContainerInfo& info() const override { return info_; }
 
@@ -80,8 +86,13 @@ class CgroupContainer final : public Container {
 
   Status remove() override {
     std::error_code ec;
-    if (!std::filesystem::exists(watch_.leaf(), ec)) return okStatus();
-    return tree_.removeLeaf(watch_.leaf());
+    Status removed = std::filesystem::exists(watch_.leaf(), ec) ? tree_.removeLeaf(watch_.leaf()) : okStatus();
+    Status released = limiter_->release(info_.id);
+    return removed ? released : removed;
+  }
+
+  std::optional<std::string> limitNote() override {
+    return phonefarm::exec::limitNote(limiter_->hits(info_.id, watch_.leaf()), limiter_->limits());
   }
 
  private:
@@ -89,12 +100,14 @@ class CgroupContainer final : public Container {
   ContainerInfo info_;
   CgroupEventsWatch watch_;
   Leader leader_;
+  std::shared_ptr<const WorkLimiter> limiter_;
 };
 
 class ProcessGroupContainer final : public Container {
  public:
-  ProcessGroupContainer(ContainerInfo info, Leader leader, std::string marker)
-      : info_(std::move(info)), leader_(std::move(leader)), marker_(std::move(marker)) {}
+  ProcessGroupContainer(ContainerInfo info, Leader leader, std::string marker,
+                        std::shared_ptr<const WorkLimiter> limiter)
+      : info_(std::move(info)), leader_(std::move(leader)), marker_(std::move(marker)), limiter_(std::move(limiter)) {}
 
   const ContainerInfo& info() const override { return info_; }
   std::vector<int> watchFds() const override {
@@ -140,23 +153,49 @@ class ProcessGroupContainer final : public Container {
     return out;
   }
 
-  Status remove() override { return okStatus(); }
+  Status remove() override { return limiter_->release(info_.id); }
+
+  std::optional<std::string> limitNote() override {
+    return phonefarm::exec::limitNote(limiter_->hits(info_.id, std::nullopt), limiter_->limits());
+  }
 
  private:
   ContainerInfo info_;
   Leader leader_;
   std::string marker_;
+  std::shared_ptr<const WorkLimiter> limiter_;
   bool swept_ = false;
 };
 
-class CgroupContainment final : public Containment {
+// What both runtimes share: the work limits.
+class LimitedContainment : public Containment {
  public:
-  explicit CgroupContainment(CgroupTree tree) : tree_(std::move(tree)) {}
+  explicit LimitedContainment(std::shared_ptr<const WorkLimiter> limiter) : limiter_(std::move(limiter)) {}
+
+  std::optional<std::string> releaseLimits(const std::string& execution_id) override {
+    auto note = limitNote(limiter_->hits(execution_id, std::nullopt), limiter_->limits());
+    if (auto released = limiter_->release(execution_id); !released) {
+      spdlog::warn("exec.cleanup_failed execution_id={} error=\"{}\"", execution_id, released.error().message);
+    }
+    return note;
+  }
+
+  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override;
+
+ protected:
+  std::shared_ptr<const WorkLimiter> limiter_;
+};
+
+class CgroupContainment final : public LimitedContainment {
+ public:
+  CgroupContainment(CgroupTree tree, std::shared_ptr<const WorkLimiter> limiter)
+      : LimitedContainment(std::move(limiter)), tree_(std::move(tree)) {}
   std::string_view runtime() const override { return kRuntimeCgroup; }
 
   boost::json::object describe() const override {
     boost::json::object o{{"runtime", kRuntimeCgroup}, {"cgroup", tree_.dir().string()}};
     if (tree_.pidsControllerError()) o["pids_controller"] = *tree_.pidsControllerError();
+    o["limits"] = limiter_->describe();
     return o;
   }
 
@@ -172,29 +211,31 @@ class CgroupContainment final : public Containment {
       (void)tree_.removeLeaf(*leaf);
       return watch.error();
     }
+    // The limits are in place before the leader exists.
+    auto joins = limiter_->prepare(request.execution_id, *leaf);
+    if (!joins) {
+      (void)tree_.removeLeaf(*leaf);
+      return joins.error();
+    }
     SpawnRequest spawn;
     spawn.argv = request.argv;
     spawn.env = request.env;
     spawn.cgroup = *leaf;
+    spawn.join_cgroups = std::move(*joins);
     spawn.new_session = true;
     spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
     if (!spawned) {
       (void)tree_.removeLeaf(*leaf);
+      (void)limiter_->release(request.execution_id);
       return spawned.error();
     }
     ContainerInfo info{request.execution_id, std::string(kRuntimeCgroup), leaf->string(), spawned->pid,
                        processStartTime(spawned->pid)};
     Leader leader{os::FileDescriptor(spawned->pidfd), true, false};
     return std::unique_ptr<Container>(
-        std::make_unique<CgroupContainer>(tree_, std::move(info), std::move(*watch), std::move(leader)));
+        std::make_unique<CgroupContainer>(tree_, std::move(info), std::move(*watch), std::move(leader), limiter_));
   }
-
-  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override {
-    return adoptAny(info, marker);
-  }
-
-  static Result<std::unique_ptr<Container>> adoptAny(const ContainerInfo& info, const std::string& marker);
 
  private:
   CgroupTree tree_;
@@ -228,7 +269,9 @@ Leader adoptLeader(const ContainerInfo& info) {
   return leader;
 }
 
-Result<std::unique_ptr<Container>> CgroupContainment::adoptAny(const ContainerInfo& info, const std::string& marker) {
+// Either runtime adopts executions of both (the config may have changed
+// across the restart).
+Result<std::unique_ptr<Container>> LimitedContainment::adopt(const ContainerInfo& info, const std::string& marker) {
   if (info.runtime == kRuntimeCgroup) {
     if (!info.cgroup) return makeError(ErrorKind::kNotFound, "no cgroup recorded");
     const std::filesystem::path leaf(*info.cgroup);
@@ -237,43 +280,49 @@ Result<std::unique_ptr<Container>> CgroupContainment::adoptAny(const ContainerIn
     auto tree = CgroupTree::open(leaf.parent_path().parent_path());  // the leaf's own phonefarm-work
     if (!tree) return tree.error();
     return std::unique_ptr<Container>(
-        std::make_unique<CgroupContainer>(std::move(*tree), info, std::move(*watch), adoptLeader(info)));
+        std::make_unique<CgroupContainer>(std::move(*tree), info, std::move(*watch), adoptLeader(info), limiter_));
   }
   Leader leader = adoptLeader(info);
   if (leader.exited && (info.leader_pid <= 1 || ::kill(-info.leader_pid, 0) != 0)) {
     return makeError(ErrorKind::kNotFound, "the execution's process group is gone");
   }
-  return std::unique_ptr<Container>(std::make_unique<ProcessGroupContainer>(info, std::move(leader), marker));
+  return std::unique_ptr<Container>(std::make_unique<ProcessGroupContainer>(info, std::move(leader), marker, limiter_));
 }
 
-class ProcessGroupContainment final : public Containment {
+class ProcessGroupContainment final : public LimitedContainment {
  public:
-  explicit ProcessGroupContainment(std::string why) : why_(std::move(why)) {}
+  ProcessGroupContainment(std::string why, std::shared_ptr<const WorkLimiter> limiter)
+      : LimitedContainment(std::move(limiter)), why_(std::move(why)) {}
   std::string_view runtime() const override { return kRuntimeProcessGroup; }
 
   boost::json::object describe() const override {
-    return {{"runtime", kRuntimeProcessGroup}, {"cgroup", nullptr}, {"cgroup_unavailable", why_}};
+    return {{"runtime", kRuntimeProcessGroup},
+            {"cgroup", nullptr},
+            {"cgroup_unavailable", why_},
+            {"limits", limiter_->describe()}};
   }
 
   std::optional<std::string> plannedCgroup(const std::string&) const override { return std::nullopt; }
 
   Result<std::unique_ptr<Container>> launch(const LaunchRequest& request) override {
+    auto joins = limiter_->prepare(request.execution_id, std::nullopt);
+    if (!joins) return joins.error();
     SpawnRequest spawn;
     spawn.argv = request.argv;
     spawn.env = request.env;
+    spawn.join_cgroups = std::move(*joins);
     spawn.new_session = true;
     spawn.blocked_signals = request.blocked_signals;
     auto spawned = spawnProcess(spawn);
-    if (!spawned) return spawned.error();
+    if (!spawned) {
+      (void)limiter_->release(request.execution_id);
+      return spawned.error();
+    }
     ContainerInfo info{request.execution_id, std::string(kRuntimeProcessGroup), std::nullopt, spawned->pid,
                        processStartTime(spawned->pid)};
     Leader leader{os::FileDescriptor(spawned->pidfd), true, false};
     return std::unique_ptr<Container>(
-        std::make_unique<ProcessGroupContainer>(std::move(info), std::move(leader), request.marker));
-  }
-
-  Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) override {
-    return CgroupContainment::adoptAny(info, marker);
+        std::make_unique<ProcessGroupContainer>(std::move(info), std::move(leader), request.marker, limiter_));
   }
 
  private:
@@ -289,16 +338,26 @@ boost::json::object ContainerInfo::toJson() const {
   return o;
 }
 
-std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root) {
+std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root, const WorkLimits& limits) {
+  auto makeLimiter = [&limits](const std::set<std::string>& v2_leaf_controllers) {
+    auto limiter = std::make_shared<const WorkLimiter>(WorkLimiter::open(limits, v2_leaf_controllers));
+    for (const auto& [limit, why] : limiter->unavailable()) {
+      spdlog::warn("exec.limit_unavailable limit={} reason=\"{}\" work runs without it", limit, why);
+    }
+    return limiter;
+  };
   auto root = detectCgroupRoot(cgroup_root);
   if (root) {
     auto tree = CgroupTree::open(*root);
-    if (tree) return std::make_unique<CgroupContainment>(std::move(*tree));
+    if (tree) {
+      auto limiter = makeLimiter(tree->leafControllers());
+      return std::make_unique<CgroupContainment>(std::move(*tree), std::move(limiter));
+    }
     root = tree.error();
   }
   // Orphans of the fallback runtime must re-parent to the agent to be swept.
   (void)becomeChildSubreaper();
-  return std::make_unique<ProcessGroupContainment>(root.error().message);
+  return std::make_unique<ProcessGroupContainment>(root.error().message, makeLimiter({}));
 }
 
 Result<int> openVerifiedPidfd(pid_t pid, long long start_time) {

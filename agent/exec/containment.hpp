@@ -24,6 +24,7 @@
 
 #include "agent/exec/process_group_killer.hpp"  // processStartTime
 #include "agent/exec/process_spawner.hpp"
+#include "agent/exec/work_limits.hpp"
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
@@ -66,8 +67,13 @@ class Container {
   // The pids still alive in the tree (a snapshot, for reports).
   virtual std::vector<pid_t> pids() = 0;
 
-  // After the end: frees what the container holds (removes the cgroup leaf).
+  // After the end: frees what the container holds (removes the cgroup leaf
+  // and the execution's cgroups of the work limits).
   virtual Status remove() = 0;
+
+  // After the end, before remove(): the item's note when a work limit
+  // stopped it (work_limits.hpp: OOM kill, pids limit), none otherwise.
+  virtual std::optional<std::string> limitNote() { return std::nullopt; }
 };
 
 struct LaunchRequest {
@@ -96,12 +102,19 @@ class Containment {
   // row's fields). kNotFound when nothing of it is left to watch: its cgroup
   // is gone, or (process-group) its leader has exited.
   virtual Result<std::unique_ptr<Container>> adopt(const ContainerInfo& info, const std::string& marker) = 0;
+  // For an execution that ended with no container to adopt (its tree was
+  // gone at recovery): its limit note, as Container::limitNote(), and then
+  // the removal of what the work limits left of it.
+  virtual std::optional<std::string> releaseLimits(const std::string& /*execution_id*/) { return std::nullopt; }
 };
 
 // The real runtimes. `cgroup_root` as in [work] cgroup_root ("" = detect);
 // when cgroup v2 is not usable there, the process-group runtime is returned
-// with the reason in describe().
-std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root);
+// with the reason in describe(). `limits` ([work] pids_max, memory_max,
+// cpu_weight) apply to every launch, through cgroup v2 or v1 (describe()
+// says where, and which cannot be enforced; those are also logged once as
+// exec.limit_unavailable).
+std::unique_ptr<Containment> makeContainment(const std::string& cgroup_root, const WorkLimits& limits = {});
 
 // A pidfd for `pid` only if it is still the process that started at
 // `start_time` (checked after opening, so the fd cannot name a recycled pid).

@@ -24,11 +24,12 @@
 namespace phonefarm::exec {
 namespace {
 
-enum class ChildStage : int { kJoinCgroup = 1, kSetsid, kStdio, kExec };
+enum class ChildStage : int { kJoinCgroup = 1, kSetsid, kStdio, kExec, kJoinExtraCgroup };
 
 struct ChildFailure {
   int stage;
   int err;
+  int index = 0;  // kJoinExtraCgroup: which of join_cgroups
 };
 
 // Everything the child needs, computed before the clone.
@@ -37,15 +38,16 @@ struct ChildPlan {
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   int stdio[3] = {-1, -1, -1};
-  int cgroup_procs_fd = -1;  // fork fallback only: the child writes "0" (itself) here
-  int report_fd = -1;        // write end of the close-on-exec failure pipe, >= 3
-  unsigned max_fd = 0;       // upper bound for the close loop when close_range is missing
+  int cgroup_procs_fd = -1;                                // fork fallback only: the child writes "0" (itself) here
+  int join_procs_fds[kMaxJoinCgroups] = {-1, -1, -1, -1};  // cgroup.procs of join_cgroups
+  int report_fd = -1;                                      // write end of the close-on-exec failure pipe, >= 3
+  unsigned max_fd = 0;                                     // upper bound for the close loop when close_range is missing
   bool new_session = true;
   sigset_t mask{};  // the child's signal mask at exec
 };
 
-[[noreturn]] void failChild(const ChildPlan& plan, ChildStage stage, int err) {
-  const ChildFailure failure{static_cast<int>(stage), err};
+[[noreturn]] void failChild(const ChildPlan& plan, ChildStage stage, int err, int index = 0) {
+  const ChildFailure failure{static_cast<int>(stage), err, index};
   // A pipe write this small is atomic; if it fails the parent sees EOF and a
   // 127 exit, which is all we could say anyway.
   [[maybe_unused]] const auto written = ::write(plan.report_fd, &failure, sizeof failure);
@@ -62,6 +64,11 @@ void closeRange(unsigned first, unsigned last, unsigned max_fd) {
 [[noreturn]] void runChild(const ChildPlan& plan) {
   if (plan.cgroup_procs_fd >= 0 && ::write(plan.cgroup_procs_fd, "0", 1) != 1) {
     failChild(plan, ChildStage::kJoinCgroup, errno);
+  }
+  for (int i = 0; i < static_cast<int>(kMaxJoinCgroups); ++i) {
+    if (plan.join_procs_fds[i] >= 0 && ::write(plan.join_procs_fds[i], "0", 1) != 1) {
+      failChild(plan, ChildStage::kJoinExtraCgroup, errno, i);
+    }
   }
   if (plan.new_session && ::setsid() < 0) failChild(plan, ChildStage::kSetsid, errno);
   // Lift every source above 2 first, so aliasing among them (stdout and
@@ -91,8 +98,13 @@ void closeRange(unsigned first, unsigned last, unsigned max_fd) {
   failChild(plan, ChildStage::kExec, errno);
 }
 
-std::string stageContext(ChildStage stage, const SpawnRequest& request) {
+std::string stageContext(ChildStage stage, int index, const SpawnRequest& request) {
   switch (stage) {
+    case ChildStage::kJoinExtraCgroup:
+      if (index >= 0 && static_cast<std::size_t>(index) < request.join_cgroups.size()) {
+        return "join cgroup " + (request.join_cgroups[static_cast<std::size_t>(index)] / "cgroup.procs").string();
+      }
+      return "join cgroup";
     case ChildStage::kJoinCgroup:
       return "join cgroup " + (*request.cgroup / "cgroup.procs").string();
     case ChildStage::kSetsid:
@@ -114,6 +126,9 @@ Status validate(const SpawnRequest& request) {
     if (entry.find('\0') != std::string::npos || entry.find('=') == std::string::npos) {
       return makeError(ErrorKind::kInvalid, "spawn: env entry is not K=V: " + entry.substr(0, entry.find('\0')));
     }
+  }
+  if (request.join_cgroups.size() > kMaxJoinCgroups) {
+    return makeError(ErrorKind::kInvalid, "spawn: more than " + std::to_string(kMaxJoinCgroups) + " cgroups to join");
   }
   return okStatus();
 }
@@ -152,6 +167,13 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
     cgroup_procs.reset(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
     if (cgroup_procs.get() < 0) return os::sysError("open " + procs.string(), errno);
   }
+  // Opened here, written in the child: open() is not for the child to do.
+  os::FileDescriptor join_procs[kMaxJoinCgroups];
+  for (std::size_t i = 0; i < request.join_cgroups.size(); ++i) {
+    const auto procs = request.join_cgroups[i] / "cgroup.procs";
+    join_procs[i].reset(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
+    if (join_procs[i].get() < 0) return os::sysError("open " + procs.string(), errno);
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2", errno);
   os::FileDescriptor report_read(pipe_fds[0]);
@@ -169,6 +191,7 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
   plan.stdio[1] = request.stdout_fd >= 0 ? request.stdout_fd : devnull.get();
   plan.stdio[2] = request.stderr_fd >= 0 ? request.stderr_fd : devnull.get();
   plan.cgroup_procs_fd = cgroup_procs.get();
+  for (std::size_t i = 0; i < kMaxJoinCgroups; ++i) plan.join_procs_fds[i] = join_procs[i].get();
   plan.report_fd = report_write.get();
   const long open_max = ::sysconf(_SC_OPEN_MAX);
   plan.max_fd = open_max > 0 && open_max < 65536 ? static_cast<unsigned>(open_max) : 65536U;
@@ -246,7 +269,7 @@ Result<Spawned> spawnWith(const SpawnRequest& request, CloneMethod method, bool&
     return got < 0 ? os::sysError("read spawn report", read_errno)
                    : makeError(ErrorKind::kInternal, "spawn " + request.argv[0] + ": short report from child");
   }
-  return os::sysError(stageContext(static_cast<ChildStage>(failure.stage), request), failure.err);
+  return os::sysError(stageContext(static_cast<ChildStage>(failure.stage), failure.index, request), failure.err);
 }
 
 }  // namespace

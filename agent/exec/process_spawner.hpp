@@ -19,6 +19,8 @@
 
 namespace phonefarm::exec {
 
+inline constexpr std::size_t kMaxJoinCgroups = 4;
+
 struct SpawnRequest {
   // argv[0] is the program's path, used as is: no PATH search.
   std::vector<std::string> argv;
@@ -26,6 +28,11 @@ struct SpawnRequest {
   std::vector<std::string> env;
   // Leaf cgroup directory the child starts in; none = the agent's own cgroup.
   std::optional<std::filesystem::path> cgroup;
+  // Further cgroups the child joins (writes itself into their cgroup.procs)
+  // before exec: the cgroup v1 hierarchies of the work limits
+  // (work_limits.hpp), which clone3's CLONE_INTO_CGROUP cannot name. At most
+  // kMaxJoinCgroups.
+  std::vector<std::filesystem::path> join_cgroups;
   // setsid() in the child: it leads a new session and process group whose id
   // is its pid (what the process-group fallback runtime kills).
   bool new_session = true;

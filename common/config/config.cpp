@@ -16,7 +16,9 @@
 #include <map>
 #include <sstream>
 #include <system_error>
+#include <variant>
 
+#include "common/config/byte_size.hpp"
 #include "common/config/toml_section.hpp"
 
 namespace phonefarm {
@@ -121,6 +123,37 @@ constexpr std::pair<std::string_view, ShutdownPolicy> kShutdownPolicies[] = {
     {"cancel", ShutdownPolicy::kCancel},
 };
 
+// The smallest memory_max taken: below it not even the exec shim starts, and
+// every item would fail as an OOM kill instead of a clear config error.
+constexpr std::uint64_t kMinMemoryMax = 4ULL << 20;
+// PID_MAX_LIMIT on 64-bit kernels: more can never exist at once.
+constexpr std::int64_t kMaxPidsMax = 4194304;
+
+void readWorkLimits(TomlSection& s, WorkConfig& work) {
+  // pids_max counts the exec shim and the command too: below 8 a shell
+  // script could not even run a pipeline.
+  if (auto v = s.integer("pids_max", 8, kMaxPidsMax)) work.pids_max = *v;
+  if (const toml::node* node = s.find("memory_max")) {
+    std::uint64_t bytes = 0;
+    if (const auto* number = node->as_integer()) {
+      if (number->get() < 0) s.fail(*node, "memory_max", "must not be negative");
+      bytes = static_cast<std::uint64_t>(number->get());
+    } else if (const auto* text = node->as_string()) {
+      auto parsed = parseByteSize(text->get());
+      if (const auto* why = std::get_if<std::string>(&parsed)) {
+        s.fail(*node, "memory_max", "\"" + printable(text->get()) + "\" " + *why);
+      }
+      bytes = std::get<std::uint64_t>(parsed);
+    } else {
+      s.fail(*node, "memory_max", "must be a string such as \"4G\" or a number of bytes");
+    }
+    if (bytes < kMinMemoryMax)
+      s.fail(*node, "memory_max", "must be at least 4M (" + std::to_string(kMinMemoryMax) + " bytes)");
+    work.memory_max = bytes;
+  }
+  if (auto v = s.integer("cpu_weight", 1, 10000)) work.cpu_weight = *v;
+}
+
 void readWork(TomlSection s, WorkConfig& work) {
   if (auto v = s.string("run_as")) {
     if (v->empty() || hasControlChar(*v)) s.fail(*s.find("run_as"), "run_as", "must be a non-empty user name");
@@ -155,6 +188,7 @@ void readWork(TomlSection s, WorkConfig& work) {
     work.allowed_env = std::move(out);
   }
   if (auto v = s.path("cgroup_root", /*absolute=*/true, /*allow_empty=*/true)) work.cgroup_root = std::move(*v);
+  readWorkLimits(s, work);
   s.boolean("wait_for_device", work.wait_for_device);
   if (auto v = s.string("on_shutdown")) {
     const auto* it = std::find_if(std::begin(kShutdownPolicies), std::end(kShutdownPolicies),

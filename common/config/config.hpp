@@ -70,6 +70,11 @@ struct WorkConfig {
   // interpreter hooks of agent/api/env_policy.cpp.
   std::optional<std::vector<std::string>> allowed_env;
   std::string cgroup_root;  // "" = detect our delegated subtree
+  // Per-execution limits (agent/exec/work_limits.hpp), in force before the
+  // command starts. none = not limited.
+  std::optional<std::int64_t> pids_max = 4096;  // processes and threads of one execution
+  std::optional<std::uint64_t> memory_max;      // bytes (memory.max / memory.limit_in_bytes, swap not counted)
+  std::optional<std::int64_t> cpu_weight;       // 1..10000, cgroup v2 cpu.weight (default 100)
   bool wait_for_device = true;
   ShutdownPolicy on_shutdown = ShutdownPolicy::kKeep;
 };

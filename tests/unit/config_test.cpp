@@ -564,5 +564,40 @@ TEST_F(LoadConfigFileTest, MissingFileOrDirectoryIsAConfigError) {
   EXPECT_THROW(loadConfigFile(dir_), ConfigError);
 }
 
+TEST(ConfigTest, WorkLimitsDefaultToPidsOnly) {
+  const AgentConfig c = parseConfig("", "agent.toml");
+  EXPECT_EQ(c.work.pids_max, 4096);
+  EXPECT_EQ(c.work.memory_max, std::nullopt);
+  EXPECT_EQ(c.work.cpu_weight, std::nullopt);
+}
+
+TEST(ConfigTest, WorkLimitsAreRead) {
+  const AgentConfig c = parseConfig("[work]\npids_max = 64\nmemory_max = \"64M\"\ncpu_weight = 50\n", "agent.toml");
+  EXPECT_EQ(c.work.pids_max, 64);
+  EXPECT_EQ(c.work.memory_max, 64ULL << 20);
+  EXPECT_EQ(c.work.cpu_weight, 50);
+  EXPECT_EQ(parseConfig("[work]\nmemory_max = 4294967296\n", "agent.toml").work.memory_max, 4ULL << 30);
+  EXPECT_EQ(parseConfig("[work]\nmemory_max = \"4G\"\n", "agent.toml").work.memory_max, 4ULL << 30);
+  EXPECT_EQ(parseConfig("[work]\nmemory_max = \"8388608\"\n", "agent.toml").work.memory_max, 8ULL << 20);
+}
+
+TEST(ConfigTest, HostileWorkLimitsAreRejectedWithTheirKey) {
+  EXPECT_THAT(parseError("[work]\npids_max = 0\n"), HasSubstr("agent.toml:2: 'work.pids_max' must be from 8"));
+  EXPECT_THAT(parseError("[work]\npids_max = -1\n"), HasSubstr("'work.pids_max' must be from 8"));
+  EXPECT_THAT(parseError("[work]\npids_max = 99999999999\n"), HasSubstr("'work.pids_max' must be from 8"));
+  EXPECT_THAT(parseError("[work]\npids_max = \"64\"\n"), HasSubstr("'work.pids_max' must be an integer"));
+  EXPECT_THAT(parseError("[work]\ncpu_weight = 0\n"), HasSubstr("'work.cpu_weight' must be from 1 to 10000"));
+  EXPECT_THAT(parseError("[work]\ncpu_weight = 10001\n"), HasSubstr("'work.cpu_weight' must be from 1 to 10000"));
+  for (const char* bad : {"\"\"", "\"4g\"", "\"-4G\"", "\"4 G\"", "\"4GB\"", "\"1.5G\"", "\"1e9\"", "\"G\"",
+                          "\"0x100000\"", "\"99999999999999999999\"", "\"99999999999T\"", "\"4G\\u0000\"", "true",
+                          "1.5", "-1", "1024", "\"3M\"", "[1]"}) {
+    const std::string error = parseError(std::string("[work]\nmemory_max = ") + bad + "\n");
+    EXPECT_THAT(error, HasSubstr("agent.toml:2: 'work.memory_max' ")) << bad;
+  }
+  EXPECT_THAT(parseError("[work]\nmemory_max = \"4g\"\n"), HasSubstr("is not a byte count"));
+  EXPECT_THAT(parseError("[work]\nmemory_max = \"99999999999T\"\n"), HasSubstr("is too large"));
+  EXPECT_THAT(parseError("[work]\nmemory_max = 1024\n"), HasSubstr("must be at least 4M"));
+}
+
 }  // namespace
 }  // namespace phonefarm

@@ -1,4 +1,4 @@
-// spawnProcess without a cgroup (the cgroup cases are in cgroup_tree_test):
+// spawnProcess without a cgroup v2 leaf (those cases are in cgroup_tree_test):
 // errors from the child carry the real errno, pidfd signalling and reaping,
 // and what the child inherits: its stdio, its environment, a new session,
 // default signal state and no other file descriptor. Runs as any user.
@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "agent/exec/work_limits.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -101,6 +104,49 @@ TEST(ProcessSpawnerTest, RejectsMalformedRequests) {
   spawned = spawnProcess(bad_env);
   ASSERT_FALSE(spawned.ok());
   EXPECT_EQ(spawned.error().kind, ErrorKind::kInvalid);
+}
+
+// The work limits' v1 cgroups (work_limits.hpp): the child is in them when
+// it execs, through either clone path. Needs a writable v1 pids hierarchy
+// (root on a hybrid host, as on CI).
+TEST(ProcessSpawnerTest, ChildJoinsTheExtraCgroupsBeforeExec) {
+  std::ifstream cgroup_in("/proc/self/cgroup");
+  std::ifstream mounts_in("/proc/self/mountinfo");
+  const std::string cgroup_text((std::istreambuf_iterator<char>(cgroup_in)), std::istreambuf_iterator<char>());
+  const std::string mounts_text((std::istreambuf_iterator<char>(mounts_in)), std::istreambuf_iterator<char>());
+  const auto own = v1CgroupDir(cgroup_text, mounts_text, "pids");
+  if (!own || ::geteuid() != 0) GTEST_SKIP() << "no v1 pids hierarchy we may write";
+  const std::string name = "phonefarm-spawner-test-" + std::to_string(::getpid());
+  const auto dir = *own / name;
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir;
+  for (auto* spawn : {&spawnProcess, &spawnProcessWithFork}) {
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    SpawnRequest request;
+    request.argv = {"/bin/cat", "/proc/self/cgroup"};
+    request.join_cgroups = {dir};
+    request.stdout_fd = out[1];
+    auto spawned = spawn(request);
+    ::close(out[1]);
+    ASSERT_TRUE(spawned.ok()) << spawned.error().message;
+    Child child{*spawned};
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    EXPECT_TRUE(waitExit(child).has_value());
+    EXPECT_NE(text.find(":pids:" + (std::string(dir.c_str()).substr(std::string("/sys/fs/cgroup/pids").size()))),
+              std::string::npos)
+        << text;
+  }
+  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+
+  SpawnRequest missing;
+  missing.argv = {"/bin/true"};
+  missing.join_cgroups = {"/nonexistent-cgroup"};
+  auto refused = spawnProcess(missing);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message, "open /nonexistent-cgroup/cgroup.procs: No such file or directory");
 }
 
 TEST(ProcessSpawnerTest, SignalPidfdDeliversSigtermAndReapReportsIt) {
