@@ -28,33 +28,6 @@ namespace phonefarm::exec {
 namespace fs = std::filesystem;
 namespace {
 
-Result<std::string> readFile(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return os::sysError("open " + path.string(), errno);
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) text.append(buf, static_cast<size_t>(n));
-  }
-  const int err = errno;
-  ::close(fd);
-  if (n < 0) return os::sysError("read " + path.string(), err);
-  return text;
-}
-
-// cgroupfs takes each write(2) as one command, so the data goes in one call.
-Status writeFile(const fs::path& path, std::string_view data) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return os::sysError("open " + path.string(), errno);
-  const ssize_t n = ::write(fd, data.data(), data.size());
-  const int err = n < 0 ? errno : EIO;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(data.size()))
-    return os::sysError("write '" + std::string(data) + "' to " + path.string(), err);
-  return okStatus();
-}
-
 bool hasWord(const std::string& text, const std::string& word) {
   std::istringstream in(text);
   return std::find(std::istream_iterator<std::string>(in), {}, word) != std::istream_iterator<std::string>();
@@ -81,29 +54,11 @@ Status probeWritable(const fs::path& dir) {
   return okStatus();
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescapeMountField(std::string_view field) {
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size()) {
-      int value = 0;
-      const auto [end, ec] = std::from_chars(field.data() + i + 1, field.data() + i + 4, value, 8);
-      if (ec == std::errc{} && end == field.data() + i + 4) {
-        out.push_back(static_cast<char>(value));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(field[i]);
-  }
-  return out;
-}
-
 // Our cgroup as a directory: the "0::" path of /proc/self/cgroup, located
 // under the cgroup2 mount whose root contains it (mount roots differ from "/"
 // inside containers and cgroup namespaces).
 Result<fs::path> ownCgroupDir() {
-  auto cgroups = readFile("/proc/self/cgroup");
+  auto cgroups = readCgroupFile("/proc/self/cgroup");
   if (!cgroups) return cgroups.error();
   std::optional<std::string> own;
   std::istringstream lines(*cgroups);
@@ -111,7 +66,7 @@ Result<fs::path> ownCgroupDir() {
     if (line.rfind("0::", 0) == 0) own = line.substr(3);
   }
   if (!own) return makeError(ErrorKind::kUnavailable, "no cgroup v2 (no 0:: line in /proc/self/cgroup)");
-  auto mountinfo = readFile("/proc/self/mountinfo");
+  auto mountinfo = readCgroupFile("/proc/self/mountinfo");
   if (!mountinfo) return mountinfo.error();
   std::istringstream mounts(*mountinfo);
   for (std::string line; std::getline(mounts, line);) {
@@ -174,19 +129,19 @@ Status validateLeafName(std::string_view name) {
 // Enables `controller` (pids, memory, cpu) for the managed directory's
 // children; the error text if not.
 std::optional<std::string> enableController(const fs::path& root, const fs::path& dir, const std::string& controller) {
-  auto dir_controllers = readFile(dir / "cgroup.controllers");
+  auto dir_controllers = readCgroupFile(dir / "cgroup.controllers");
   if (!dir_controllers) return dir_controllers.error().message;
   if (!hasWord(*dir_controllers, controller)) {
-    auto root_controllers = readFile(root / "cgroup.controllers");
+    auto root_controllers = readCgroupFile(root / "cgroup.controllers");
     if (!root_controllers) return root_controllers.error().message;
     if (!hasWord(*root_controllers, controller)) return controller + " controller not available in " + root.string();
     // Fails with EBUSY when the root holds processes (the agent) and is not
     // the hierarchy root: the no-internal-processes rule.
-    if (auto enabled = writeFile(root / "cgroup.subtree_control", "+" + controller); !enabled) {
+    if (auto enabled = writeCgroupFile(root / "cgroup.subtree_control", "+" + controller); !enabled) {
       return enabled.error().message;
     }
   }
-  if (auto enabled = writeFile(dir / "cgroup.subtree_control", "+" + controller); !enabled) {
+  if (auto enabled = writeCgroupFile(dir / "cgroup.subtree_control", "+" + controller); !enabled) {
     return enabled.error().message;
   }
   return std::nullopt;
@@ -251,6 +206,49 @@ void killEachPid(const fs::path& leaf) {
 
 }  // namespace
 
+std::string unescapeMountField(std::string_view field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      int value = 0;
+      const auto [end, ec] = std::from_chars(field.data() + i + 1, field.data() + i + 4, value, 8);
+      if (ec == std::errc{} && end == field.data() + i + 4) {
+        out.push_back(static_cast<char>(value));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+Result<std::string> readCgroupFile(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return os::sysError("open " + path.string(), errno);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) text.append(buf, static_cast<size_t>(n));
+  }
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) return os::sysError("read " + path.string(), err);
+  return text;
+}
+
+Status writeCgroupFile(const fs::path& path, std::string_view data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return os::sysError("open " + path.string(), errno);
+  const ssize_t n = ::write(fd, data.data(), data.size());
+  const int err = n < 0 ? errno : EIO;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(data.size()))
+    return os::sysError("write '" + std::string(data) + "' to " + path.string(), err);
+  return okStatus();
+}
+
 Result<fs::path> detectCgroupRoot(const std::string& configured) {
   auto dir = configured.empty() ? ownCgroupDir() : Result<fs::path>(fs::path(configured).lexically_normal());
   if (!dir) return dir.error();
@@ -302,7 +300,7 @@ std::vector<fs::path> CgroupTree::leaves() const {
 
 Result<CgroupEvents> readCgroupEvents(const fs::path& cgroup) {
   const auto path = cgroup / "cgroup.events";
-  auto text = readFile(path);
+  auto text = readCgroupFile(path);
   if (!text) return text.error();
   CgroupEvents events;
   bool saw_populated = false;
@@ -322,7 +320,7 @@ Result<CgroupEvents> readCgroupEvents(const fs::path& cgroup) {
 }
 
 Result<std::vector<pid_t>> readCgroupProcs(const fs::path& cgroup) {
-  auto text = readFile(cgroup / "cgroup.procs");
+  auto text = readCgroupFile(cgroup / "cgroup.procs");
   if (!text) return text.error();
   std::vector<pid_t> pids;
   std::istringstream in(*text);
@@ -355,7 +353,7 @@ Status killCgroup(const fs::path& leaf, const CgroupKillOptions& options) {
   for (int round = 0; round < rounds; ++round) {
     // Writing again is harmless: it SIGKILLs whatever is (still) there,
     // including a child whose fork raced the previous write.
-    if (auto written = writeFile(kill_file, "1"); !written) return written;
+    if (auto written = writeCgroupFile(kill_file, "1"); !written) return written;
     auto populated = watch->drainAndCheckPopulated();
     if (!populated) return populated.error();
     if (!*populated) break;
@@ -374,7 +372,7 @@ Status killCgroupByFreezing(const fs::path& leaf, const CgroupKillOptions& optio
   const int rounds = std::max(1, options.max_rounds);
   for (int round = 0; round < rounds; ++round) {
     if (can_freeze) {
-      if (auto frozen = writeFile(freeze_file, "1"); !frozen) return frozen;
+      if (auto frozen = writeCgroupFile(freeze_file, "1"); !frozen) return frozen;
       // A task in uninterruptible sleep delays `frozen 1`: wait boundedly,
       // then kill anyway (SIGKILL does not depend on the freeze).
       for (int wait = 0; wait < rounds; ++wait) {
@@ -388,7 +386,7 @@ Status killCgroupByFreezing(const fs::path& leaf, const CgroupKillOptions& optio
     // Thaw even though the kills are out: a task that escaped this round must
     // not stay frozen, and the next round freezes again anyway.
     if (can_freeze) {
-      if (auto thawed = writeFile(freeze_file, "0"); !thawed) return thawed;
+      if (auto thawed = writeCgroupFile(freeze_file, "0"); !thawed) return thawed;
     }
     auto populated = watch->drainAndCheckPopulated();
     if (!populated) return populated.error();

@@ -77,6 +77,15 @@ class CgroupTree {
 };
 
 // `<cgroup>/cgroup.events`. A file without a "populated" line is an error.
+// A cgroupfs file (cgroup v1 or v2) read whole, and one value written in a
+// single write(2), which is how cgroupfs takes each command.
+Result<std::string> readCgroupFile(const std::filesystem::path& path);
+Status writeCgroupFile(const std::filesystem::path& path, std::string_view data);
+
+// A /proc/self/mountinfo field with its \ooo escapes (space, tab, newline,
+// backslash) decoded.
+std::string unescapeMountField(std::string_view field);
+
 struct CgroupEvents {
   bool populated = false;      // a process lives in the cgroup or below it
   std::optional<bool> frozen;  // no "frozen" line before kernel 5.2

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <sstream>
 #include <system_error>
 
@@ -18,34 +17,6 @@ namespace phonefarm::exec {
 namespace fs = std::filesystem;
 namespace {
 
-Result<std::string> readText(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return os::sysError("open " + path.string(), errno);
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) text.append(buf, static_cast<size_t>(n));
-  }
-  const int err = errno;
-  ::close(fd);
-  if (n < 0) return os::sysError("read " + path.string(), err);
-  return text;
-}
-
-// cgroupfs takes each write(2) as one command, so the value goes in one call.
-Status writeText(const fs::path& path, std::string_view data) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return os::sysError("open " + path.string(), errno);
-  const ssize_t n = ::write(fd, data.data(), data.size());
-  const int err = n < 0 ? errno : EIO;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(data.size())) {
-    return os::sysError("write '" + std::string(data) + "' to " + path.string(), err);
-  }
-  return okStatus();
-}
-
 bool listed(std::string_view comma_list, std::string_view word) {
   while (!comma_list.empty()) {
     const auto comma = comma_list.find(',');
@@ -54,22 +25,6 @@ bool listed(std::string_view comma_list, std::string_view word) {
     comma_list.remove_prefix(comma + 1);
   }
   return false;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape(std::string_view field) {
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    int value = 0;
-    if (field[i] == '\\' && i + 3 < field.size() &&
-        std::from_chars(field.data() + i + 1, field.data() + i + 4, value, 8).ptr == field.data() + i + 4) {
-      out.push_back(static_cast<char>(value));
-      i += 3;
-    } else {
-      out.push_back(field[i]);
-    }
-  }
-  return out;
 }
 
 struct LimitSpec {
@@ -130,7 +85,7 @@ std::optional<fs::path> v1CgroupDir(std::string_view proc_cgroup, std::string_vi
     const auto dash = std::find(f.begin(), f.end(), "-");
     if (f.size() < 5 || dash == f.end() || f.end() - dash < 4 || *(dash + 1) != "cgroup") continue;
     if (!listed(*(dash + 3), controller)) continue;
-    const std::string root = unescape(f[3]);
+    const std::string root = unescapeMountField(f[3]);
     std::string rest;
     if (root == "/") {
       rest = *own;
@@ -140,7 +95,7 @@ std::optional<fs::path> v1CgroupDir(std::string_view proc_cgroup, std::string_vi
       continue;
     }
     rest.erase(0, rest.find_first_not_of('/'));
-    return (fs::path(unescape(f[4])) / rest).lexically_normal();
+    return (fs::path(unescapeMountField(f[4])) / rest).lexically_normal();
   }
   return std::nullopt;
 }
@@ -160,8 +115,8 @@ WorkLimiter WorkLimiter::open(const WorkLimits& limits, const std::set<std::stri
       return;
     }
     if (!proc_cgroup) {
-      auto c = readText("/proc/self/cgroup");
-      auto m = readText("/proc/self/mountinfo");
+      auto c = readCgroupFile("/proc/self/cgroup");
+      auto m = readCgroupFile("/proc/self/mountinfo");
       proc_cgroup = c ? *c : "";
       mountinfo = m ? *m : "";
     }
@@ -201,7 +156,7 @@ Result<std::vector<fs::path>> WorkLimiter::prepare(const std::string& execution_
   for (const auto& p : placements_) {
     if (!p.v1_dir) {
       if (!v2_leaf) continue;  // no leaf (process-group runtime): open() had no v2 controllers then
-      if (auto written = writeText(*v2_leaf / p.file, p.value); !written) {
+      if (auto written = writeCgroupFile(*v2_leaf / p.file, p.value); !written) {
         (void)release(execution_id);
         return written.error();
       }
@@ -221,7 +176,7 @@ Result<std::vector<fs::path>> WorkLimiter::prepare(const std::string& execution_
       }
       joins.push_back(dir);
     }
-    if (auto written = writeText(dir / p.file, p.value); !written) {
+    if (auto written = writeCgroupFile(dir / p.file, p.value); !written) {
       (void)release(execution_id);
       return written.error();
     }
@@ -235,10 +190,10 @@ LimitHits WorkLimiter::hits(const std::string& execution_id, const std::optional
     std::optional<fs::path> dir = p.v1_dir ? std::optional<fs::path>(*p.v1_dir / execution_id) : v2_leaf;
     if (!dir || execution_id.empty()) continue;
     if (p.limit == kPids.limit) {
-      if (auto text = readText(*dir / "pids.events")) hits.pids_refused += keyedCounter(*text, "max");
+      if (auto text = readCgroupFile(*dir / "pids.events")) hits.pids_refused += keyedCounter(*text, "max");
     } else if (p.limit == kMemory.limit) {
       const char* file = p.v1_dir ? "memory.oom_control" : "memory.events";
-      if (auto text = readText(*dir / file)) hits.oom_kills += keyedCounter(*text, "oom_kill");
+      if (auto text = readCgroupFile(*dir / file)) hits.oom_kills += keyedCounter(*text, "oom_kill");
     }
   }
   return hits;
