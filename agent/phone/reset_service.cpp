@@ -86,8 +86,12 @@ void ResetService::recordAction(const std::string& phone_id, const std::string& 
   record.requested_at = clock_.wallNowMs();
   record.ended_at = record.requested_at;
   record.steps = std::move(steps);
+  insertRecord(std::move(record));
+}
+
+void ResetService::insertRecord(store::ResetRecord record) {
   store_.submit<Unit>(
-      [record](store::Db& db) {
+      [record = std::move(record)](store::Db& db) {
         store::PhoneRepository(db).insertReset(record);
         return Unit{};
       },
@@ -129,14 +133,7 @@ std::pair<store::ResetRecord, bool> ResetService::begin(const std::string& phone
   running_[phone_id] = record;
   ++stats_.started;
   inventory_.setResetting(phone_id, true);
-  store_.submit<Unit>(
-      [record](store::Db& db) {
-        store::PhoneRepository(db).insertReset(record);
-        return Unit{};
-      },
-      [](const Result<Unit>& r) {
-        if (!r) spdlog::error("phone.reset_store_failed error=\"{}\"", r.error().message);
-      });
+  insertRecord(record);
   lock.unlock();
   spdlog::info("phone.reset_started phone_id={} reset_id={} trigger={}", phone_id, record.reset_id, trigger);
   Ladder& ladder = ladders_[phone_id];

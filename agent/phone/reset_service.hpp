@@ -133,6 +133,8 @@ class ResetService final : public exec::PhoneResetRequester {
   std::pair<store::ResetRecord, bool> begin(const std::string& phone_id, const std::string& trigger,
                                             std::optional<std::string> reason, boost::json::object requested_by);
   void save(const store::ResetRecord& record, const std::optional<std::string>& health = std::nullopt);
+  // Queues the insert of a new reset record; a failed commit is logged.
+  void insertRecord(store::ResetRecord record);
   // The ladder's next step, or its end when none is left or one succeeded.
   void nextStep(const std::string& phone_id);
   // The blocking part of step `index` (on a worker thread).
