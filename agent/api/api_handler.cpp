@@ -24,9 +24,11 @@ enum class Route {
   kHubs,
   kPhone,
   kPhoneReset,
+  kPhoneResets,
   kItemLogs,
   kDebug,
-  kEvents
+  kEvents,
+  kWhoami
 };
 
 struct RouteMatch {
@@ -47,6 +49,7 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
   if (path == "/cancel") return RouteMatch{Route::kLegacyCancel, {}};
   if (path == "/phones") return RouteMatch{Route::kPhones, {}};
   if (path == "/hubs") return RouteMatch{Route::kHubs, {}};
+  if (path == "/whoami") return RouteMatch{Route::kWhoami, {}};
   if (constexpr std::string_view kPhones = "/phones/"; path.starts_with(kPhones)) {
     std::string_view rest = path.substr(kPhones.size());
     const auto slash = rest.find('/');
@@ -54,6 +57,7 @@ std::optional<RouteMatch> matchRoute(std::string_view path) {
     if (id.empty()) return std::nullopt;
     if (slash == std::string_view::npos) return RouteMatch{Route::kPhone, std::string(id)};
     if (rest.substr(slash) == "/reset") return RouteMatch{Route::kPhoneReset, std::string(id)};
+    if (rest.substr(slash) == "/resets") return RouteMatch{Route::kPhoneResets, std::string(id)};
     return std::nullopt;
   }
   constexpr std::string_view kPrefix = "/processes/";
@@ -101,8 +105,10 @@ RouteRule ruleFor(Route r) {
     case Route::kPhones:
     case Route::kHubs:
     case Route::kPhone:
+    case Route::kPhoneResets:
     case Route::kItemLogs:
     case Route::kEvents:
+    case Route::kWhoami:  // any valid token: read is the smallest scope
       return {"GET", true, Scope::kRead, Scope::kRead};
     case Route::kDebug:
       return {"GET", true, Scope::kOperate, Scope::kOperate};
@@ -135,12 +141,16 @@ std::string_view routeTemplate(Route r) {
       return "/phones/{phone_id}";
     case Route::kPhoneReset:
       return "/phones/{phone_id}/reset";
+    case Route::kPhoneResets:
+      return "/phones/{phone_id}/resets";
     case Route::kItemLogs:
       return "/processes/{process_id}/items/{queue_item_id}/logs";
     case Route::kDebug:
       return "/debug";
     case Route::kEvents:
       return "/events";
+    case Route::kWhoami:
+      return "/whoami";
   }
   return "unmatched";
 }
@@ -203,6 +213,7 @@ struct Admission {
   std::optional<RouteMatch> match;
   std::string_view route_template = "unmatched";  // the metrics label, also on refusals
   std::string principal;                          // the token's name once it is valid
+  std::optional<Scope> scope;                     // and its scope
 };
 
 Admission admit(const ApiServices& s, const http::HttpRequest& request, const std::string& path) {
@@ -225,6 +236,7 @@ Admission admit(const ApiServices& s, const http::HttpRequest& request, const st
       a.refusal = unauthorizedResponse();
     } else {
       a.principal = principal->name;
+      a.scope = principal->scope;
       if (!scopeAllows(principal->scope, method == "GET" ? rule.get_scope : rule.post_scope)) {
         a.refusal = forbiddenResponse();
       }
@@ -274,6 +286,7 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
     Admission admission = admit(s_, call->request, call->path);
     call->route = admission.route_template;
     call->principal = std::move(admission.principal);
+    call->scope = admission.scope;
     if (admission.refusal) return call->reply(std::move(*admission.refusal));
     auto& match = admission.match;
     const std::string method(routingMethod(call->request.method));
@@ -303,6 +316,8 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getPhones(call, std::move(match->id));
       case Route::kPhoneReset:
         return resetPhone(call, match->id);
+      case Route::kPhoneResets:
+        return listResets(call, match->id);
       case Route::kLegacyCancel:
         return cancelQueueItem(call);
       case Route::kItemLogs:
@@ -311,6 +326,8 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getDebug(call);
       case Route::kEvents:
         return getEvents(call);
+      case Route::kWhoami:
+        return getWhoami(call);
     }
     call->reply(detailResponse(404, "Not found"));
   } catch (const std::exception& e) {

@@ -2,7 +2,8 @@
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
-// cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api). Store completions are marshalled back to the
+// cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api,
+// whoami_api). Store completions are marshalled back to the
 // I/O thread with `post` before the response is built.
 #pragma once
 
@@ -89,7 +90,8 @@ class ApiHandler {
     http::Responder respond;
     std::string path;
     std::string query;
-    std::string principal;  // token name, for the access log
+    std::string principal;       // token name, for the access log
+    std::optional<Scope> scope;  // the token's scope (none: a route without auth)
     // For the request metrics: the route template (never the raw path, whose
     // ids would explode the label set), the start time, the registry.
     std::string_view route = "unmatched";
@@ -110,10 +112,12 @@ class ApiHandler {
   void cancelQueueItem(const CallPtr& call);
   void getPhones(const CallPtr& call, std::optional<std::string> phone_id);
   void resetPhone(const CallPtr& call, const std::string& phone_id);
+  void listResets(const CallPtr& call, const std::string& phone_id);
   void getMetrics(const CallPtr& call);
   void getItemLogs(const CallPtr& call, std::string process_id, std::string queue_item_id);
   void getDebug(const CallPtr& call);
   void getEvents(const CallPtr& call);
+  void getWhoami(const CallPtr& call);
 
   // Runs `fn` on the I/O thread (from a store completion).
   void onIo(std::function<void()> fn) const { s_.post(std::move(fn)); }

@@ -1,7 +1,8 @@
 // Query strings: the walk over percent-decoded parameters and integer
 // values every query parser shares (GET /processes here, GET .../logs in
-// logs_api.cpp), and GET /processes's filters (status, phone_id) and paging
-// (limit, cursor). Unknown parameters are ignored, like unknown body fields.
+// logs_api.cpp), GET /processes's filters (status, phone_id) and paging
+// (limit, cursor), and the same paging of GET /phones/{id}/resets. Unknown
+// parameters are ignored, like unknown body fields.
 #include <charconv>
 
 #include "agent/api/request_validation.hpp"
@@ -68,10 +69,32 @@ std::optional<std::int64_t> parseQueryInteger(std::string_view key, std::string_
   return std::nullopt;
 }
 
+namespace {
+
+// `limit` or `cursor` of a newest-first list; false for any other key.
+bool parsePagingParameter(const std::string& key, const std::string& value, std::size_t& limit,
+                          std::optional<std::int64_t>& cursor, FieldErrors& errors) {
+  if (key == "limit") {
+    if (auto n = parseQueryInteger(key, value, 1, static_cast<std::int64_t>(kMaxListLimit), errors)) {
+      limit = static_cast<std::size_t>(*n);
+    }
+    return true;
+  }
+  if (key == "cursor") {
+    cursor = decodeCursor(value);
+    if (!cursor) addQueryError(errors, key, "Value error, not a cursor returned by this endpoint", "value_error");
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Validated<ListQuery> parseListQuery(std::string_view query) {
   ListQuery q;
   FieldErrors errors;
   forEachQueryParameter(query, errors, [&](const std::string& key, const std::string& value) {
+    if (parsePagingParameter(key, value, q.limit, q.cursor, errors)) return;
     if (key == "status") {
       q.status = parseProcessStatus(value);
       if (!q.status) {
@@ -86,14 +109,17 @@ Validated<ListQuery> parseListQuery(std::string_view query) {
         addQueryError(errors, key, "String should match pattern '" + std::string(kIdPattern) + "'",
                       "string_pattern_mismatch");
       }
-    } else if (key == "limit") {
-      if (auto n = parseQueryInteger(key, value, 1, static_cast<std::int64_t>(kMaxListLimit), errors)) {
-        q.limit = static_cast<std::size_t>(*n);
-      }
-    } else if (key == "cursor") {
-      q.cursor = decodeCursor(value);
-      if (!q.cursor) addQueryError(errors, key, "Value error, not a cursor returned by this endpoint", "value_error");
     }
+  });
+  if (!errors.empty()) return errors;
+  return q;
+}
+
+Validated<PageQuery> parsePageQuery(std::string_view query) {
+  PageQuery q;
+  FieldErrors errors;
+  forEachQueryParameter(query, errors, [&](const std::string& key, const std::string& value) {
+    parsePagingParameter(key, value, q.limit, q.cursor, errors);
   });
   if (!errors.empty()) return errors;
   return q;

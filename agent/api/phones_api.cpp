@@ -1,6 +1,7 @@
-// GET /phones, GET /phones/{id}, POST /phones/{id}/reset (docs/api.md "Phones"):
-// the inventory's live view, the executor's current item, and from the store
-// the queue depth and the last reset record.
+// GET /phones, GET /phones/{id}, POST /phones/{id}/reset, GET
+// /phones/{id}/resets (docs/api.md "Phones"): the inventory's live view, the
+// executor's current item, and from the store the queue depth, the last reset
+// record and the reset history, a page at a time.
 #include <boost/json.hpp>
 
 #include "agent/api/api_handler.hpp"
@@ -112,6 +113,27 @@ void ApiHandler::getPhones(const CallPtr& call, std::optional<std::string> phone
             body["unassigned"] = std::move(unassigned);
           }
           call->reply(jsonResponse(200, std::move(body)));
+        });
+      });
+}
+
+void ApiHandler::listResets(const CallPtr& call, const std::string& phone_id) {
+  if (s_.inventory == nullptr) return call->reply(detailResponse(503, "Phone inventory is not available"));
+  if (!s_.inventory->phone(phone_id)) return call->reply(detailResponse(404, "Phone not found"));
+  auto parsed = parsePageQuery(call->query);
+  if (auto* errors = std::get_if<FieldErrors>(&parsed)) return call->reply(validationResponse(*errors));
+  const PageQuery& q = std::get<PageQuery>(parsed);
+  s_.store.submit<store::ResetPage>(
+      [phone_id, q](store::Db& db) { return store::PhoneRepository(db).listResets(phone_id, q.cursor, q.limit); },
+      [this, call](Result<store::ResetPage> page) {
+        onIo([call, page = std::move(page)] {
+          if (!page) return call->reply(errorResponse(page.error()));
+          json::array list;
+          list.reserve(page->resets.size());
+          for (const auto& r : page->resets) list.emplace_back(resetJson(r));
+          json::value next = nullptr;
+          if (page->next_before_seq) next = encodeCursor(*page->next_before_seq);
+          call->reply(jsonResponse(200, json::object{{"resets", std::move(list)}, {"next_cursor", std::move(next)}}));
         });
       });
 }

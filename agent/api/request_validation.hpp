@@ -72,6 +72,13 @@ struct ListQuery {
 
 inline constexpr std::size_t kMaxListLimit = 500;
 
+// The paging of a newest-first list (GET /phones/{id}/resets): GET
+// /processes's `limit` and `cursor`, with its ranges and errors.
+struct PageQuery {
+  std::size_t limit = 100;
+  std::optional<std::int64_t> cursor;  // list rows strictly older than this sequence number
+};
+
 Validated<CancelRequest> parseCancelRequest(std::string_view body);
 Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body);
 // Judges an item's program (command[0], an absolute path): nullopt when it may
@@ -89,6 +96,8 @@ Validated<SubmitRequest> parseSubmitRequest(std::string_view body,
                                             const CommandCheck& command_allowed = nullptr,
                                             const EnvCheck& env_allowed = nullptr);
 Validated<ListQuery> parseListQuery(std::string_view query);
+// `limit` and `cursor` only; other parameters are ignored.
+Validated<PageQuery> parsePageQuery(std::string_view query);
 
 // RFC 3986 percent-decoding; with `plus_is_space` also the form encoding's
 // '+' for a space (query strings, not paths). nullopt on a broken escape.

@@ -123,6 +123,8 @@ void HealService::look(const std::string& phone_id) {
 
   if (state == kStateDevice && !t.probe_failed) {
     disarm(t);
+    // Back: the hub it waited on works again (or never was the fault).
+    if (attention && attention->reason == kAttentionHub) clearAttention(phone_id, kAttentionHub);
     if (t.out_since_ns) {
       spdlog::info("heal.back phone_id={} out_for_s={:.1f}", phone_id,
                    static_cast<double>(clock_.bootNowNs() - *t.out_since_ns) / 1e9);
@@ -138,7 +140,10 @@ void HealService::look(const std::string& phone_id) {
   if (state == kStateUnauthorized) {
     disarm(t);
     t.out_since_ns.reset();
-    if (!attention && !s->resetting) {
+    // Connected again, so not down because of its hub: the prompt is what it needs now.
+    const bool hub_attention = attention && attention->reason == kAttentionHub;
+    if (hub_attention) clearAttention(phone_id, kAttentionHub);
+    if ((!attention || hub_attention) && !s->resetting) {
       ++stats_.unauthorized;
       inventory_.setAttention(
           phone_id, Attention{kAttentionUnauthorized,
@@ -262,8 +267,12 @@ void HealService::hubDrop(const std::string& phone_id) {
   } else if (busy != hub.phones.end()) {
     detail = "phone " + *busy + " runs an item: cutting power would kill it; each phone is healed on its own";
   } else if (now < hub.retry_at_ns) {
-    detail = "the hub's back-off allows the next power cycle in " +
-             std::to_string((hub.retry_at_ns - now) / 1'000'000'000) + " s; each phone is healed on its own";
+    const std::string wait = std::to_string((hub.retry_at_ns - now) / 1'000'000'000);
+    detail = "the hub's back-off allows the next power cycle in " + wait + " s; each phone is healed on its own";
+    needsTechnicianAtHub(*hub_id, hub,
+                         "its phones dropped together again and, after a failed power cycle, the agent does not "
+                         "power-cycle hub " +
+                             *hub_id + " for another " + wait + " s");
   } else {
     action = "power_cycle";
     detail = "power-cycling the hub's upstream port " + *hub_id;
@@ -310,6 +319,26 @@ void HealService::hubCycled(const std::string& hub_id, const Status& result) {
   hub.last_event["detail"] = "power cycle of " + hub_id + " failed: " + result.error().message;
   spdlog::error("heal.hub_power_cycle_failed hub_id={} error=\"{}\" retry_in_s={}", hub_id, result.error().message,
                 wait.count());
+  needsTechnicianAtHub(hub_id, hub,
+                       "the power cycle of hub " + hub_id + "'s upstream port failed (" + result.error().message + ")");
+}
+
+void HealService::needsTechnicianAtHub(const std::string& hub_id, const Hub& hub, const std::string& why) {
+  const std::string detail = why + ": check the hub's power supply and its cable to the host, then reset the phone";
+  std::string list;
+  for (const auto& id : hub.phones) {
+    auto s = inventory_.phone(id);
+    // Down: not listed as `device`; an `unauthorized` phone is connected.
+    if (!s || s->reported_state == kStateDevice || s->reported_state == kStateUnauthorized) continue;
+    // A quarantine stays (only a technician's reset lifts it); a failed reset
+    // is explained better by its hub.
+    const auto& a = s->attention;
+    if (a && (a->reason == kAttentionFlapping || a->reason == kAttentionUnauthorized)) continue;
+    const WallMs since = a && a->reason == kAttentionHub ? a->since : clock_.wallNowMs();
+    inventory_.setAttention(id, Attention{kAttentionHub, detail, since});
+    list += (list.empty() ? "" : ",") + id;
+  }
+  if (!list.empty()) spdlog::warn("heal.hub_attention hub_id={} phones={} detail=\"{}\"", hub_id, list, detail);
 }
 
 boost::json::array HealService::hubsJson() const {

@@ -19,6 +19,8 @@
 //     event, which power-cycles the hub's upstream port once — when
 //     reset.hub_power_cycle allows it, no phone of the hub runs an item and
 //     the hub's own back-off allows it; otherwise each phone is healed alone.
+//     When that power cycle fails, or the back-off after a failed one holds
+//     off the next, the hub's phones still down need attention `hub`.
 // A phone whose item runs is neither probed nor healed: it is looked at again
 // when the item ends. Drops while the adb server itself is down, or while a
 // reset runs, are not the phone's fault and are not counted.
@@ -136,6 +138,10 @@ class HealService {
   void look(const std::string& phone_id);
   void hubDrop(const std::string& phone_id);
   void hubCycled(const std::string& hub_id, const Status& result);
+  // The hub's phones that are still down need a technician at the hub
+  // (attention `hub`, the detail `why` and what to do); cleared when the
+  // phone is back or a reset of it succeeds.
+  void needsTechnicianAtHub(const std::string& hub_id, const Hub& hub, const std::string& why);
   void arm(const std::string& phone_id, Track& t, std::int64_t due_ns);
   void disarm(Track& t);
   void heal(const std::string& phone_id, Track& t, const PhoneSnapshot& s);

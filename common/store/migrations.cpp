@@ -170,8 +170,38 @@ CREATE TABLE events (
 ALTER TABLE phones ADD COLUMN adb_state TEXT;
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations{kV1, kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
-                                                      kV5Events};
+// GET /phones/{id}/resets pages a phone's reset history newest first by a
+// cursor, as GET /processes does: that needs a sequence number that never
+// changes and is never reused. The table's implicit rowid is neither (VACUUM
+// may renumber it, a deleted last row's id comes back), so the table is
+// rebuilt with `seq INTEGER PRIMARY KEY AUTOINCREMENT`, the existing rows
+// numbered in their old order (requested_at, then insertion); the index
+// serves both a page (phone_id = ? AND seq < ? ORDER BY seq DESC) and each
+// phone's latest reset.
+constexpr std::string_view kV6ResetSeq = R"sql(
+CREATE TABLE phone_resets_v6 (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  reset_id     TEXT NOT NULL UNIQUE,
+  phone_id     TEXT NOT NULL,
+  trigger      TEXT NOT NULL,
+  status       TEXT NOT NULL,
+  reason       TEXT,
+  requested_by TEXT,
+  requested_at INTEGER NOT NULL,
+  ended_at     INTEGER,
+  steps        TEXT NOT NULL DEFAULT '[]'
+);
+INSERT INTO phone_resets_v6
+  (reset_id, phone_id, trigger, status, reason, requested_by, requested_at, ended_at, steps)
+  SELECT reset_id, phone_id, trigger, status, reason, requested_by, requested_at, ended_at, steps
+  FROM phone_resets ORDER BY requested_at, rowid;
+DROP TABLE phone_resets;
+ALTER TABLE phone_resets_v6 RENAME TO phone_resets;
+CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, seq);
+)sql";
+
+constexpr std::array<std::string_view, 6> kMigrations{kV1,       kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
+                                                      kV5Events, kV6ResetSeq};
 
 constexpr std::string_view kNoTransaction = "-- no transaction";
 

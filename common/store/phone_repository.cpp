@@ -109,28 +109,56 @@ void PhoneRepository::updateReset(const ResetRecord& r, WallMs now) {
   }
 }
 
+namespace {
+constexpr std::string_view kResetColumns =
+    "reset_id, phone_id, trigger, status, reason, requested_by, requested_at, ended_at, steps";
+}  // namespace
+
+ResetRecord PhoneRepository::readReset(Statement& st, int first) {
+  ResetRecord r;
+  r.reset_id = st.getText(first);
+  r.phone_id = st.getText(first + 1);
+  r.trigger = st.getText(first + 2);
+  r.status = st.getText(first + 3);
+  r.reason = st.getOptionalText(first + 4);
+  if (auto by = st.getOptionalText(first + 5)) r.requested_by = parseStoredObject(*by);
+  r.requested_at = st.getInt(first + 6);
+  r.ended_at = st.getOptionalInt(first + 7);
+  auto steps = boost::json::parse(st.getText(first + 8));
+  if (steps.is_array()) r.steps = steps.as_array();
+  return r;
+}
+
 std::optional<ResetRecord> PhoneRepository::lastReset(std::string_view phone_id) {
-  Statement& st = db_.prepare(
-      "SELECT reset_id, phone_id, trigger, status, reason, requested_by, requested_at, ended_at, steps "
-      "FROM phone_resets WHERE phone_id = ? ORDER BY requested_at DESC, rowid DESC LIMIT 1");
+  // The history's order (listResets): seq, the order the records were made.
+  static const std::string sql =
+      "SELECT " + std::string(kResetColumns) + " FROM phone_resets WHERE phone_id = ? ORDER BY seq DESC LIMIT 1";
+  Statement& st = db_.prepare(sql);
   st.bind(1, phone_id);
   std::optional<ResetRecord> out;
-  if (st.step()) {
-    ResetRecord r;
-    r.reset_id = st.getText(0);
-    r.phone_id = st.getText(1);
-    r.trigger = st.getText(2);
-    r.status = st.getText(3);
-    r.reason = st.getOptionalText(4);
-    if (auto by = st.getOptionalText(5)) r.requested_by = parseStoredObject(*by);
-    r.requested_at = st.getInt(6);
-    r.ended_at = st.getOptionalInt(7);
-    auto steps = boost::json::parse(st.getText(8));
-    if (steps.is_array()) r.steps = steps.as_array();
-    out = std::move(r);
-  }
+  if (st.step()) out = readReset(st, 0);
   st.reset();
   return out;
+}
+
+ResetPage PhoneRepository::listResets(std::string_view phone_id, std::optional<std::int64_t> before_seq,
+                                      std::size_t limit) {
+  static const std::string sql = "SELECT seq, " + std::string(kResetColumns) +
+                                 " FROM phone_resets WHERE phone_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?";
+  Statement& st = db_.prepare(sql);
+  st.bind(1, phone_id).bind(2, before_seq.value_or(INT64_MAX)).bind(3, static_cast<std::int64_t>(limit + 1));
+  ResetPage page;
+  std::int64_t last_seq = 0;
+  while (st.step()) {
+    if (page.resets.size() == limit) {
+      page.next_before_seq = last_seq;
+      break;
+    }
+    last_seq = st.getInt(0);
+    page.resets.push_back(readReset(st, 1));
+  }
+  st.reset();
+  return page;
 }
 
 std::map<std::string, std::int64_t> PhoneRepository::queueDepths() {

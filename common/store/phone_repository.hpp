@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/store/sqlite_db.hpp"
@@ -20,13 +21,19 @@ namespace phonefarm::store {
 struct ResetRecord {
   std::string reset_id;
   std::string phone_id;
-  std::string trigger;  // "forced_cancel" | "timeout" | "technician"
-  std::string status;   // "pending" | "running" | "succeeded" | "failed"
+  std::string trigger;  // "forced_cancel" | "timeout" | "technician" | "auto" | "probe" | ...
+  std::string status;   // "pending" | "running" | "succeeded" | "failed" | "recorded"
   std::optional<std::string> reason;
   boost::json::object requested_by;
   WallMs requested_at = 0;
   std::optional<WallMs> ended_at;
   boost::json::array steps;  // [{"step","status","started_at","ended_at","detail"}]
+};
+
+// One page of a phone's reset history, newest first (GET /phones/{id}/resets).
+struct ResetPage {
+  std::vector<ResetRecord> resets;
+  std::optional<std::int64_t> next_before_seq;  // set when more rows may follow
 };
 
 class PhoneRepository {
@@ -47,13 +54,20 @@ class PhoneRepository {
   // Status, ended_at, steps; appends reset.step for each step added since the
   // stored record and reset.ended when the status becomes final.
   void updateReset(const ResetRecord& r, WallMs now);
+  // The phone's latest reset: the last one recorded (highest seq).
   std::optional<ResetRecord> lastReset(std::string_view phone_id);
+  // At most `limit` of the phone's resets with seq < before_seq (all when
+  // unset), newest (highest seq) first. Reads `limit` + 1 rows of the
+  // (phone_id, seq) index, whatever the history's length.
+  ResetPage listResets(std::string_view phone_id, std::optional<std::int64_t> before_seq, std::size_t limit);
   // Unfinished processes per phone (queued, running, cancelling).
   std::map<std::string, std::int64_t> queueDepths();
 
  private:
   // The stored column `column` of the phone, nullopt for no row (or NULL).
   std::optional<std::string> storedColumn(std::string_view sql, std::string_view phone_id);
+  // The reset row at the statement's cursor, from column `first` on (kResetColumns).
+  static ResetRecord readReset(Statement& st, int first);
   Db& db_;
 };
 

@@ -72,7 +72,7 @@ RowsDeleted RetentionRepository::deleteOldResets(WallMs before, std::size_t limi
          "DELETE FROM phone_resets WHERE reset_id IN ("
          " SELECT r.reset_id FROM phone_resets r WHERE r.ended_at IS NOT NULL AND r.requested_at < ?1"
          " AND r.reset_id <> (SELECT r2.reset_id FROM phone_resets r2 WHERE r2.phone_id = r.phone_id"
-         "                    ORDER BY r2.requested_at DESC, r2.rowid DESC LIMIT 1)"
+         "                    ORDER BY r2.seq DESC LIMIT 1)"
          " LIMIT ?2)")
       .bind(1, before)
       .bind(2, static_cast<std::int64_t>(limit))

@@ -1,5 +1,6 @@
 // FakeUsb: a UsbBackend that finds one phone at port 1-1.4 (or none), and
-// counts resets and power cycles; `on_reset` plays the phone re-enumerating.
+// counts resets and power cycles (either can be made to fail); `on_reset`
+// plays the phone re-enumerating.
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@ class FakeUsb final : public UsbBackend {
  public:
   bool present = true;
   bool reset_fails = false;
+  bool power_cycle_fails = false;
   std::function<void()> on_reset;  // e.g. the phone re-enumerates
   std::atomic<int> resets{0};
   std::atomic<int> power_cycles{0};
@@ -34,6 +36,7 @@ class FakeUsb final : public UsbBackend {
   }
   Status powerCycle(const UsbDeviceRef&, std::chrono::milliseconds) override {
     ++power_cycles;
+    if (power_cycle_fails) return makeError(ErrorKind::kInternal, "LIBUSB_ERROR_PIPE");
     return okStatus();
   }
 };

@@ -8,6 +8,7 @@
 #include <pty.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -252,6 +253,57 @@ TEST_F(Phonefarmctl, ResetUnknownPhoneIsNotFound) {
   auto r = ctl({"reset", "phone_99", "--reason", "flaky"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("phone phone_99 not found"), std::string::npos) << r.err;
+}
+
+// A rack of two hubs: 1-1 (phone_01, phone_02) and 1-2 (phone_03); phone_04
+// is a network phone, on no hub.
+class PhonefarmctlHubs : public Phonefarmctl {
+ protected:
+  std::string phonesConfig() const override {
+    return "[[phones]]\nid = \"phone_01\"\nserial = \"HUBSERIAL01\"\nusb_port = \"1-1.1\"\n"
+           "[[phones]]\nid = \"phone_02\"\nserial = \"HUBSERIAL02\"\nusb_port = \"1-1.2\"\n"
+           "[[phones]]\nid = \"phone_03\"\nserial = \"HUBSERIAL03\"\nusb_port = \"1-2.3\"\n"
+           "[[phones]]\nid = \"phone_04\"\nserial = \"127.0.0.1:5555\"\n";
+  }
+};
+
+TEST_F(PhonefarmctlHubs, HubsTableIsTheAgentsHubs) {
+  auto api = call("GET", "/hubs", "", kReadToken);
+  ASSERT_EQ(api.status, 200) << api.body;
+  const auto hubs = api.json().at("hubs").as_array();
+  ASSERT_EQ(hubs.size(), 2u) << api.body;
+
+  auto r = ctl({"hubs"}, kReadToken);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto header = lineWith(r.out, {"HUB", "PHONES", "STATE", "LAST-EVENT"});
+  ASSERT_NE(header, "") << r.out;
+  // One line per hub of GET /hubs, with its phones, state and last event
+  // ("-": none yet), aligned under the header; phone_04 is on none.
+  for (const auto& hv : hubs) {
+    const auto& h = hv.as_object();
+    std::string phones;
+    for (const auto& p : h.at("phones").as_array()) phones += (phones.empty() ? "" : ",") + std::string(p.as_string());
+    const std::string id(h.at("hub_id").as_string());
+    const std::string state(h.at("state").as_string());
+    const auto line = lineWith(r.out, {id + " ", phones, state});
+    ASSERT_NE(line, "") << "no line for hub " << id << " (" << phones << ", " << state << "):\n" << r.out;
+    EXPECT_EQ(line.rfind(id, 0), 0u) << line;
+    EXPECT_EQ(line.find(phones), header.find("PHONES")) << r.out;
+    EXPECT_EQ(line.find(state), header.find("STATE")) << r.out;
+    ASSERT_TRUE(h.at("last_event").is_null()) << api.body;  // no adb server here: no drops
+    EXPECT_EQ(line.substr(header.find("LAST-EVENT")), "-") << r.out;
+  }
+  EXPECT_NE(lineWith(r.out, {"1-1 ", "phone_01,phone_02", "ok"}), "") << r.out;
+  EXPECT_NE(lineWith(r.out, {"1-2 ", "phone_03", "ok"}), "") << r.out;
+  EXPECT_EQ(r.out.find("phone_04"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // the header and two hubs
+
+  // --json is the agent's answer.
+  auto raw = ctl({"--json", "hubs"}, kReadToken);
+  ASSERT_EQ(raw.exit_code, 0) << raw.err;
+  json::value v;
+  ASSERT_NO_THROW(v = json::parse(raw.out)) << raw.out;
+  EXPECT_EQ(v, api.json());
 }
 
 // ---------------------------------------------------------------- colors

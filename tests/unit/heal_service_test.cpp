@@ -406,6 +406,15 @@ class HubHealTest : public HealServiceTest {
   }
   void allUp() { lists({{"USBSERIAL01", "device"}, {"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}}); }
 
+  std::string reasonOf(const std::string& phone_id) const {
+    auto a = inventory_->phone(phone_id)->attention;
+    return a ? a->reason : "";
+  }
+  std::string detailOf(const std::string& phone_id) const {
+    auto a = inventory_->phone(phone_id)->attention;
+    return a ? a->detail : "";
+  }
+
   const boost::json::object& hub(const boost::json::array& hubs, const std::string& id) {
     for (const auto& h : hubs) {
       if (h.at("hub_id") == id.c_str()) return h.as_object();
@@ -435,6 +444,82 @@ TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycl
   EXPECT_EQ(h.at("last_event").at("action"), "power_cycle");
   EXPECT_EQ(h.at("last_event").at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
   EXPECT_TRUE(hub(hubs, "1-2").at("last_event").is_null());
+  // The power cycle worked: nobody is sent to the hub.
+  EXPECT_EQ(reasonOf("phone_01"), "");
+  EXPECT_EQ(reasonOf("phone_02"), "");
+}
+
+TEST_F(HubHealTest, AFailedPowerCycleSendsATechnicianToTheHubUntilEachPhoneIsBack) {
+  makeServices();
+  allUp();
+  usb_.power_cycle_fails = true;
+  lists({{"USBSERIAL03", "device"}});  // both phones of hub 1-1 go
+  ASSERT_EQ(usb_.power_cycles, 1);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("state"), "power_cycle_failed");
+  for (const char* id : {"phone_01", "phone_02"}) {
+    EXPECT_EQ(reasonOf(id), "hub") << id;
+    EXPECT_NE(detailOf(id).find("power cycle of hub 1-1's upstream port failed (LIBUSB_ERROR_PIPE)"), std::string::npos)
+        << detailOf(id);
+    EXPECT_NE(detailOf(id).find("check the hub's power supply"), std::string::npos) << detailOf(id);
+    EXPECT_EQ(healthOf(*inventory_->phone(id), false), std::string(kHealthNeedsAttention));
+  }
+  EXPECT_EQ(reasonOf("phone_03"), "");  // another hub
+
+  // Each phone is still healed on its own; a heal that fails leaves the
+  // hub as the reason (it says more than "reset failed").
+  advance(30s);
+  advance(2s);
+  EXPECT_GE(heal_->stats().failed, 2u);
+  EXPECT_EQ(reasonOf("phone_01"), "hub");
+  EXPECT_EQ(reasonOf("phone_02"), "hub");
+
+  // A phone that is back needs nobody; the other still does.
+  lists({{"USBSERIAL01", "device"}, {"USBSERIAL03", "device"}});
+  EXPECT_EQ(reasonOf("phone_01"), "");
+  EXPECT_EQ(reasonOf("phone_02"), "hub");
+  EXPECT_NE(std::find(announced_.begin(), announced_.end(), "phone_01"), announced_.end());
+  allUp();
+  EXPECT_EQ(reasonOf("phone_02"), "");
+}
+
+TEST_F(HubHealTest, TheHubsBackOffHoldingOffAPowerCycleSendsATechnicianToTheHub) {
+  makeServices();
+  allUp();
+  usb_.power_cycle_fails = true;
+  lists({{"USBSERIAL03", "device"}});
+  ASSERT_EQ(reasonOf("phone_01"), "hub");
+  advance(1s);
+  allUp();  // back on their own: cleared
+  EXPECT_EQ(reasonOf("phone_01"), "");
+  EXPECT_EQ(reasonOf("phone_02"), "");
+
+  // Again, after the hub window but within the 60 s back-off: no power
+  // cycle, and the phones that are down need a technician at the hub.
+  advance(11s);
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});
+  EXPECT_EQ(reasonOf("phone_01"), "");  // one phone alone is no hub event
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 2u);
+  EXPECT_EQ(usb_.power_cycles, 1);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("last_event").at("action"), "none");
+  for (const char* id : {"phone_01", "phone_02"}) {
+    EXPECT_EQ(reasonOf(id), "hub") << id;
+    EXPECT_NE(detailOf(id).find("does not power-cycle hub 1-1 for another"), std::string::npos) << detailOf(id);
+  }
+  // Cleared phone by phone, as each comes back.
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});
+  EXPECT_EQ(reasonOf("phone_02"), "");
+  EXPECT_EQ(reasonOf("phone_01"), "hub");
+}
+
+TEST_F(HubHealTest, AHubEventWithoutAFailedPowerCycleSendsNobody) {
+  makeServices();
+  allUp();
+  config_.reset.hub_power_cycle = false;  // read at the event: each phone is healed alone
+  lists({{"USBSERIAL03", "device"}});
+  EXPECT_EQ(heal_->stats().hub_events, 1u);
+  EXPECT_EQ(reasonOf("phone_01"), "");
+  EXPECT_EQ(reasonOf("phone_02"), "");
 }
 
 TEST_F(HubHealTest, NoPowerCycleWhileAPhoneOfTheHubRunsAnItemOrWhenNotAllowed) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/store/migrations.hpp"
+#include "common/store/phone_repository.hpp"
 
 namespace phonefarm::store {
 namespace {
@@ -167,6 +168,81 @@ TEST_F(StoreTest, NewerSchemaThanKnownIsRefused) {
   EXPECT_EQ(sqlite3_exec(raw, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
   EXPECT_THAT([&] { Store store(options()); }, ::testing::ThrowsMessage<std::runtime_error>(HasSubstr("newer")));
+}
+
+// Migration 6 gives phone_resets a stable seq: a database of schema 5 keeps
+// every reset, numbered in the order the history showed them before
+// (requested_at, then insertion), and the reset history is read a page at a
+// time from the (phone_id, seq) index.
+TEST_F(StoreTest, ResetHistoryOfASchema5DatabaseIsNumberedInItsOldOrder) {
+  ASSERT_GE(migrations().size(), 6u);
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(options().path.c_str(), &raw), SQLITE_OK);
+    for (std::size_t v = 0; v < 5; ++v) {
+      ASSERT_EQ(sqlite3_exec(raw, std::string(migrations()[v]).c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+          << sqlite3_errmsg(raw);
+    }
+    const char* rows =
+        "PRAGMA user_version = 5;"
+        "INSERT INTO phone_resets (reset_id, phone_id, trigger, status, reason, requested_at, ended_at, steps) VALUES"
+        " ('a', 'phone_01', 'technician', 'failed', 'why a', 2000, 2100, '[{\"step\":\"adb_reconnect\"}]'),"
+        " ('b', 'phone_01', 'auto', 'succeeded', NULL, 1000, 1100, '[]'),"
+        " ('c', 'phone_02', 'probe', 'recorded', 'why c', 1500, 1500, '[]'),"
+        " ('d', 'phone_01', 'hub', 'recorded', 'why d', 2000, 2000, '[]');";
+    ASSERT_EQ(sqlite3_exec(raw, rows, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  }
+  Store store(options());
+  EXPECT_EQ(store.schemaVersion(), static_cast<int>(migrations().size()));
+  EXPECT_EQ(
+      queryText(store, "SELECT group_concat(reset_id, ',') FROM (SELECT reset_id FROM phone_resets ORDER BY seq)"),
+      "b,c,a,d");
+  auto pages = runSync<std::vector<ResetPage>>(store, [](Db& db) {
+    PhoneRepository repo(db);
+    // A reset made after the migration is the newest.
+    ResetRecord e;
+    e.reset_id = "e";
+    e.phone_id = "phone_01";
+    e.trigger = "technician";
+    e.status = "pending";
+    e.requested_at = 500;  // a wall clock that went back: still the newest recorded
+    repo.insertReset(e);
+    std::vector<ResetPage> out{repo.listResets("phone_01", std::nullopt, 2)};
+    out.push_back(repo.listResets("phone_01", out.back().next_before_seq, 2));
+    return out;
+  });
+  ASSERT_TRUE(pages.ok()) << pages.error().message;
+  auto ids = [](const ResetPage& p) {
+    std::string out;
+    for (const auto& r : p.resets) out += r.reset_id;
+    return out;
+  };
+  EXPECT_EQ(ids((*pages)[0]), "ed");
+  ASSERT_TRUE((*pages)[0].next_before_seq.has_value());
+  EXPECT_EQ(ids((*pages)[1]), "ab");
+  EXPECT_FALSE((*pages)[1].next_before_seq.has_value());
+  const ResetRecord& a = (*pages)[1].resets[0];
+  EXPECT_EQ(a.trigger, "technician");
+  EXPECT_EQ(a.status, "failed");
+  EXPECT_EQ(a.reason, "why a");
+  EXPECT_EQ(a.requested_at, 2000);
+  EXPECT_EQ(a.ended_at, 2100);
+  EXPECT_EQ(a.steps.size(), 1u);
+  EXPECT_EQ((*pages)[1].resets[1].reason, std::nullopt);
+  // The page is read from the index, newest first, without a sort.
+  auto explained = runSync<std::string>(store, [](Db& db) {
+    Statement& st = db.prepare(
+        "EXPLAIN QUERY PLAN SELECT seq, reset_id, steps FROM phone_resets WHERE phone_id = 'phone_01' "
+        "AND seq < 100 ORDER BY seq DESC LIMIT 3");
+    std::string out;
+    while (st.step()) out += st.getText(3) + "; ";
+    st.reset();
+    return out;
+  });
+  ASSERT_TRUE(explained.ok());
+  EXPECT_THAT(*explained, HasSubstr("INDEX phone_resets_by_phone (phone_id=? AND seq<?)"));
+  EXPECT_THAT(*explained, ::testing::Not(HasSubstr("TEMP B-TREE")));
 }
 
 TEST_F(StoreTest, PragmasAreWalFullSyncAndForeignKeys) {
