@@ -2,7 +2,8 @@
 // request -> response over the services; no sockets here. It routes, checks
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
-// cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api). Store completions are marshalled back to the
+// cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api; the
+// rack page's files from ui_assets, without a token). Store completions are marshalled back to the
 // I/O thread with `post` before the response is built.
 #pragma once
 
