@@ -73,14 +73,19 @@ export function renderCounts(container, phones) {
          el("b", {class: "count-n", text: String(notDevice)}), " not on adb"));
 }
 
+// The last reset in a few characters (the tile's corner); the phone page
+// has the whole record.
 function lastResetWords(reset) {
   if (!reset) return null;
-  const marks = {succeeded: "reset ok", failed: "reset FAILED", pending: "reset pending", running: "resetting…",
-                 recorded: `${reset.trigger}`};
+  const marks = {succeeded: "reset ok", failed: "reset FAILED", pending: "reset …", running: "reset …",
+                 recorded: reset.trigger};
   return marks[reset.status] || `reset ${reset.status}`;
 }
 
 // One tile. `startedAt` is the current item's started_at, when known.
+//   phone_07              reset ok
+//   ⚠ OFFLINE                 q 2
+//   p-123 · q0            12:04
 export function renderTile(phone, startedAt) {
   const notDevice = phone.adb_state !== "device";
   const classes = ["tile", `h-${phone.health}`];
@@ -95,20 +100,20 @@ export function renderTile(phone, startedAt) {
     title: `${phone.phone_id}: ${healthWords(phone.health)}, adb ${phone.adb_state}` +
            (phone.attention ? ` — ${phone.attention.detail}` : ""),
   });
-  tile.append(el("div", {class: "t-head"},
+  const reset = lastResetWords(phone.last_reset);
+  tile.append(el("div", {class: "t-line"},
                  el("span", {class: "t-id", text: phone.phone_id}),
-                 el("span", {class: "t-adb", text: notDevice ? `⚠ ${phone.adb_state.toUpperCase()}` : "device"})));
+                 reset ? el("span", {class: `t-reset r-${phone.last_reset.status}`, text: reset}) : null));
+  tile.append(el("div", {class: "t-line"},
+                 el("span", {class: "t-adb", text: notDevice ? `⚠ ${phone.adb_state.toUpperCase()}` : "device"}),
+                 el("span", {class: "t-queue", title: "queue depth", text: `q ${phone.queue_depth}`})));
   if (phone.current) {
-    tile.append(el("div", {class: "t-work"},
+    tile.append(el("div", {class: "t-line t-work"},
                    el("span", {class: "t-proc", text: `${phone.current.process_id} · ${phone.current.queue_item_id}`}),
                    startedAt ? timer(startedAt) : null));
   } else {
-    tile.append(el("div", {class: "t-work t-idle", text: healthWords(phone.health)}));
+    tile.append(el("div", {class: "t-line t-idle", text: healthWords(phone.health)}));
   }
-  const reset = lastResetWords(phone.last_reset);
-  tile.append(el("div", {class: "t-foot"},
-                 el("span", {class: "t-queue", text: `queue ${phone.queue_depth}`}),
-                 reset ? el("span", {class: `t-reset r-${phone.last_reset.status}`, text: reset}) : null));
   return tile;
 }
 
@@ -116,7 +121,8 @@ export function renderRack(container, phones, startedAtOf) {
   const groups = groupByHub(phones);
   const sections = groups.map(({hub, phones: members}) =>
     el("section", {class: "hub", "data-hub": hub || "none"},
-       el("h2", {class: "hub-name", text: hub ? `hub ${hub}` : "no hub (network or unplugged)"}),
+       el("h2", {class: "hub-name", title: hub ? `USB hub ${hub}` : "phones without a usb_port",
+                 text: hub ? hub : "no hub"}),
        el("div", {class: "tiles"}, ...members.map((p) => renderTile(p, startedAtOf(p))))));
   if (sections.length === 0) {
     sections.push(el("p", {class: "empty", text: "No phones are configured ([[phones]] in the agent's config)."}));
