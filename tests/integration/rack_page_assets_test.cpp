@@ -23,7 +23,8 @@ class RackPageAssets : public AgentFixture {
     std::set<std::string> out;
     static const std::regex kAttr(R"re((?:src|href)="([^"#]+)")re");
     static const std::regex kImport(R"re(from "(\./[^"]+)")re");
-    for (std::sregex_iterator it(text.begin(), text.end(), kAttr), end; it != end; ++it) out.insert("/" + (*it)[1].str());
+    for (std::sregex_iterator it(text.begin(), text.end(), kAttr), end; it != end; ++it)
+      out.insert("/" + (*it)[1].str());
     for (std::sregex_iterator it(text.begin(), text.end(), kImport), end; it != end; ++it) {
       out.insert(base + (*it)[1].str().substr(2));
     }

@@ -115,15 +115,14 @@ TEST_F(RackPageBrowser, SignInWatchCancelResetAndAReadOnlyView) {
   // command line.
   const auto tokens = dir_.path() / "browser-tokens.json";
   writeFile(tokens,
-            std::string("{\"read\": \"") + kReadToken + "\", \"operate\": \"" + kOperateToken +
-                "\", \"schedule\": \"" + kScheduleToken + "\"}\n",
+            std::string("{\"read\": \"") + kReadToken + "\", \"operate\": \"" + kOperateToken + "\", \"schedule\": \"" +
+                kScheduleToken + "\"}\n",
             0600);
   CommandOptions options;
   options.timeout = seconds(240);
   const auto r = runCommand({"/usr/bin/python3", std::string(PHONEFARM_SOURCE_DIR) + "/tests/browser/rack_page.py",
                              "--url", "http://127.0.0.1:" + std::to_string(port_) + "/", "--tokens", tokens.string(),
-                             "--job", job,
-                             "--phones", std::to_string(rackSize()), "--out", out_dir},
+                             "--job", job, "--phones", std::to_string(rackSize()), "--out", out_dir},
                             options);
   EXPECT_EQ(r.exit_code, 0) << (r.timed_out ? "timed out\n" : "") << r.output << "\nagent output:\n"
                             << agent_->output();
