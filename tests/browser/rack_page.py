@@ -12,10 +12,12 @@ the failed check on stderr.
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from selenium import webdriver
@@ -26,9 +28,15 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 WAIT = 20  # seconds, for anything the page should show
-# The one error the page is expected to cause: the wrong token's 401 on
-# /whoami, which chromium reports as a failed resource load.
-EXPECTED_ERRORS = ("/whoami - Failed to load resource: the server responded with a status of 401",)
+# The console errors a step is expected to cause, and no other step: the
+# wrong token's 401 on /whoami, and the cut stream (with the reconnects
+# refused while the browser is offline), which chromium reports as failed
+# resource loads.
+EXPECTED_ERRORS = {
+    "wrong_token_is_refused": ("/whoami - Failed to load resource: the server responded with a status of 401",),
+    "resumes_after_a_dropped_stream": ("/events - Failed to load resource: net::ERR_CONNECTION_RESET",
+                                       "/events - Failed to load resource: net::ERR_INTERNET_DISCONNECTED"),
+}
 
 
 class Check(Exception):
@@ -76,9 +84,12 @@ class Run:
     def text_of(self, css):
         return self.d.find_element(By.CSS_SELECTOR, css).text
 
-    def collect_console(self):
+    def collect_console(self, step):
+        expected = EXPECTED_ERRORS.get(step, ())
         for entry in self.d.get_log("browser"):
             self.console.append(entry)
+            if entry.get("level") == "SEVERE" and not any(e in entry.get("message", "") for e in expected):
+                self.errors.append(f"{step}: {entry.get('message')}")
 
     def sign_in(self, token):
         self.d.execute_script("location.hash = '#/'")
@@ -103,7 +114,8 @@ class Run:
         if self.d.execute_script("return sessionStorage.length") != 0:
             raise Check("a refused token stays in sessionStorage")
 
-    def rack_shows_every_phone(self, token):
+    def rack_shows_every_phone(self):
+        token = self.tokens["operate"]
         self.sign_in(token)
         self.wait("the rack's tiles",
                   lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rack .tile")) == self.args.phones)
@@ -173,6 +185,39 @@ class Run:
         self.wait("the busy count", lambda d: d.find_element(
             By.CSS_SELECTOR, "#counts .h-busy .count-n").text == "1")
 
+    def resumes_after_a_dropped_stream(self):
+        # Take the browser off the network (DevTools emulation refuses new
+        # connections; the agent and this script still talk) and cut its open
+        # ones (`ss -K` destroys the agent's end of them: root), change the
+        # rack meanwhile, go online: the page resumes with Last-Event-ID and
+        # shows what it missed.
+        self.d.execute_cdp_cmd("Network.enable", {})
+        self.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        port = urllib.parse.urlsplit(self.args.url).port
+        cut = subprocess.run(["ss", "-K", "-tn", f"sport = :{port}"], capture_output=True, text=True, timeout=10)
+        if cut.returncode != 0:
+            raise Check(f"ss -K failed: {cut.stderr}")
+        self.wait("the page to see the stream drop",
+                  lambda d: d.find_element(By.ID, "live").get_attribute("data-live") == "0")
+        status, body = api(self.args, "POST", "/processes", self.tokens["schedule"], {
+            "process_id": "p-resume", "phone_id": "phone_03", "account_id": "acc_browser",
+            "queue_items": [{"queue_item_id": "p-resume-q0", "command": [self.args.job]}]})
+        if status != 201:
+            raise Check(f"submit: {status} {body}")
+        self.wait("p-resume running (seen over the API)", lambda d: api(
+            self.args, "GET", "/processes/p-resume", self.tokens["read"])[1]["status"] == "running")
+        if self.tile("phone_03").get_attribute("data-health") != "ready":
+            raise Check("the page changed while it was offline")
+        self.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        self.wait("phone_03's tile busy after the reconnect",
+                  lambda d: self.tile("phone_03").get_attribute("data-health") == "busy" and
+                  "p-resume" in self.tile("phone_03").text)
+        self.wait("the stream live again", lambda d: d.find_element(By.ID, "live").get_attribute("data-live") == "1")
+        if self.d.execute_script("return window.__loadedOnce") != "yes":
+            raise Check("the page reloaded")
+
     def process_page_cancels(self):
         self.tile("phone_01").click()
         link = self.wait("the phone page's current process",
@@ -236,22 +281,22 @@ class Run:
         self.tokens = tokens
         steps = [
             ("a wrong token gets a clear message", self.wrong_token_is_refused),
-            ("the rack shows every phone", lambda: self.rack_shows_every_phone(tokens["operate"])),
+            ("the rack shows every phone", self.rack_shows_every_phone),
             ("the layout fits 1280x800 and 800 wide", self.layout_fits),
             ("submitted work turns the tile busy live", self.submitted_work_turns_the_tile_busy),
+            ("the page resumes after a dropped stream", self.resumes_after_a_dropped_stream),
             ("the process page cancels with a reason", self.process_page_cancels),
             ("the phone page resets with a reason", self.phone_page_resets),
             ("a read token shows no buttons", self.read_token_shows_no_buttons),
         ]
+        self.errors = []
         for name, step in steps:
             started = time.monotonic()
             step()
-            self.collect_console()
+            self.collect_console(getattr(step, "__name__", ""))
             print(f"ok: {name} ({time.monotonic() - started:.1f} s)", flush=True)
-        errors = [e for e in self.console if e.get("level") == "SEVERE" and
-                  not any(expected in e.get("message", "") for expected in EXPECTED_ERRORS)]
-        if errors:
-            raise Check("console errors:\n" + "\n".join(e["message"] for e in errors))
+        if self.errors:
+            raise Check("console errors:\n" + "\n".join(self.errors))
         print(f"ok: no console errors ({len(self.console)} console entries)")
 
 
