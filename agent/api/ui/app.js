@@ -138,6 +138,25 @@ async function resync() {
   }
 }
 
+// Every minute, the whole rack once more (one GET /phones): a tile that
+// differs from it is redrawn. Events keep the rack current; this bounds how
+// long anything they could not carry (a phone's drops count) stays stale.
+async function recheck() {
+  if (!state.who || !state.stream) return;
+  try {
+    const body = await callJson("GET", "/phones");
+    for (const phone of body.phones || []) {
+      const old = state.phones.get(phone.phone_id);
+      if (old && JSON.stringify(old) === JSON.stringify(phone)) continue;
+      state.phones.set(phone.phone_id, phone);
+      await learnStart(phone);
+      updateTile(phone);
+    }
+  } catch (err) {
+    authFailed(err);
+  }
+}
+
 function onEvent(event) {
   if (event.kind === "item.started" && event.phone_id && event.process_id && event.queue_item_id) {
     state.started.set(event.phone_id, {key: `${event.process_id}/${event.queue_item_id}`, at: event.time});
@@ -213,6 +232,7 @@ function boot() {
   });
   window.addEventListener("hashchange", route);
   setInterval(() => tickTimers(document), 1000);
+  setInterval(recheck, 60000);
   if (storedToken()) signIn();
   else showLogin("");
 }
