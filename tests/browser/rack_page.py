@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Drives the rack page in headless chromium (Debian's chromium and
 chromium-driver, python3-selenium) against a running agent; started by
 tests/integration/rack_page_browser_test.cpp, which owns the agent, its
