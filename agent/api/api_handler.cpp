@@ -8,6 +8,7 @@
 
 #include "agent/api/error_responses.hpp"
 #include "agent/api/request_validation.hpp"
+#include "agent/api/ui_assets.hpp"
 
 namespace phonefarm::api {
 namespace {
@@ -28,18 +29,20 @@ enum class Route {
   kItemLogs,
   kDebug,
   kEvents,
-  kWhoami
+  kWhoami,
+  kUiAsset
 };
 
 struct RouteMatch {
   RouteMatch(Route r, std::string i, std::string item = {}) : route(r), id(std::move(i)), item_id(std::move(item)) {}
   Route route;
-  std::string id;       // the {process_id} or {phone_id} segment, if any
+  std::string id;       // the {process_id} or {phone_id} segment, or the UI asset's name
   std::string item_id;  // the {queue_item_id} segment of kItemLogs
 };
 
 // Matches the path against the API's routes; nullopt = unknown path (404).
 std::optional<RouteMatch> matchRoute(std::string_view path) {
+  if (auto asset = uiAssetName(path)) return RouteMatch{Route::kUiAsset, std::string(*asset)};
   if (path == "/healthz") return RouteMatch{Route::kHealthz, {}};
   if (path == "/readyz") return RouteMatch{Route::kReadyz, {}};
   if (path == "/metrics") return RouteMatch{Route::kMetrics, {}};
@@ -90,6 +93,7 @@ struct RouteRule {
 RouteRule ruleFor(Route r) {
   switch (r) {
     case Route::kHealthz:
+    case Route::kUiAsset:  // the page's files are public; its API calls carry the token
       return {"GET", false, Scope::kRead, Scope::kRead};
     case Route::kReadyz:
     case Route::kMetrics:
@@ -151,6 +155,8 @@ std::string_view routeTemplate(Route r) {
       return "/events";
     case Route::kWhoami:
       return "/whoami";
+    case Route::kUiAsset:
+      return "/ui/{asset}";
   }
   return "unmatched";
 }
@@ -328,6 +334,8 @@ void ApiHandler::handle(http::HttpRequest request, http::Responder respond) {
         return getEvents(call);
       case Route::kWhoami:
         return getWhoami(call);
+      case Route::kUiAsset:
+        return call->reply(uiAssetResponse(match->id, call->request.if_none_match));
     }
     call->reply(detailResponse(404, "Not found"));
   } catch (const std::exception& e) {

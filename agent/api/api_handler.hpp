@@ -3,8 +3,9 @@
 // the bearer token and its scope, checks the body's content type, validates,
 // and calls the resource (one .cpp per resource: health_api, processes_api,
 // cancel_api, phones_api, metrics_api, logs_api, debug_api, events_api,
-// whoami_api). Store completions are marshalled back to the
-// I/O thread with `post` before the response is built.
+// whoami_api; the rack page's files from ui_assets, without a token). Store
+// completions are marshalled back to the I/O thread with `post` before the
+// response is built.
 #pragma once
 
 #include <atomic>

@@ -21,6 +21,7 @@ struct HttpRequest {
   std::string content_type;   // value of Content-Type, "" if absent
   std::string accept;         // value of Accept, "" if absent
   std::string last_event_id;  // value of Last-Event-ID (an SSE client resuming), "" if absent
+  std::string if_none_match;  // value of If-None-Match (a browser revalidating a page file), "" if absent
   bool has_body = false;      // a body was sent (Content-Length > 0 or chunked)
   std::string body;
   std::string peer;  // "ip:port" of the client, for logs

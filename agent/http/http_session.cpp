@@ -280,6 +280,7 @@ class BeastSession final : public HttpSession,
     request.content_type = std::string(message[bhttp::field::content_type]);
     request.accept = std::string(message[bhttp::field::accept]);
     request.last_event_id = std::string(message["Last-Event-ID"]);
+    request.if_none_match = std::string(message[bhttp::field::if_none_match]);
     request.peer = peer_;
     return request;
   }

@@ -147,7 +147,11 @@ TEST_F(ApiHandlerTest, ScopeMatrix) {
 TEST_F(ApiHandlerTest, RoutingAndMethods) {
   EXPECT_EQ(call("GET", "/processes/").status, 404);
   EXPECT_EQ(call("GET", "/processes/p1/cancel/x").status, 404);
-  EXPECT_EQ(call("GET", "/").status, 404);
+  // "/" is the rack page (ui_assets): public, as are its files.
+  EXPECT_EQ(call("GET", "/", "", "").status, 200);
+  EXPECT_EQ(call("GET", "/ui/app.js", "", "").status, 200);
+  EXPECT_EQ(call("GET", "/ui/nope.js", "", "").status, 404);
+  EXPECT_EQ(call("POST", "/", "{}", "").status, 405);
   auto r = call("PUT", "/processes/p1");
   EXPECT_EQ(r.status, 405);
   ASSERT_EQ(r.headers.size(), 1u);
