@@ -20,6 +20,7 @@
 //                 seconds (to take the port the moment a real server frees it)
 //
 // Lines on stdout, for the tests to wait on and count:
+//   fake-adb-server waiting port=N        (--take-over: before the first bind)
 //   fake-adb-server listening port=N
 //   fake-adb-server accepted n=K ms=T     (T: ms since the listener was bound)
 //   fake-adb-server request service=S
@@ -182,6 +183,7 @@ int main(int argc, char** argv) {
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = htons(static_cast<std::uint16_t>(port));
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(take_over_s);
+  if (take_over_s > 0) say("fake-adb-server waiting port=%d", port);
   while (::bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     if (errno != EADDRINUSE || std::chrono::steady_clock::now() >= give_up) {
       std::fprintf(stderr, "fake-adb-server: bind 127.0.0.1:%d: %s\n", port, std::strerror(errno));
