@@ -110,8 +110,9 @@ class AdbServerFaults : public WorkFixture {
     return r;
   }
   static std::string faultOf(const Readyz& r) {
-    const auto& fault = r.body.at("adb").at("fault");
-    return fault.is_object() ? std::string(fault.at("reason").as_string()) : "";
+    const auto* adb = r.body.if_contains("adb");
+    const auto* fault = adb != nullptr && adb->is_object() ? adb->as_object().if_contains("fault") : nullptr;
+    return fault != nullptr && fault->is_object() ? std::string(fault->at("reason").as_string()) : "";
   }
 
   // phone_01 ready through an adb server of the agent's version.
