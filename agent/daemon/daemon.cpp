@@ -106,8 +106,8 @@ boost::json::object describeAdb(const phone::Inventory& inventory, const phone::
   o["expected_version"] = orNull(st.expected_version);
   o["fault"] = st.fault == phone::AdbServerFault::kNone
                    ? boost::json::value(nullptr)
-                   : boost::json::value(boost::json::object{{"reason", phone::adbServerFaultName(st.fault)},
-                                                            {"detail", st.detail}});
+                   : boost::json::value(
+                         boost::json::object{{"reason", phone::adbServerFaultName(st.fault)}, {"detail", st.detail}});
   return o;
 }
 
@@ -547,8 +547,7 @@ int Daemon::run() {
       network_serials);
   // While a program that is not adb holds the port, only the tracker tries
   // it (with back-off).
-  reconciler.pauseWhile(
-      [&tracker] { return tracker.serverState().fault == phone::AdbServerFault::kPortHog; });
+  reconciler.pauseWhile([&tracker] { return tracker.serverState().fault == phone::AdbServerFault::kPortHog; });
 
   // systemd: WATCHDOG=1 every WATCHDOG_USEC/2 from the loop (when the unit
   // has WatchdogSec=), STATUS= every 5 s, READY=1 once recovery is done.

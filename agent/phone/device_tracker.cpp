@@ -118,9 +118,10 @@ void DeviceTracker::learnExpectedVersion() {
       version = *asked;
       spdlog::info("adb.client.version adb={} version={}", options_.adb_path, version);
     } else if (!stopping()) {
-      spdlog::warn("adb.client.version_unknown adb={} error=\"{}\" the version of a server the agent starts is "
-                   "taken instead",
-                   options_.adb_path, asked.error().message);
+      spdlog::warn(
+          "adb.client.version_unknown adb={} error=\"{}\" the version of a server the agent starts is "
+          "taken instead",
+          options_.adb_path, asked.error().message);
     }
   }
   std::lock_guard lock(stats_mutex_);
@@ -207,17 +208,17 @@ void DeviceTracker::noteServer(const ServerCheck& check, const std::string& repl
   switch (check.found) {
     case Found::kForeign:
       state_.fault = AdbServerFault::kForeignVersion;
-      state_.detail = "the adb server at " + where_ + " is version " + check.version + ", the agent's adb (" +
-                      options_.adb_path + ") is " + state_.expected_version +
-                      (replace_error.empty()
-                           ? std::string(": left running (adb.replace_foreign_server = false); an adb client of "
-                                         "the agent's version would kill it")
-                           : "; " + replace_error);
+      state_.detail =
+          "the adb server at " + where_ + " is version " + check.version + ", the agent's adb (" + options_.adb_path +
+          ") is " + state_.expected_version +
+          (replace_error.empty() ? std::string(": left running (adb.replace_foreign_server = false); an adb client of "
+                                               "the agent's version would kill it")
+                                 : "; " + replace_error);
       break;
     case Found::kHog:
       state_.fault = AdbServerFault::kPortHog;
-      state_.detail = "something that is not an adb server holds " + where_ + " (" + check.error +
-                      "); retrying with back-off";
+      state_.detail =
+          "something that is not an adb server holds " + where_ + " (" + check.error + "); retrying with back-off";
       break;
     case Found::kOurs:
     case Found::kRefused:

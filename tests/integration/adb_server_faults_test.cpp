@@ -53,8 +53,8 @@ class AdbServerFaults : public WorkFixture {
     adb_home_ = dir_.path() / "adb-home";
     std::filesystem::create_directories(adb_home_);
     phone_ = std::make_unique<AgentProcess>(
-        PHONEFARM_FAKE_ADBD, std::vector<std::string>{"--port", "0", "--shell", "echo phonefarm-probe=phonefarm-probe\n"},
-        dir_.path());
+        PHONEFARM_FAKE_ADBD,
+        std::vector<std::string>{"--port", "0", "--shell", "echo phonefarm-probe=phonefarm-probe\n"}, dir_.path());
     ASSERT_TRUE(phone_->waitForLine("fake-adbd listening port=", seconds(10))) << phone_->output();
     const auto line = *phone_->findLine("fake-adbd listening port=");
     phone_port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.find("port=") + 5)));
@@ -70,8 +70,8 @@ class AdbServerFaults : public WorkFixture {
     holder_.reset();
     phone_.reset();
     // The real server the agent started, if it did.
-    runCommand({"/usr/bin/env", "HOME=" + adb_home_.string(), "/usr/bin/adb", "-P", std::to_string(adb_port_),
-                "kill-server"});
+    runCommand(
+        {"/usr/bin/env", "HOME=" + adb_home_.string(), "/usr/bin/adb", "-P", std::to_string(adb_port_), "kill-server"});
   }
 
   std::string phonesConfig() const override {
@@ -177,8 +177,8 @@ TEST_F(ForeignAdbServer, IsReportedWithBothVersionsAndLeftRunningUntilItGoes) {
   const auto m = metrics();
   EXPECT_NE(m.find("phonefarm_adb_server_fault{reason=\"foreign_version\"} 1\n"), std::string::npos) << m;
   EXPECT_NE(m.find("phonefarm_adb_server_fault{reason=\"port_hog\"} 0\n"), std::string::npos) << m;
-  EXPECT_NE(m.find("phonefarm_adb_server_version_info{server_version=\"0020\",expected_version=\"" +
-                   expected_version_ + "\"} 1\n"),
+  EXPECT_NE(m.find("phonefarm_adb_server_version_info{server_version=\"0020\",expected_version=\"" + expected_version_ +
+                   "\"} 1\n"),
             std::string::npos)
       << m;
   EXPECT_TRUE(agent_->waitForLine("adb.server.foreign_version endpoint=127.0.0.1:" + std::to_string(adb_port_) +

@@ -730,8 +730,8 @@ TEST(AdbBinaryVersionTest, ReadsTheVersionAdbPrints) {
   EXPECT_EQ(parseAdbVersionOutput(""), std::nullopt);
 
   testing::TempDir dir;
-  auto v = adbBinaryVersion(writeScript(dir, "adb", "[ \"$1\" = version ] && echo 'Android Debug Bridge version 1.0.32'"),
-                            5s);
+  auto v = adbBinaryVersion(
+      writeScript(dir, "adb", "[ \"$1\" = version ] && echo 'Android Debug Bridge version 1.0.32'"), 5s);
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_EQ(*v, "0020");
   auto none = adbBinaryVersion(writeScript(dir, "other", "echo hello"), 5s);
