@@ -377,6 +377,20 @@ int Daemon::run() {
   };
   phone::ResetService resets(config_, store, clock, loop, inventory, adb, *usb, announce);
   resets.restoreHealth();
+  // From here on every change of a phone's attention is stored, so its
+  // reason survives a restart (restoreHealth above reads it back).
+  inventory.onAttentionChanged([&store, &clock](const PhoneConfig& phone, const std::optional<phone::Attention>& a) {
+    std::optional<store::StoredAttention> stored;
+    if (a) stored = store::StoredAttention{a->reason, a->detail, a->since};
+    store.submit<Unit>(
+        [phone, stored, now = clock.wallNowMs()](store::Db& db) {
+          store::PhoneRepository(db).recordAttention(phone.id, phone.serial, phone.usb_port, stored, now);
+          return Unit{};
+        },
+        [id = phone.id](const Result<Unit>& r) {
+          if (!r) spdlog::error("phone.attention_store_failed phone_id={} error=\"{}\"", id, r.error().message);
+        });
+  });
   resets.recordStepsIn(pushed_metrics);
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
     return inventory.canStart(phone_id, config_.work.wait_for_device);

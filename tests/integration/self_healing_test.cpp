@@ -264,8 +264,14 @@ TEST_F(SelfHealingFlapping, FlappingEndsInQuarantine) {
   EXPECT_GE(p.at("drops").at("count").as_int64(), 3);
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("self-healing fault=flap injected=1 quarantined=1 time_s=%.1f\n", t);
-  // A technician's reset that succeeds lifts it.
+  // The quarantine survives a restart of the agent, reason, detail and since.
   inject(2, "none");
+  const json::value attention = p.at("attention");
+  restartAgent(SIGTERM);
+  auto again = getPhone(id);
+  EXPECT_EQ(again.at("attention"), attention) << json::serialize(again);
+  EXPECT_EQ(again.at("health"), "needs_attention");
+  // A technician's reset that succeeds lifts it.
   auto r = call("POST", "/phones/" + id + "/reset", R"({"reason":"replugged","requested_by":{"user":"tech"}})",
                 kOperateToken);
   ASSERT_EQ(r.status, 202) << r.body;
