@@ -48,7 +48,8 @@ json::object configJson(const AgentConfig& c) {
                     {"wait_for_device", c.work.wait_for_device},
                     {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
   json::object adb{{"server", c.adb.server_host + ":" + std::to_string(c.adb.server_port)},
-                   {"adb_path", c.adb.adb_path}};
+                   {"adb_path", c.adb.adb_path},
+                   {"replace_foreign_server", c.adb.replace_foreign_server}};
   json::object reset{{"on_forced_cancel", c.reset.on_forced_cancel},
                      {"adb_reconnect_timeout_seconds", c.reset.adb_reconnect_timeout.count()},
                      {"usb_reset", c.reset.usb_reset},

@@ -96,6 +96,21 @@ void collectStorageMetrics(metrics::Registry& r, const RetentionSweeper& retenti
       .set(static_cast<double>(ds.refused_submissions));
 }
 
+// GET /readyz `adb`: up or not, the versions, and what holds the port when it
+// is not a server the agent can rely on.
+boost::json::object describeAdb(const phone::Inventory& inventory, const phone::DeviceTracker* tracker) {
+  boost::json::object o{{"server_up", inventory.serverUp()}};
+  const phone::AdbServerState st = tracker != nullptr ? tracker->serverState() : phone::AdbServerState{};
+  auto orNull = [](const std::string& v) { return v.empty() ? boost::json::value(nullptr) : boost::json::value(v); };
+  o["server_version"] = orNull(st.server_version);
+  o["expected_version"] = orNull(st.expected_version);
+  o["fault"] = st.fault == phone::AdbServerFault::kNone
+                   ? boost::json::value(nullptr)
+                   : boost::json::value(
+                         boost::json::object{{"reason", phone::adbServerFaultName(st.fault)}, {"detail", st.detail}});
+  return o;
+}
+
 boost::json::object describeDisk(os::DiskGuard& disk) {
   const os::DiskState ds = disk.state();
   boost::json::object o{{"free_bytes", ds.free_bytes},
@@ -164,6 +179,24 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
             ts.server_start_failures);
     counter("phonefarm_adb_server_disconnects_total", "Times the device stream from the adb server broke.",
             ts.disconnects);
+    counter("phonefarm_adb_server_replacements_total",
+            "adb servers of another version the agent stopped and replaced (adb.replace_foreign_server).",
+            ts.server_replacements);
+    counter("phonefarm_adb_server_replace_failures_total", "Failed attempts to replace a foreign adb server.",
+            ts.server_replace_failures);
+    const phone::AdbServerState st = tracker->serverState();
+    for (const auto fault : {phone::AdbServerFault::kForeignVersion, phone::AdbServerFault::kPortHog}) {
+      gauge("phonefarm_adb_server_fault",
+            "Whether the adb server port holds a server of another version or a program that is not adb (1) or "
+            "not (0), by reason.",
+            st.fault == fault ? 1 : 0, {{"reason", phone::adbServerFaultName(fault)}});
+    }
+    if (!st.server_version.empty() || !st.expected_version.empty()) {
+      gauge("phonefarm_adb_server_version_info",
+            "Always 1: the adb server's host:version and the agent's adb's (none = not known).", 1,
+            {{"server_version", st.server_version.empty() ? "none" : st.server_version},
+             {"expected_version", st.expected_version.empty() ? "none" : st.expected_version}});
+    }
   }
 
   const phone::ResetStats rs = resets.stats();
@@ -344,6 +377,20 @@ int Daemon::run() {
   };
   phone::ResetService resets(config_, store, clock, loop, inventory, adb, *usb, announce);
   resets.restoreHealth();
+  // From here on every change of a phone's attention is stored, so its
+  // reason survives a restart (restoreHealth above reads it back).
+  inventory.onAttentionChanged([&store, &clock](const PhoneConfig& phone, const std::optional<phone::Attention>& a) {
+    std::optional<store::StoredAttention> stored;
+    if (a) stored = store::StoredAttention{a->reason, a->detail, a->since};
+    store.submit<Unit>(
+        [phone, stored, now = clock.wallNowMs()](store::Db& db) {
+          store::PhoneRepository(db).recordAttention(phone.id, phone.serial, phone.usb_port, stored, now);
+          return Unit{};
+        },
+        [id = phone.id](const Result<Unit>& r) {
+          if (!r) spdlog::error("phone.attention_store_failed phone_id={} error=\"{}\"", id, r.error().message);
+        });
+  });
   resets.recordStepsIn(pushed_metrics);
   exec_options.can_start = [this, &inventory](const std::string& phone_id) {
     return inventory.canStart(phone_id, config_.work.wait_for_device);
@@ -366,17 +413,17 @@ int Daemon::run() {
   cancel::CancelService cancels(
       store, clock, executor, [&loop](std::function<void()> fn) { loop.post(std::move(fn)); }, boot_id);
 
+  const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
   api::ApiServices services{config_,
                             store,
                             cancels,
                             clock,
                             tokens,
                             [&loop](std::function<void()> fn) { loop.post(std::move(fn)); },
-                            [&executor, &inventory, &disk] {
-                              return boost::json::object{
-                                  {"work", executor.describe()},
-                                  {"adb", boost::json::object{{"server_up", inventory.serverUp()}}},
-                                  {"disk", describeDisk(disk)}};
+                            [&executor, &inventory, &disk, &tracker_ptr] {
+                              return boost::json::object{{"work", executor.describe()},
+                                                         {"adb", describeAdb(inventory, tracker_ptr)},
+                                                         {"disk", describeDisk(disk)}};
                             },
                             [&executor](const std::string& phone_id) { executor.phoneChanged(phone_id); },
                             &inventory,
@@ -400,9 +447,17 @@ int Daemon::run() {
   };
   RetentionSweeper retention(retention_options, store, clock, loop, retention_worker);
   services.submit_refusal = [&disk] { return disk.refusal(); };
-  services.not_ready_reason = [&disk] { return disk.lowReason(); };
+  // Not ready: too little disk, or no adb server can run (a program that is
+  // not adb holds its port). A foreign-version server still serves the
+  // phones: reported in `adb`, not a reason.
+  services.not_ready_reason = [&disk, &tracker_ptr]() -> std::optional<std::string> {
+    if (auto low = disk.lowReason()) return low;
+    if (tracker_ptr != nullptr) {
+      if (auto st = tracker_ptr->serverState(); st.fault == phone::AdbServerFault::kPortHog) return st.detail;
+    }
+    return std::nullopt;
+  };
 
-  const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
   services.collect = [&executor, &store, &inventory, &resets, &heal, &server, &tracker_ptr, &retention, &disk,
                       &api](metrics::Registry& r) {
     collectMetrics(r, executor, store, inventory, resets, &heal, server, tracker_ptr);
@@ -466,6 +521,7 @@ int Daemon::run() {
   phone::DeviceTrackerOptions tracker_options;
   tracker_options.endpoint = adb_endpoint;
   tracker_options.adb_path = config_.adb.adb_path;
+  tracker_options.replace_foreign_server = config_.adb.replace_foreign_server;
   auto logChanges = [&inventory, &resets, &loop, &heal, &store, &clock,
                      announce](const std::vector<std::string>& changed) {
     for (const auto& phone_id : changed) {
@@ -503,6 +559,9 @@ int Daemon::run() {
       loop, clock, adb, std::chrono::seconds(2),
       [&inventory, logChanges](const std::vector<phone::AdbDevice>& devices) { logChanges(inventory.update(devices)); },
       network_serials);
+  // While a program that is not adb holds the port, only the tracker tries
+  // it (with back-off).
+  reconciler.pauseWhile([&tracker] { return tracker.serverState().fault == phone::AdbServerFault::kPortHog; });
 
   // systemd: WATCHDOG=1 every WATCHDOG_USEC/2 from the loop (when the unit
   // has WatchdogSec=), STATUS= every 5 s, READY=1 once recovery is done.

@@ -1,5 +1,6 @@
-// startAdbServer; see adb_server_launcher.hpp. The child drops the agent's
-// capabilities, signal state and descriptors before it execs adb.
+// startAdbServer and adbBinaryVersion; see adb_server_launcher.hpp. Both run
+// the adb binary through runAdb, whose child drops the agent's capabilities,
+// signal state and descriptors before it execs adb.
 #include "agent/phone/adb_server_launcher.hpp"
 
 #include <fcntl.h>
@@ -13,7 +14,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <optional>
+#include <string_view>
 
 #include "agent/phone/adb_host_connection.hpp"
 #include "agent/phone/adb_text.hpp"
@@ -86,17 +89,13 @@ std::string exitText(int status) {
   ::_exit(127);
 }
 
-}  // namespace
-
-Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, std::chrono::milliseconds timeout,
-                      const std::vector<std::string>& env_overrides) {
-  return startAdbServer(adb_path, endpoint, timeout, env_overrides, -1);
-}
-
-Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, std::chrono::milliseconds timeout,
-                      const std::vector<std::string>& env_overrides, int wake_fd) {
-  const std::string port = std::to_string(endpoint.port);
-  const std::string what = "adb start-server on port " + port;
+// Runs `adb_path args...` as execAdbChild sets it up and waits (bounded by
+// `timeout` and `wake_fd`) for it to exit. ok with its output (capped) when
+// it exited 0, or when its status was lost (see startAdbServer); errors name
+// `what`, with the output.
+Result<std::string> runAdb(const std::string& adb_path, const std::vector<std::string>& args, const std::string& what,
+                           std::chrono::milliseconds timeout, const std::vector<std::string>& env_overrides,
+                           int wake_fd) {
   if (adb_path.empty()) return makeError(ErrorKind::kInvalid, what + ": no adb binary configured");
   // The inherited environment minus the overridden names, then the overrides.
   std::vector<std::string> env;
@@ -117,9 +116,12 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
   envp.reserve(env.size() + 1);
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  std::string arg0 = adb_path, arg1 = "-P", arg2 = port, arg3 = "start-server";
-  char* argv[] = {arg0.data(), arg1.data(), arg2.data(), arg3.data(), nullptr};
-
+  std::vector<std::string> arg_storage{adb_path};
+  arg_storage.insert(arg_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  argv.reserve(arg_storage.size() + 1);
+  for (auto& arg : arg_storage) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return unavailable(what + ": pipe: " + errnoText(errno));
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);  // only our end: adb's writes may block
@@ -132,7 +134,7 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
                      what + ": cannot run " + adb_path + ": " + errnoText(err));
   }
   const pid_t pid = ::fork();
-  if (pid == 0) execAdbChild(adb_path.c_str(), argv, envp.data(), out[1]);
+  if (pid == 0) execAdbChild(adb_path.c_str(), argv.data(), envp.data(), out[1]);
   const int fork_errno = errno;
   ::close(out[1]);
   if (pid < 0) {
@@ -196,9 +198,51 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
   if (pidfd >= 0) ::close(pidfd);
   const std::string shown = output.empty() ? std::string() : "; output: " + printable(output);
   if (failure) return unavailable(what + ": " + *failure + shown);
-  if (status_lost) return okStatus();
+  if (status_lost) return output;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return unavailable(what + ": adb " + exitText(status) + shown);
+  return output;
+}
+
+}  // namespace
+
+Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, std::chrono::milliseconds timeout,
+                      const std::vector<std::string>& env_overrides) {
+  return startAdbServer(adb_path, endpoint, timeout, env_overrides, -1);
+}
+
+Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, std::chrono::milliseconds timeout,
+                      const std::vector<std::string>& env_overrides, int wake_fd) {
+  const std::string port = std::to_string(endpoint.port);
+  auto ran = runAdb(adb_path, {"-P", port, "start-server"}, "adb start-server on port " + port, timeout, env_overrides,
+                    wake_fd);
+  if (!ran.ok()) return ran.error();
   return okStatus();
+}
+
+std::optional<std::string> parseAdbVersionOutput(std::string_view output) {
+  static constexpr std::string_view kPrefix = "Android Debug Bridge version 1.0.";
+  const auto at = output.find(kPrefix);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::size_t end = at + kPrefix.size();
+  unsigned value = 0;
+  std::size_t digits = 0;
+  for (; end < output.size() && output[end] >= '0' && output[end] <= '9' && digits < 5; ++end, ++digits) {
+    value = value * 10 + static_cast<unsigned>(output[end] - '0');
+  }
+  // Five digits or a value past 0xffff: host:version could not carry it.
+  if (digits == 0 || digits == 5 || value > 0xffff) return std::nullopt;
+  char hex[5];
+  std::snprintf(hex, sizeof hex, "%04x", value);
+  return std::string(hex);
+}
+
+Result<std::string> adbBinaryVersion(const std::string& adb_path, std::chrono::milliseconds timeout,
+                                     const std::vector<std::string>& env_overrides, int wake_fd) {
+  const std::string what = "adb version (" + adb_path + ")";
+  auto output = runAdb(adb_path, {"version"}, what, timeout, env_overrides, wake_fd);
+  if (!output.ok()) return output.error();
+  if (auto version = parseAdbVersionOutput(*output)) return *version;
+  return unavailable(what + ": no \"Android Debug Bridge version 1.0.N\" in its output: " + printable(*output));
 }
 
 }  // namespace phonefarm::phone

@@ -1,9 +1,14 @@
 // startAdbServer: launches the adb server (`adb start-server`) when nothing
-// listens on its port — what the DeviceTracker does before it subscribes.
+// listens on its port — what the DeviceTracker does before it subscribes —
+// and adbBinaryVersion: which adb server version the agent's own adb would
+// run (`adb version`, which asks no server), to tell a server of another
+// version on the port.
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/phone/adb_host.hpp"
@@ -31,5 +36,17 @@ Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, 
 // turns readable: for the DeviceTracker, whose stop() must not wait for it.
 Status startAdbServer(const std::string& adb_path, const AdbEndpoint& endpoint, std::chrono::milliseconds timeout,
                       const std::vector<std::string>& env_overrides, int wake_fd);
+
+// `adb_path version` (same child set-up and bounds as startAdbServer): the
+// version of that adb as host:version spells it, 4 lowercase hex digits
+// ("0029" for "Android Debug Bridge version 1.0.41"). `adb version` contacts
+// no server, so it is safe with a foreign server on the port. kUnavailable
+// when adb fails or prints no version; kNotFound for a missing binary.
+Result<std::string> adbBinaryVersion(const std::string& adb_path, std::chrono::milliseconds timeout,
+                                     const std::vector<std::string>& env_overrides = {}, int wake_fd = -1);
+
+// The "1.0.N" of `adb version`'s output as 4 hex digits; nullopt when absent
+// or past 0xffff.
+std::optional<std::string> parseAdbVersionOutput(std::string_view output);
 
 }  // namespace phonefarm::phone

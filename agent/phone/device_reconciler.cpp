@@ -40,6 +40,10 @@ void DeviceReconciler::arm() {
 
 void DeviceReconciler::round() {
   // A server that is down is the tracker's business: skip this round.
+  if (paused_ && paused_()) {
+    loop_.post([this] { arm(); });
+    return;
+  }
   if (auto list = adb_.devices(std::min(interval_, std::chrono::milliseconds(2000)))) {
     reconnectMissing(*list);
     if (!stopping_) on_list_(std::move(*list));

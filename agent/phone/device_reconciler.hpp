@@ -43,6 +43,10 @@ class DeviceReconciler {
   DeviceReconciler(const DeviceReconciler&) = delete;
   DeviceReconciler& operator=(const DeviceReconciler&) = delete;
 
+  // Rounds are skipped while `paused` returns true (called on the worker):
+  // the tracker's port-hog state, when only it should try the port. Call
+  // before start().
+  void pauseWhile(std::function<bool()> paused) { paused_ = std::move(paused); }
   // Arms the first interval (posted to the loop). Thread-safe.
   void start();
   // No round starts after this; waits for the one running. Call once the loop
@@ -61,6 +65,7 @@ class DeviceReconciler {
   const std::function<void(std::vector<AdbDevice>)> on_list_;
   const std::vector<std::string> network_serials_;
   const std::chrono::milliseconds reconnect_every_;
+  std::function<bool()> paused_;
   std::map<std::string, std::int64_t> last_attempt_ns_;  // Clock::bootNowNs; the worker only
   std::atomic<bool> stopping_{false};
   std::unique_ptr<BlockingRunner> worker_;

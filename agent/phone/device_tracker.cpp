@@ -1,7 +1,8 @@
-// DeviceTracker (see device_tracker.hpp). One loop on one thread: connect,
-// subscribe, follow the stream, and on any break report it (once per outage),
-// back off, start the server if nothing listens, and go round again. Every
-// wait also watches an eventfd, which is how stop() gets the thread out.
+// DeviceTracker (see device_tracker.hpp). One loop on one thread: ask the
+// server's version, subscribe, follow the stream, and on any break report it
+// (once per outage), back off, start the server if nothing listens (replace
+// it if it is foreign and that is allowed), and go round again. Every wait
+// also watches an eventfd, which is how stop() gets the thread out.
 #include "agent/phone/device_tracker.hpp"
 
 #include <poll.h>
@@ -10,12 +11,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <system_error>
 #include <utility>
 
 #include "agent/phone/adb_server_launcher.hpp"
+#include "agent/phone/adb_text.hpp"
 #include "common/os/thread_name.hpp"
 
 namespace phonefarm::phone {
@@ -23,8 +26,15 @@ namespace {
 
 constexpr std::string_view kTrackService = "host:track-devices-l";
 constexpr std::size_t kMaxListBytes = 0xffff;
+constexpr std::size_t kMaxVersionBytes = 64;
+// How often the port is tried while a killed foreign server goes away.
+constexpr std::chrono::milliseconds kPortClosePoll{50};
 
 std::string endpointText(const AdbEndpoint& endpoint) { return endpoint.host + ":" + std::to_string(endpoint.port); }
+
+bool isVersion(std::string_view text) {
+  return text.size() == 4 && text.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
+}
 
 // A zero back-off would never grow: retry at least every millisecond apart.
 DeviceTrackerOptions normalized(DeviceTrackerOptions options) {
@@ -73,9 +83,161 @@ void DeviceTracker::stop() {
   thread_.join();
 }
 
+const char* adbServerFaultName(AdbServerFault fault) {
+  switch (fault) {
+    case AdbServerFault::kForeignVersion:
+      return "foreign_version";
+    case AdbServerFault::kPortHog:
+      return "port_hog";
+    case AdbServerFault::kNone:
+      break;
+  }
+  return "";
+}
+
 DeviceTrackerStats DeviceTracker::stats() const {
   std::lock_guard lock(stats_mutex_);
   return stats_;
+}
+
+AdbServerState DeviceTracker::serverState() const {
+  std::lock_guard lock(stats_mutex_);
+  return state_;
+}
+
+std::string DeviceTracker::expectedVersion() const {
+  std::lock_guard lock(stats_mutex_);
+  return state_.expected_version;
+}
+
+void DeviceTracker::learnExpectedVersion() {
+  std::string version = options_.expected_version;
+  if (version.empty() && !options_.adb_path.empty()) {
+    auto asked = adbBinaryVersion(options_.adb_path, options_.server_start_timeout, options_.adb_env, wake_fd_);
+    if (asked.ok()) {
+      version = *asked;
+      spdlog::info("adb.client.version adb={} version={}", options_.adb_path, version);
+    } else if (!stopping()) {
+      spdlog::warn(
+          "adb.client.version_unknown adb={} error=\"{}\" the version of a server the agent starts is "
+          "taken instead",
+          options_.adb_path, asked.error().message);
+    }
+  }
+  std::lock_guard lock(stats_mutex_);
+  state_.expected_version = adb_text::printable(version);
+}
+
+DeviceTracker::ServerCheck DeviceTracker::checkServer(bool started_here) {
+  const auto deadline = AdbDeadline::after(options_.io_timeout);
+  bool refused = false;
+  auto connection = AdbHostConnection::open(options_.endpoint, deadline, wake_fd_, &refused);
+  if (!connection.ok()) return {refused ? Found::kRefused : Found::kUnreachable, "", connection.error().message};
+  auto asked = connection->request("host:version", deadline);
+  Result<std::string> version =
+      asked.ok() ? connection->readLengthPrefixed(kMaxVersionBytes, deadline) : Result<std::string>(asked.error());
+  if (!version.ok()) return {Found::kHog, "", "host:version: " + version.error().message};
+  if (!isVersion(*version)) {
+    return {Found::kHog, "", "host:version answered '" + adb_text::printable(*version) + "', not 4 hex digits"};
+  }
+  std::string answer = *version;
+  std::transform(answer.begin(), answer.end(), answer.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string expected;
+  {
+    std::lock_guard lock(stats_mutex_);
+    if (state_.expected_version.empty() && started_here) {
+      state_.expected_version = answer;
+      spdlog::info("adb.client.version adb={} version={} source=started_server", options_.adb_path, answer);
+    }
+    expected = state_.expected_version;
+  }
+  // An unknown expectation cannot tell a foreign server: it is taken as ours.
+  return {expected.empty() || answer == expected ? Found::kOurs : Found::kForeign, answer, ""};
+}
+
+Status DeviceTracker::startServer() {
+  auto started =
+      startAdbServer(options_.adb_path, options_.endpoint, options_.server_start_timeout, options_.adb_env, wake_fd_);
+  if (stopping()) return started;
+  std::lock_guard lock(stats_mutex_);
+  if (started.ok()) {
+    ++stats_.server_starts;
+    spdlog::info("adb.server.started endpoint={} adb={}", where_, options_.adb_path);
+  } else {
+    ++stats_.server_start_failures;
+    spdlog::error("adb.server.start_failed endpoint={} error=\"{}\"", where_, started.error().message);
+  }
+  return started;
+}
+
+Status DeviceTracker::replaceServer(const std::string& foreign_version) {
+  spdlog::warn("adb.server.replacing endpoint={} server_version={} expected_version={}", where_, foreign_version,
+               expectedVersion());
+  const std::string what = "replacing the adb server of version " + foreign_version + " at " + where_;
+  {
+    // The server answers host:kill with OKAY and exits.
+    const auto deadline = AdbDeadline::after(options_.io_timeout);
+    auto connection = AdbHostConnection::open(options_.endpoint, deadline, wake_fd_);
+    if (!connection.ok()) return adb_text::unavailable(what + ": " + connection.error().message);
+    if (auto killed = connection->request("host:kill", deadline); !killed.ok()) {
+      return adb_text::unavailable(what + ": host:kill: " + killed.error().message);
+    }
+  }
+  // Its port must close before a server of ours can take it.
+  const auto deadline = AdbDeadline::after(options_.server_start_timeout);
+  for (;;) {
+    bool refused = false;
+    auto connection =
+        AdbHostConnection::open(options_.endpoint, AdbDeadline::after(options_.io_timeout), wake_fd_, &refused);
+    if (refused) break;
+    if (stopping()) return adb_text::unavailable(what + ": interrupted");
+    if (deadline.passed()) {
+      return adb_text::unavailable(what + ": the port is still open " + std::to_string(deadline.budget.count()) +
+                                   " ms after host:kill");
+    }
+    sleepFor(kPortClosePoll);
+  }
+  if (auto started = startServer(); !started.ok()) return adb_text::unavailable(what + ": " + started.error().message);
+  return okStatus();
+}
+
+void DeviceTracker::noteServer(const ServerCheck& check, const std::string& replace_error) {
+  std::lock_guard lock(stats_mutex_);
+  const AdbServerState before = state_;
+  if (!check.version.empty()) state_.server_version = check.version;
+  switch (check.found) {
+    case Found::kForeign:
+      state_.fault = AdbServerFault::kForeignVersion;
+      state_.detail =
+          "the adb server at " + where_ + " is version " + check.version + ", the agent's adb (" + options_.adb_path +
+          ") is " + state_.expected_version +
+          (replace_error.empty() ? std::string(": left running (adb.replace_foreign_server = false); an adb client of "
+                                               "the agent's version would kill it")
+                                 : "; " + replace_error);
+      break;
+    case Found::kHog:
+      state_.fault = AdbServerFault::kPortHog;
+      state_.detail =
+          "something that is not an adb server holds " + where_ + " (" + check.error + "); retrying with back-off";
+      break;
+    case Found::kOurs:
+    case Found::kRefused:
+    case Found::kUnreachable:
+      state_.fault = AdbServerFault::kNone;
+      state_.detail.clear();
+      break;
+  }
+  if (state_.fault == AdbServerFault::kForeignVersion &&
+      (before.fault != state_.fault || before.server_version != state_.server_version)) {
+    spdlog::warn("adb.server.foreign_version endpoint={} server_version={} expected_version={} action={} detail=\"{}\"",
+                 where_, state_.server_version, state_.expected_version,
+                 options_.replace_foreign_server ? "replace_failed" : "left_running", state_.detail);
+  } else if (state_.fault == AdbServerFault::kPortHog && before.fault != state_.fault) {
+    spdlog::error("adb.server.port_hog endpoint={} error=\"{}\"", where_, check.error);
+  } else if (state_.fault == AdbServerFault::kNone && before.fault != AdbServerFault::kNone) {
+    spdlog::info("adb.server.fault_cleared endpoint={} was={} server_version={}", where_,
+                 adbServerFaultName(before.fault), check.version.empty() ? "none" : check.version);
+  }
 }
 
 void DeviceTracker::sleepFor(std::chrono::milliseconds delay) const {
@@ -91,49 +253,60 @@ void DeviceTracker::sleepFor(std::chrono::milliseconds delay) const {
 }
 
 void DeviceTracker::run() {
+  learnExpectedVersion();
   auto backoff = options_.min_backoff;
   bool outage_reported = false;
   while (!stopping()) {
     std::string reason;
-    bool refused = false;
-    auto connection =
-        AdbHostConnection::open(options_.endpoint, AdbDeadline::after(options_.io_timeout), wake_fd_, &refused);
-    if (!connection.ok() && refused && options_.start_server && !stopping()) {
-      auto started = startAdbServer(options_.adb_path, options_.endpoint, options_.server_start_timeout,
-                                    options_.adb_env, wake_fd_);
-      if (stopping()) break;
-      if (started.ok()) {
+    std::string replace_error;
+    ServerCheck check = checkServer(false);
+    if (stopping()) break;
+    if (check.found == Found::kRefused && options_.start_server) {
+      if (auto started = startServer(); started.ok()) {
+        check = checkServer(true);
+      } else {
+        reason = check.error + "; " + started.error().message;
+      }
+    } else if (check.found == Found::kForeign && options_.replace_foreign_server) {
+      const std::string foreign = check.version;
+      if (auto replaced = replaceServer(foreign); replaced.ok()) {
         {
           std::lock_guard lock(stats_mutex_);
-          ++stats_.server_starts;
+          ++stats_.server_replacements;
         }
-        spdlog::info("adb.server.started endpoint={} adb={}", where_, options_.adb_path);
-        connection =
-            AdbHostConnection::open(options_.endpoint, AdbDeadline::after(options_.io_timeout), wake_fd_, &refused);
+        check = checkServer(true);
+        spdlog::warn("adb.server.replaced endpoint={} old_version={} new_version={}", where_, foreign,
+                     check.version.empty() ? "none" : check.version);
       } else {
         {
           std::lock_guard lock(stats_mutex_);
-          ++stats_.server_start_failures;
+          ++stats_.server_replace_failures;
         }
-        spdlog::error("adb.server.start_failed endpoint={} error=\"{}\"", where_, started.error().message);
-        reason = connection.error().message + "; " + started.error().message;
+        replace_error = replaced.error().message;
+        spdlog::error("adb.server.replace_failed endpoint={} error=\"{}\"", where_, replace_error);
       }
     }
-    if (connection.ok()) {
-      if (auto subscribed = connection->request(kTrackService, AdbDeadline::after(options_.io_timeout));
-          subscribed.ok()) {
+    if (stopping()) break;
+    noteServer(check, replace_error);
+    if (check.found == Found::kOurs || check.found == Found::kForeign) {
+      auto connection =
+          AdbHostConnection::open(options_.endpoint, AdbDeadline::after(options_.io_timeout), wake_fd_, nullptr);
+      if (!connection.ok()) {
+        reason = connection.error().message;
+      } else if (auto subscribed = connection->request(kTrackService, AdbDeadline::after(options_.io_timeout));
+                 subscribed.ok()) {
         {
           std::lock_guard lock(stats_mutex_);
           ++stats_.subscriptions;
         }
-        spdlog::info("adb.track.subscribed endpoint={}", where_);
+        spdlog::info("adb.track.subscribed endpoint={} server_version={}", where_, check.version);
         outage_reported = false;
         reason = follow(*connection, backoff);
       } else {
         reason = std::string(kTrackService) + ": " + subscribed.error().message;
       }
     } else if (reason.empty()) {
-      reason = connection.error().message;
+      reason = check.found == Found::kHog ? serverState().detail : check.error;
     }
     if (stopping()) break;
     if (!outage_reported) {

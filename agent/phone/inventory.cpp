@@ -124,11 +124,21 @@ void Inventory::setResetting(const std::string& phone_id, bool resetting) {
 }
 
 void Inventory::setAttention(const std::string& phone_id, std::optional<Attention> attention) {
-  std::lock_guard lock(mutex_);
-  auto it = phones_.find(phone_id);
-  if (it == phones_.end()) return;
-  it->second.needs_attention = attention.has_value();
-  it->second.attention = std::move(attention);
+  PhoneConfig config;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = phones_.find(phone_id);
+    if (it == phones_.end()) return;
+    const auto& before = it->second.attention;
+    const bool same = before.has_value() == attention.has_value() &&
+                      (!before || (before->reason == attention->reason && before->detail == attention->detail &&
+                                   before->since == attention->since));
+    it->second.needs_attention = attention.has_value();
+    it->second.attention = attention;
+    if (same || !attention_observer_) return;
+    config = it->second.config;
+  }
+  attention_observer_(config, attention);
 }
 
 void Inventory::setDrops(const std::string& phone_id, int drops, std::optional<WallMs> last_drop_at) {

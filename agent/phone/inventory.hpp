@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -85,8 +86,14 @@ class Inventory {
 
   void setResetting(const std::string& phone_id, bool resetting);
   // Sets (or clears, with nullopt) why the phone needs a technician; while
-  // set, it takes no work.
+  // set, it takes no work. A change is passed to the observer (below).
   void setAttention(const std::string& phone_id, std::optional<Attention> attention);
+  // Called (outside the lock, on the setter's thread) with every change of a
+  // phone's attention: the daemon stores it, so it survives a restart. Set it
+  // once, before anyone calls setAttention concurrently.
+  void onAttentionChanged(std::function<void(const PhoneConfig&, const std::optional<Attention>&)> observer) {
+    attention_observer_ = std::move(observer);
+  }
   void setDrops(const std::string& phone_id, int drops, std::optional<WallMs> last_drop_at);
 
   // Whether the phone's reported state has changed since `after_generation`
@@ -104,6 +111,7 @@ class Inventory {
   std::vector<std::string> order_;
   std::vector<AdbDevice> unassigned_;
   bool server_up_ = false;
+  std::function<void(const PhoneConfig&, const std::optional<Attention>&)> attention_observer_;
 };
 
 }  // namespace phonefarm::phone

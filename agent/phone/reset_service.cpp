@@ -7,10 +7,12 @@
 
 #include <future>
 #include <iterator>
+#include <map>
 #include <utility>
 
 #include "common/ids.hpp"
 #include "common/model/process_json.hpp"
+#include "common/text/printable.hpp"
 
 namespace phonefarm::phone {
 namespace {
@@ -46,19 +48,24 @@ ResetService::~ResetService() {
 }
 
 void ResetService::restoreHealth() {
-  using Health = std::map<std::string, std::string>;
-  std::promise<Result<Health>> promise;
+  using Stored = std::map<std::string, store::StoredAttention>;
+  std::promise<Result<Stored>> promise;
   auto future = promise.get_future();
-  store_.submit<Health>([](store::Db& db) { return store::PhoneRepository(db).healthByPhone(); },
-                        [&promise](Result<Health> r) { promise.set_value(std::move(r)); });
-  auto health = future.get();
-  if (!health) return;
-  for (const auto& [phone_id, h] : *health) {
-    if (h == kHealthNeedsAttention) {
-      inventory_.setAttention(
-          phone_id, Attention{kAttentionResetFailed, "a reset failed before the agent restarted", clock_.wallNowMs()});
-      spdlog::warn("phone.needs_attention phone_id={} (kept from before the restart)", phone_id);
+  store_.submit<Stored>([](store::Db& db) { return store::PhoneRepository(db).attentionByPhone(); },
+                        [&promise](Result<Stored> r) { promise.set_value(std::move(r)); });
+  auto stored = future.get();
+  if (!stored) return;
+  for (auto& [phone_id, a] : *stored) {
+    // The store is the agent's own, but a reason it does not know (a newer
+    // agent's, a hand edit) still must not reach the API as is.
+    const bool known = a.reason == kAttentionUnauthorized || a.reason == kAttentionFlapping ||
+                       a.reason == kAttentionResetFailed || a.reason == kAttentionHub;
+    if (!known) {
+      a.detail = "needed attention before the agent restarted (stored reason '" + text::printable(a.reason) + "')";
+      a.reason = kAttentionResetFailed;
     }
+    inventory_.setAttention(phone_id, Attention{a.reason, a.detail, a.since != 0 ? a.since : clock_.wallNowMs()});
+    spdlog::warn("phone.needs_attention phone_id={} reason={} (kept from before the restart)", phone_id, a.reason);
   }
 }
 

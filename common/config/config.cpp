@@ -204,6 +204,7 @@ void readWork(TomlSection s, WorkConfig& work) {
 void readAdb(TomlSection s, AdbConfig& adb) {
   readHostPort(s, "server", /*allow_port_zero=*/false, adb.server_host, adb.server_port);
   if (auto v = s.path("adb_path", /*absolute=*/true, /*allow_empty=*/false)) adb.adb_path = std::move(*v);
+  s.boolean("replace_foreign_server", adb.replace_foreign_server);
   s.rejectUnknown();
 }
 

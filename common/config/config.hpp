@@ -83,6 +83,9 @@ struct AdbConfig {
   std::string server_host = "127.0.0.1";
   std::uint16_t server_port = 5037;
   std::string adb_path = "/usr/bin/adb";
+  // A server of another adb version on the port: stop it and start ours
+  // (true), or leave it running and report it (false).
+  bool replace_foreign_server = false;
 };
 
 struct ResetConfig {

@@ -200,8 +200,19 @@ ALTER TABLE phone_resets_v6 RENAME TO phone_resets;
 CREATE INDEX phone_resets_by_phone ON phone_resets (phone_id, seq);
 )sql";
 
-constexpr std::array<std::string_view, 6> kMigrations{kV1,       kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
-                                                      kV5Events, kV6ResetSeq};
+// phones.attention: why the phone needs a technician ({"reason", "detail",
+// "since"} or NULL), so the reason survives a restart. Before, only health
+// was stored and every needs_attention phone came back as reset_failed:
+// that is what such rows become.
+constexpr std::string_view kV7Attention = R"sql(
+ALTER TABLE phones ADD COLUMN attention TEXT;
+UPDATE phones SET attention = json_object('reason', 'reset_failed', 'detail',
+  'a reset failed before the agent was upgraded', 'since', updated_at)
+  WHERE health = 'needs_attention';
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations{kV1,       kV2ForgetEnvValues, kV3Retention, kV4IncrementalVacuum,
+                                                      kV5Events, kV6ResetSeq,        kV7Attention};
 
 constexpr std::string_view kNoTransaction = "-- no transaction";
 

@@ -50,10 +50,37 @@ void PhoneRepository::upsertPhone(std::string_view phone_id, std::string_view se
                        boost::json::object{{"health", health}, {"previous", previous}}, now);
 }
 
-std::map<std::string, std::string> PhoneRepository::healthByPhone() {
-  Statement& st = db_.prepare("SELECT phone_id, health FROM phones");
-  std::map<std::string, std::string> out;
-  while (st.step()) out[st.getText(0)] = st.getText(1);
+void PhoneRepository::recordAttention(std::string_view phone_id, std::string_view serial,
+                                      const std::optional<std::string>& usb_port,
+                                      const std::optional<StoredAttention>& attention, WallMs now) {
+  std::optional<std::string> text;
+  if (attention) {
+    text = boost::json::serialize(
+        boost::json::object{{"reason", attention->reason}, {"detail", attention->detail}, {"since", attention->since}});
+  }
+  Statement& st = db_.prepare(
+      "INSERT INTO phones (phone_id, serial, usb_port, health, updated_at, attention) VALUES (?, ?, ?, 'ready', ?, ?) "
+      "ON CONFLICT (phone_id) DO UPDATE SET attention = excluded.attention, updated_at = excluded.updated_at");
+  st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, now).bind(5, text);
+  st.run();
+}
+
+std::map<std::string, StoredAttention> PhoneRepository::attentionByPhone() {
+  Statement& st = db_.prepare("SELECT phone_id, attention FROM phones WHERE attention IS NOT NULL");
+  std::map<std::string, StoredAttention> out;
+  while (st.step()) {
+    boost::system::error_code ec;
+    const auto value = boost::json::parse(st.getText(1), ec);
+    const auto* o = !ec ? value.if_object() : nullptr;
+    const auto* reason = o != nullptr ? o->if_contains("reason") : nullptr;
+    if (reason == nullptr || !reason->is_string()) continue;
+    StoredAttention a;
+    a.reason = std::string(reason->as_string());
+    if (const auto* d = o->if_contains("detail"); d != nullptr && d->is_string())
+      a.detail = std::string(d->as_string());
+    if (const auto* t = o->if_contains("since"); t != nullptr && t->is_int64()) a.since = t->as_int64();
+    out[st.getText(0)] = std::move(a);
+  }
   st.reset();
   return out;
 }

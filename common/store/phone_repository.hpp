@@ -36,6 +36,13 @@ struct ResetPage {
   std::optional<std::int64_t> next_before_seq;  // set when more rows may follow
 };
 
+// Why a phone needs a technician, as stored (phones.attention).
+struct StoredAttention {
+  std::string reason;
+  std::string detail;
+  WallMs since = 0;
+};
+
 class PhoneRepository {
  public:
   explicit PhoneRepository(Db& db) : db_(db) {}
@@ -47,8 +54,13 @@ class PhoneRepository {
   // the one stored (a phone not stored yet is added with health `ready`).
   void recordAdbState(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
                       std::string_view adb_state, WallMs now);
-  // Stored health by phone id.
-  std::map<std::string, std::string> healthByPhone();
+  // Stores (or clears, with nullopt) why the phone needs a technician (a
+  // phone not stored yet is added with health `ready`).
+  void recordAttention(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
+                       const std::optional<StoredAttention>& attention, WallMs now);
+  // The stored attention of every phone that has one; rows whose JSON is not
+  // an object with a string reason are skipped.
+  std::map<std::string, StoredAttention> attentionByPhone();
 
   void insertReset(const ResetRecord& r);
   // Status, ended_at, steps; appends reset.step for each step added since the

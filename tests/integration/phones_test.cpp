@@ -241,9 +241,12 @@ TEST_F(Phones, ResetOfAnAbsentPhoneEndsNeedingAttentionAndHoldsWork) {
   EXPECT_EQ(p.at("last_reset").at("status"), "failed");
   EXPECT_EQ(p.at("health"), "needs_attention");
   EXPECT_EQ(p.at("attention").at("reason"), "reset_failed");
-  // Kept across a restart.
+  // Kept across a restart, as it was: reason, detail and since.
+  const json::value attention = p.at("attention");
   restartAgent(SIGTERM);
-  EXPECT_EQ(getPhone("phone_02").at("health"), "needs_attention");
+  auto again = getPhone("phone_02");
+  EXPECT_EQ(again.at("health"), "needs_attention");
+  EXPECT_EQ(again.at("attention"), attention);
 }
 
 TEST_F(Phones, AKilledAdbServerIsRestartedAndNetworkPhonesReconnected) {

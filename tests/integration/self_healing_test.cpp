@@ -8,7 +8,9 @@
 // faults injected, healed without a human, median and max time to `ready`.
 //
 // CI runs each healable fault once (smoke); PHONEFARM_SELF_HEALING_ROUNDS=N
-// runs each N times.
+// runs each N times. A wrong-version adb server (fake-adb-server) is
+// recovered with adb.replace_foreign_server = true (SelfHealingForeignServer);
+// by default it is reported and left running (adb_server_faults_test.cpp).
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -262,12 +264,52 @@ TEST_F(SelfHealingFlapping, FlappingEndsInQuarantine) {
   EXPECT_GE(p.at("drops").at("count").as_int64(), 3);
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("self-healing fault=flap injected=1 quarantined=1 time_s=%.1f\n", t);
-  // A technician's reset that succeeds lifts it.
+  // The quarantine survives a restart of the agent, reason, detail and since.
   inject(2, "none");
+  const json::value attention = p.at("attention");
+  restartAgent(SIGTERM);
+  auto again = getPhone(id);
+  EXPECT_EQ(again.at("attention"), attention) << json::serialize(again);
+  EXPECT_EQ(again.at("health"), "needs_attention");
+  // A technician's reset that succeeds lifts it.
   auto r = call("POST", "/phones/" + id + "/reset", R"({"reason":"replugged","requested_by":{"user":"tech"}})",
                 kOperateToken);
   ASSERT_EQ(r.status, 202) << r.body;
   waitForPhone(id, ready, seconds(60));
+}
+
+// adb.replace_foreign_server = true: an adb server of another version that
+// takes the port (fake-adb-server, speaking host:version and host:kill) is
+// replaced by the agent's own, and the phones come back through it.
+class SelfHealingForeignServer : public SelfHealing {
+ protected:
+  std::string adbConfig() const override { return SelfHealing::adbConfig() + "replace_foreign_server = true\n"; }
+};
+
+TEST_F(SelfHealingForeignServer, AWrongVersionServerIsReplacedAndThePhonesComeBack) {
+  std::vector<double> times;
+  for (int r = 0; r < rounds(); ++r) {
+    settled(phoneId(0));
+    // It waits for the port: the moment the real server is killed it takes
+    // it, long before the agent's next attempt (100 ms later).
+    AgentProcess foreign(PHONEFARM_FAKE_ADB_SERVER,
+                         {"--port", std::to_string(adb_port_), "--version", "0020", "--take-over", "20"}, dir_.path());
+    ASSERT_TRUE(foreign.waitForLine("fake-adb-server waiting", seconds(10))) << foreign.output();
+    const auto start = std::chrono::steady_clock::now();
+    adb("kill-server");
+    ASSERT_TRUE(foreign.waitForLine("fake-adb-server listening", seconds(10))) << foreign.output();
+    // The agent found it foreign and stopped it (host:kill), with no API call.
+    ASSERT_TRUE(foreign.waitForLine("fake-adb-server killed", seconds(30))) << foreign.output();
+    auto p = waitForPhone(phoneId(0), ready, seconds(60));
+    times.push_back(ready(p) ? std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() : -1);
+  }
+  report("adb_server_foreign_version", times, rounds());
+  EXPECT_TRUE(std::none_of(times.begin(), times.end(), [](double t) { return t < 0; }));
+  EXPECT_TRUE(agent_->waitForLine("adb.server.replaced", seconds(5))) << agent_->output();
+  for (int i = 1; i < kPhones; ++i) waitForPhone(phoneId(i), ready, seconds(60));
+  const auto metrics = call("GET", "/metrics", "", kReadToken);
+  EXPECT_NE(metrics.body.find("phonefarm_adb_server_replacements_total " + std::to_string(rounds()) + "\n"),
+            std::string::npos);
 }
 
 TEST_F(SelfHealing, TwoPhonesOfOneHubDroppingTogetherAreOneHubEvent) {

@@ -193,10 +193,22 @@ class FakeAdbServer {
     std::lock_guard lock(mutex_);
     scripts_.push_back(std::move(script));
   }
+  // The answer to the tracker's host:version before each subscription.
+  void addVersion(std::string version = "0029") {
+    add([version](FakeConnection& c) {
+      EXPECT_EQ(c.readRequest(), "host:version");
+      c.send(okay(version));
+    });
+  }
   AdbEndpoint endpoint() const { return AdbEndpoint{"127.0.0.1", listener_.port()}; }
   int accepted() const {
     std::lock_guard lock(mutex_);
     return accepted_;
+  }
+  // Waits (kWait at most) until n connections were accepted.
+  bool waitForAccepted(int n) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, kWait, [&] { return accepted_ >= n; });
   }
 
  private:
@@ -300,6 +312,7 @@ DeviceTrackerOptions fastOptions(AdbEndpoint endpoint) {
   options.start_server = false;
   options.min_backoff = 10ms;
   options.max_backoff = 50ms;
+  options.expected_version = "0029";  // /usr/bin/adb 1.0.41's, so the real server of the last tests is ours
   return options;
 }
 
@@ -708,12 +721,34 @@ TEST(StartAdbServerTest, KillsAHungChildAtTheTimeout) {
   EXPECT_LT(elapsedMs(started), 2000);
 }
 
+TEST(AdbBinaryVersionTest, ReadsTheVersionAdbPrints) {
+  EXPECT_EQ(parseAdbVersionOutput("Android Debug Bridge version 1.0.41\nVersion 29.0.6-debian\n"), "0029");
+  EXPECT_EQ(parseAdbVersionOutput("Android Debug Bridge version 1.0.39\n"), "0027");
+  EXPECT_EQ(parseAdbVersionOutput("Android Debug Bridge version 2.0.41\n"), std::nullopt);
+  EXPECT_EQ(parseAdbVersionOutput("Android Debug Bridge version 1.0.\n"), std::nullopt);
+  EXPECT_EQ(parseAdbVersionOutput("Android Debug Bridge version 1.0.65536\n"), std::nullopt);
+  EXPECT_EQ(parseAdbVersionOutput(""), std::nullopt);
+
+  testing::TempDir dir;
+  auto v = adbBinaryVersion(
+      writeScript(dir, "adb", "[ \"$1\" = version ] && echo 'Android Debug Bridge version 1.0.32'"), 5s);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(*v, "0020");
+  auto none = adbBinaryVersion(writeScript(dir, "other", "echo hello"), 5s);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no \"Android Debug Bridge version 1.0.N\" in its output: hello"),
+            std::string::npos)
+      << none.error().message;
+  EXPECT_EQ(adbBinaryVersion("/nonexistent/adb", 5s).error().kind, ErrorKind::kNotFound);
+}
+
 // ---------------------------------------------------------------------------
 // DeviceTracker against the fake server
 
 TEST(DeviceTrackerTest, DeliversEveryListThenResubscribesAfterTheStreamBreaks) {
   TrackerLog log;  // before the fake: its scripts wait on it
   FakeAdbServer fake;
+  fake.addVersion();
   fake.add([&](FakeConnection& c) {
     EXPECT_EQ(c.readRequest(), "host:track-devices-l");
     c.send("OKAY" + frame("R58M device usb:1-1 transport_id:1\n"));
@@ -722,6 +757,7 @@ TEST(DeviceTrackerTest, DeliversEveryListThenResubscribesAfterTheStreamBreaks) {
     ASSERT_TRUE(log.waitForEvents(2));
     // Closing: the server died.
   });
+  fake.addVersion();
   fake.add([&](FakeConnection& c) {
     EXPECT_EQ(c.readRequest(), "host:track-devices-l");
     c.send("OKAY" + frame(""));
@@ -753,15 +789,18 @@ TEST(DeviceTrackerTest, DeliversEveryListThenResubscribesAfterTheStreamBreaks) {
 TEST(DeviceTrackerTest, AMalformedListBreaksTheStreamAndIsNotDelivered) {
   FakeAdbServer fake;
   TrackerLog log;
+  fake.addVersion();
   fake.add([](FakeConnection& c) {
     c.readRequest();
     c.send("OKAY" + frame("A device\n") + "zzzzgarbage");
     c.waitForClientClose();
   });
+  fake.addVersion();
   fake.add([](FakeConnection& c) {
     c.readRequest();
     c.send("FAIL" + frame("unknown host service"));
   });
+  fake.addVersion();
   fake.add([](FakeConnection& c) {
     c.readRequest();
     c.send("OKAY" + frame("B device\n"));
@@ -787,6 +826,7 @@ TEST(DeviceTrackerTest, StopIsPromptWhileFollowingAndWhileBackingOff) {
   {
     FakeAdbServer fake;
     TrackerLog log;
+    fake.addVersion();
     fake.add([](FakeConnection& c) {
       c.readRequest();
       c.send("OKAY" + frame(""));
@@ -861,6 +901,68 @@ TEST(DeviceTrackerTest, StopKillsAHangingServerStart) {
   EXPECT_LT(elapsedMs(stopping), 1000);
   EXPECT_TRUE(log.events().empty());  // stopping is not an outage
   EXPECT_EQ(tracker.stats().server_start_failures, 0u);
+}
+
+TEST(DeviceTrackerTest, AServerOfAnotherVersionIsReportedFollowedAndLeftRunning) {
+  TrackerLog log;
+  FakeAdbServer fake;
+  fake.addVersion("0020");
+  fake.add([](FakeConnection& c) {
+    EXPECT_EQ(c.readRequest(), "host:track-devices-l");  // never host:kill
+    c.send("OKAY" + frame("R58M device\n"));
+    c.waitForClientClose();
+  });
+  testing::TempDir dir;
+  auto options = fastOptions(fake.endpoint());
+  options.start_server = true;  // it must not be used either: the port is not free
+  options.adb_path = writeScript(dir, "adb", "touch '" + (dir.path() / "ran").string() + "'; exit 1");
+  auto tracker = makeTracker(options, log);
+  tracker.start();
+  ASSERT_TRUE(log.waitForEvents(1));
+  EXPECT_EQ(log.events(), std::vector<std::string>{"update"});
+  const auto state = tracker.serverState();
+  EXPECT_EQ(state.fault, AdbServerFault::kForeignVersion);
+  EXPECT_EQ(state.server_version, "0020");
+  EXPECT_EQ(state.expected_version, "0029");
+  EXPECT_EQ(state.detail, "the adb server at 127.0.0.1:" + std::to_string(fake.endpoint().port) +
+                              " is version 0020, the agent's adb (" + options.adb_path +
+                              ") is 0029: left running (adb.replace_foreign_server = false); an adb client of the "
+                              "agent's version would kill it");
+  tracker.stop();
+  EXPECT_EQ(fake.accepted(), 2);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "ran"));
+  EXPECT_EQ(tracker.stats().server_replacements, 0u);
+}
+
+TEST(DeviceTrackerTest, APortHogIsReportedAndRetriedWithBackoffNeverStarted) {
+  TrackerLog log;
+  FakeAdbServer fake;  // beyond the script, every connection is closed at once
+  fake.add([](FakeConnection& c) {
+    c.readRequest();
+    c.send("SSH-2.0-OpenSSH_9.2p1\r\n");
+  });
+  testing::TempDir dir;
+  auto options = fastOptions(fake.endpoint());
+  options.start_server = true;
+  options.adb_path = writeScript(dir, "adb", "touch '" + (dir.path() / "ran").string() + "'; exit 1");
+  auto tracker = makeTracker(options, log);
+  const auto started = SteadyClock::now();
+  tracker.start();
+  ASSERT_TRUE(log.waitForEvents(1));
+  EXPECT_EQ(log.events(), std::vector<std::string>{"lost"});
+  const auto port = std::to_string(fake.endpoint().port);
+  EXPECT_EQ(log.reasons()[0], "something that is not an adb server holds 127.0.0.1:" + port +
+                                  " (host:version: unexpected status 'SSH-' from the adb server); retrying with "
+                                  "back-off");
+  auto state = tracker.serverState();
+  EXPECT_EQ(state.fault, AdbServerFault::kPortHog);
+  EXPECT_EQ(state.detail, log.reasons()[0]);
+  // Back-off 10, 20, 40, 50, 50 ms between the six attempts: at least 170 ms.
+  ASSERT_TRUE(fake.waitForAccepted(6));
+  EXPECT_GE(elapsedMs(started), 160);
+  tracker.stop();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "ran"));
+  EXPECT_EQ(tracker.stats().disconnects, 1u);  // one outage, however many attempts
 }
 
 // ---------------------------------------------------------------------------

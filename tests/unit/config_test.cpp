@@ -54,6 +54,7 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.adb.server_host, "127.0.0.1");
   EXPECT_EQ(c.adb.server_port, 5037);
   EXPECT_EQ(c.adb.adb_path, "/usr/bin/adb");
+  EXPECT_FALSE(c.adb.replace_foreign_server);
   EXPECT_TRUE(c.reset.on_forced_cancel);
   EXPECT_EQ(c.reset.adb_reconnect_timeout, 20s);
   EXPECT_TRUE(c.reset.usb_reset);
@@ -118,6 +119,7 @@ on_shutdown = "cancel"
 [adb]
 server = "10.0.0.2:5038"
 adb_path = "/opt/android/adb"
+replace_foreign_server = true
 [reset]
 on_forced_cancel = false
 adb_reconnect_timeout_seconds = 7
@@ -163,6 +165,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.adb.server_host, "10.0.0.2");
   EXPECT_EQ(c.adb.server_port, 5038);
   EXPECT_EQ(c.adb.adb_path, "/opt/android/adb");
+  EXPECT_TRUE(c.adb.replace_foreign_server);
   EXPECT_FALSE(c.reset.on_forced_cancel);
   EXPECT_EQ(c.reset.adb_reconnect_timeout, 7s);
   EXPECT_FALSE(c.reset.usb_reset);

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -168,6 +169,51 @@ TEST_F(StoreTest, NewerSchemaThanKnownIsRefused) {
   EXPECT_EQ(sqlite3_exec(raw, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
   EXPECT_THAT([&] { Store store(options()); }, ::testing::ThrowsMessage<std::runtime_error>(HasSubstr("newer")));
+}
+
+// Migration 7 stores why a phone needs attention: a phone of a schema-6
+// database that needed attention (only its health was stored) needs it for a
+// failed reset; the reason, detail and since of a new one are kept as set,
+// and a cleared one is gone.
+TEST_F(StoreTest, AttentionIsStoredAndASchema6NeedsAttentionPhoneBecomesResetFailed) {
+  ASSERT_GE(migrations().size(), 7u);
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(options().path.c_str(), &raw), SQLITE_OK);
+    for (std::size_t v = 0; v < 6; ++v) {
+      ASSERT_EQ(sqlite3_exec(raw, std::string(migrations()[v]).c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+          << sqlite3_errmsg(raw);
+    }
+    const char* rows =
+        "PRAGMA user_version = 6;"
+        "INSERT INTO phones (phone_id, serial, health, updated_at) VALUES"
+        " ('phone_01', 'A', 'needs_attention', 1234), ('phone_02', 'B', 'ready', 1235);";
+    ASSERT_EQ(sqlite3_exec(raw, rows, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  }
+  Store store(options());
+  using Stored = std::map<std::string, StoredAttention>;
+  auto migrated = runSync<Stored>(store, [](Db& db) { return PhoneRepository(db).attentionByPhone(); });
+  ASSERT_TRUE(migrated.ok()) << migrated.error().message;
+  ASSERT_EQ(migrated->size(), 1u);
+  EXPECT_EQ(migrated->at("phone_01").reason, "reset_failed");
+  EXPECT_EQ(migrated->at("phone_01").detail, "a reset failed before the agent was upgraded");
+  EXPECT_EQ(migrated->at("phone_01").since, 1234);
+
+  auto after = runSync<Stored>(store, [](Db& db) {
+    PhoneRepository repo(db);
+    repo.recordAttention("phone_01", "A", std::nullopt, std::nullopt, 2000);
+    repo.recordAttention("phone_02", "B", std::nullopt, StoredAttention{"flapping", "dropped \"3\" times", 1500}, 2000);
+    repo.recordAttention("phone_03", "C", std::string("1-1.2"), StoredAttention{"hub", "hub 1-1", 1600}, 2000);
+    return repo.attentionByPhone();
+  });
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_EQ(after->at("phone_02").reason, "flapping");
+  EXPECT_EQ(after->at("phone_02").detail, "dropped \"3\" times");
+  EXPECT_EQ(after->at("phone_02").since, 1500);
+  EXPECT_EQ(after->at("phone_03").reason, "hub");
+  EXPECT_EQ(countPhones(store, "phone_03"), 1);
 }
 
 // Migration 6 gives phone_resets a stable seq: a database of schema 5 keeps
