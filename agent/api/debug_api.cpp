@@ -45,6 +45,7 @@ json::object configJson(const AgentConfig& c) {
                     {"pids_max", c.work.pids_max ? json::value(*c.work.pids_max) : json::value(nullptr)},
                     {"memory_max", c.work.memory_max ? json::value(*c.work.memory_max) : json::value(nullptr)},
                     {"cpu_weight", c.work.cpu_weight ? json::value(*c.work.cpu_weight) : json::value(nullptr)},
+                    {"log_max_bytes", c.work.log_max_bytes},
                     {"wait_for_device", c.work.wait_for_device},
                     {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
   json::object adb{{"server", c.adb.server_host + ":" + std::to_string(c.adb.server_port)},

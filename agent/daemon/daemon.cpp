@@ -144,6 +144,11 @@ void collectMetrics(metrics::Registry& r, const exec::Executor& executor, const 
   counter("phonefarm_executor_adopted_total", "Executions adopted from a previous agent run at start-up.", es.adopted);
   counter("phonefarm_executor_lost_total", "Executions that ended without an exit status from the exec shim.", es.lost);
   counter("phonefarm_executor_start_failures_total", "Queue items that failed to start.", es.start_failures);
+  const char* dropped_help = "Bytes of work output dropped past work.log_max_bytes, counted when the item ends.";
+  r.counter("phonefarm_log_bytes_dropped_total", dropped_help, {{"stream", "stdout"}})
+      .set(static_cast<double>(es.log_bytes_dropped_stdout));
+  r.counter("phonefarm_log_bytes_dropped_total", dropped_help, {{"stream", "stderr"}})
+      .set(static_cast<double>(es.log_bytes_dropped_stderr));
   gauge("phonefarm_executor_executing_items", "Queue items executing now.",
         static_cast<double>(executor.executingProcessIds().size()));
   gauge("phonefarm_executor_escalations_pending", "soft_then_force escalations armed and not fired yet.",
@@ -360,6 +365,7 @@ int Daemon::run() {
   exec_options.state_dir = std::filesystem::absolute(config_.state_dir);
   exec_options.run_as = config_.work.run_as;
   exec_options.allowed_command_prefixes = config_.work.allowed_command_prefixes;
+  exec_options.log_max_bytes = config_.work.log_max_bytes;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
   exec_options.phones = config_.phones;
   exec_options.boot_id = boot_id;

@@ -1,9 +1,11 @@
 // The exec shim (see the header). Order of work: resolve run_as, take the
 // env file, point fds 0-2 at /dev/null and the two logs in the control dir,
-// block the forwarded signals and read them from a signalfd, fork; the child
-// drops to run_as, proves it, chdirs to the work dir and execs the command,
-// while the shim keeps only CAP_KILL and forwards signals to the command
-// through its pidfd until it exits, then writes status.json atomically.
+// make the two pipes of the log relay (log_relay.hpp), block the forwarded
+// signals and read them from a signalfd, fork; the child puts the pipes at
+// its fds 1 and 2, drops to run_as, proves it, chdirs to the work dir and
+// execs the command, while the shim keeps only CAP_KILL, relays the pipes
+// into the logs and forwards signals to the command through its pidfd until
+// it exits, then drains the pipes and writes status.json atomically.
 // Everything between fork and execve in the child is async-signal-safe, as
 // the shim may run in a fork of a larger process (the unit tests run it so).
 #include "agent/exec/exec_shim.hpp"
@@ -33,6 +35,7 @@
 #include <vector>
 
 #include "agent/exec/exec_status.hpp"
+#include "agent/exec/log_relay.hpp"
 #include "agent/exec/signal_names.hpp"
 #include "common/clock.hpp"
 #include "common/os/file_descriptor.hpp"
@@ -94,7 +97,18 @@ Result<Identity> resolveIdentity(const std::string& user) {
 }
 
 // Why the command's child did not exec, sent to the shim through a pipe.
-enum class ChildStep : int { kGroups = 1, kGid, kUid, kCapabilities, kVerify, kRegain, kNoNewPrivs, kChdir, kExec };
+enum class ChildStep : int {
+  kGroups = 1,
+  kGid,
+  kUid,
+  kCapabilities,
+  kVerify,
+  kRegain,
+  kNoNewPrivs,
+  kChdir,
+  kExec,
+  kStdio
+};
 
 struct ChildFailure {
   ChildStep step = ChildStep::kExec;
@@ -112,6 +126,8 @@ struct ChildPlan {
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   int error_fd = -1;
+  int stdout_fd = -1;  // the write ends of the log relay's pipes
+  int stderr_fd = -1;
 };
 
 [[noreturn]] void childFail(const ChildPlan& plan, ChildFailure failure) {
@@ -133,6 +149,11 @@ struct ChildPlan {
 // before any of the work runs; then chdir, clean signal state, exec.
 [[noreturn]] void execCommand(const ChildPlan& plan) {
   const Identity& id = *plan.identity;
+  // The relay's pipes, not the logs: the shim caps what reaches them. dup2
+  // clears close-on-exec on the copies; the originals close at the exec.
+  if (::dup2(plan.stdout_fd, STDOUT_FILENO) < 0 || ::dup2(plan.stderr_fd, STDERR_FILENO) < 0) {
+    childFail(plan, ChildStep::kStdio, errno);
+  }
   if (!id.already) {
     // Groups before uid: once setuid has run there is no privilege left to
     // change them, and the caller's supplementary groups must not leak.
@@ -231,6 +252,8 @@ std::string describeFailure(const ChildFailure& f, const Identity& id) {
       return "prctl(PR_SET_NO_NEW_PRIVS): " + why;
     case ChildStep::kChdir:
       return "chdir to the work directory: " + why;
+    case ChildStep::kStdio:
+      return "dup2 of the output pipes: " + why;
     case ChildStep::kExec:
       break;
   }
@@ -249,12 +272,12 @@ Status moveFd(int fd, int target) {
 }
 
 // The logs are the shim's (the agent's user), 0640, in the control dir: the
-// command writes to the descriptors it inherits and cannot rename, replace
-// or link them.
+// command writes into the relay's pipes and cannot rename, replace or link
+// them. No O_APPEND: splice(2) refuses such files; the relay writes at the end.
 Status redirectStdio(int control_fd) {
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) return os::sysError("open /dev/null");
-  constexpr int kLogFlags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+  constexpr int kLogFlags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
   const int out_fd = ::openat(control_fd, kStdoutLogName, kLogFlags, 0640);
   if (out_fd < 0) return os::sysError(std::string("open ") + kStdoutLogName);
   const int err_fd = ::openat(control_fd, kStderrLogName, kLogFlags, 0640);
@@ -330,7 +353,13 @@ struct StartedCommand {
   std::optional<ChildFailure> failure;  // set when the child did not exec the command
 };
 
-Status startCommand(const ShimOptions& options, const Identity& identity, std::vector<std::string> env,
+// The two streams of the command's output, relayed into the logs.
+struct Relay {
+  LogStream out;
+  LogStream err;
+};
+
+Status startCommand(const ShimOptions& options, const Identity& identity, std::vector<std::string> env, Relay& relay,
                     StartedCommand& started) {
   std::vector<std::string> argv_storage = options.argv;
   const std::vector<char*> argv = cStrings(argv_storage);
@@ -338,7 +367,8 @@ Status startCommand(const ShimOptions& options, const Identity& identity, std::v
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2");
   os::FileDescriptor read_end(pipe_fds[0]);
-  const ChildPlan plan{&identity, options.work_dir.c_str(), argv.data(), envp.data(), pipe_fds[1]};
+  const ChildPlan plan{&identity,   options.work_dir.c_str(), argv.data(),        envp.data(),
+                       pipe_fds[1], relay.out.writeFd(),      relay.err.writeFd()};
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(pipe_fds[1]);
@@ -346,6 +376,10 @@ Status startCommand(const ShimOptions& options, const Identity& identity, std::v
   }
   if (pid == 0) execCommand(plan);
   ::close(pipe_fds[1]);
+  // Only the command (and what it starts) may hold the write ends, or the
+  // relay would never see the end of the streams.
+  relay.out.closeWriteEnd();
+  relay.err.closeWriteEnd();
   keepOnlyKill();
   started.pid = pid;
   // Safe to open by pid: the child is ours and not reaped, so the pid cannot
@@ -397,17 +431,34 @@ void forwardPendingSignals(int signal_fd, int pidfd) {
   }
 }
 
-// Forwards signals until the pidfd reports the exit, then reaps the command.
-Result<siginfo_t> superviseCommand(const StartedCommand& command, int signal_fd) {
-  pollfd fds[2] = {{signal_fd, POLLIN, 0}, {command.pidfd.get(), POLLIN, 0}};
+// What one turn of the poll loop relays of a stream, at most: a job that
+// writes without pause must not keep the loop from forwarding signals.
+constexpr std::uint64_t kPumpBudget = 4 << 20;
+// After the command's exit, processes it left behind may still hold the
+// pipes: the shim relays what they write until they all closed them, or
+// nothing came for kLeftoverQuiet, or kLeftoverGrace passed. Then it exits;
+// what they write later fails with EPIPE.
+constexpr std::int64_t kLeftoverQuietMs = 200;
+constexpr std::int64_t kLeftoverGraceNs = 2'000'000'000;
+
+// Relays the output and forwards signals until the pidfd reports the exit,
+// then reaps the command.
+Result<siginfo_t> superviseCommand(const StartedCommand& command, int signal_fd, Relay& relay) {
   for (;;) {
-    if (::poll(fds, 2, -1) < 0) {
+    // The pipes' fds turn -1 at their end, which poll skips.
+    pollfd fds[4] = {{signal_fd, POLLIN, 0},
+                     {command.pidfd.get(), POLLIN, 0},
+                     {relay.out.readFd(), POLLIN, 0},
+                     {relay.err.readFd(), POLLIN, 0}};
+    if (::poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       // Forwarding is lost, but the exit status still matters more: reap.
       report(std::string("poll: ") + std::strerror(errno));
       break;
     }
     if (fds[0].revents & POLLIN) forwardPendingSignals(signal_fd, command.pidfd.get());
+    if (fds[2].revents != 0) relay.out.pump(kPumpBudget);
+    if (fds[3].revents != 0) relay.err.pump(kPumpBudget);
     if (fds[1].revents != 0) break;
   }
   siginfo_t info{};
@@ -415,6 +466,23 @@ Result<siginfo_t> superviseCommand(const StartedCommand& command, int signal_fd)
     if (errno != EINTR) return os::sysError("waitid");
   }
   return info;
+}
+
+// After the exit: relays what processes the command left behind write, for
+// as long as kLeftoverQuietMs and kLeftoverGraceNs allow.
+void relayLeftovers(Relay& relay, const Clock& clock) {
+  const std::int64_t deadline = clock.bootNowNs() + kLeftoverGraceNs;
+  for (;;) {
+    pollfd fds[2] = {{relay.out.readFd(), POLLIN, 0}, {relay.err.readFd(), POLLIN, 0}};
+    if (fds[0].fd < 0 && fds[1].fd < 0) return;  // every writer is gone
+    const std::int64_t left_ms = (deadline - clock.bootNowNs()) / 1'000'000;
+    if (left_ms <= 0) return;
+    const int ready = ::poll(fds, 2, static_cast<int>(std::min(left_ms, kLeftoverQuietMs)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;
+    if (fds[0].revents != 0) relay.out.pump(kPumpBudget);
+    if (fds[1].revents != 0) relay.err.pump(kPumpBudget);
+  }
 }
 
 int runShim(const ShimOptions& options) {
@@ -445,6 +513,14 @@ int runShim(const ShimOptions& options) {
     report(st.error().message);
     return kShimExitFailed;
   }
+  Relay relay{LogStream("stdout", STDOUT_FILENO, options.log_max_bytes),
+              LogStream("stderr", STDERR_FILENO, options.log_max_bytes)};
+  for (LogStream* stream : {&relay.out, &relay.err}) {
+    if (auto st = stream->open(); !st) {
+      report(st.error().message);
+      return kShimExitFailed;
+    }
+  }
   // The agent started us with these blocked already; blocking them again
   // covers a shim started by hand. Blocked, a signal sent while the command
   // starts is queued for forwarding rather than acted on (SIG_DFL for SIGTERM
@@ -468,24 +544,26 @@ int runShim(const ShimOptions& options) {
   const SystemClock clock;
   StartedCommand command;
   const WallMs started_at = clock.wallNowMs();
-  if (auto st = startCommand(options, *identity, std::move(*env), command); !st) {
+  if (auto st = startCommand(options, *identity, std::move(*env), relay, command); !st) {
     report("starting " + options.argv.front() + ": " + st.error().message);
     return kShimExitFailed;
   }
   const bool exec_failed = command.failure && command.failure->step == ChildStep::kExec;
-  auto info = command.failure ? superviseCommand(command, -1) : superviseCommand(command, signal_fd.get());
+  auto info = superviseCommand(command, command.failure ? -1 : signal_fd.get(), relay);
   if (!info) {
     report(info.error().message);
     return kShimExitFailed;
   }
   if (command.failure && !exec_failed) {
     report(describeFailure(*command.failure, *identity));
-    return command.failure->step == ChildStep::kChdir ? kShimExitFailed : kShimExitRefused;
+    const bool internal = command.failure->step == ChildStep::kChdir || command.failure->step == ChildStep::kStdio;
+    return internal ? kShimExitFailed : kShimExitRefused;
   }
   ExecStatus status;
   status.pid = command.pid;
   status.started_at = started_at;
   status.ended_at = clock.wallNowMs();
+  status.log_max_bytes = options.log_max_bytes;
   if (exec_failed) {
     status.exit_code = 127;
     status.error = "exec " + options.argv.front() + ": " + std::strerror(command.failure->err);
@@ -494,9 +572,23 @@ int runShim(const ShimOptions& options) {
   } else {
     status.signal = signalName(info->si_status);  // CLD_KILLED or CLD_DUMPED
   }
+  // All the command wrote is in the pipes by now (a write into a full pipe
+  // would still hold it): relay that before the status counts the drops.
+  relay.out.pump(kPumpBudget);
+  relay.err.pump(kPumpBudget);
+  status.stdout_dropped = relay.out.dropped();
+  status.stderr_dropped = relay.err.dropped();
   if (auto st = writeExecStatus(options.control_dir, status); !st) {
     report("writing status: " + st.error().message);
     return kShimExitFailed;
+  }
+  // Written before the leftovers' grace, so that a kill meanwhile still
+  // finds the command's outcome; written again if they had more dropped.
+  relayLeftovers(relay, clock);
+  if (relay.out.dropped() != status.stdout_dropped || relay.err.dropped() != status.stderr_dropped) {
+    status.stdout_dropped = relay.out.dropped();
+    status.stderr_dropped = relay.err.dropped();
+    if (auto st = writeExecStatus(options.control_dir, status); !st) report("writing status: " + st.error().message);
   }
   return kShimExitOk;
 }
@@ -515,6 +607,7 @@ Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
   bool have_control = false;
   bool have_work = false;
   bool have_user = false;
+  bool have_cap = false;
   bool have_separator = false;
   std::size_t i = 0;
   for (; i < args.size(); ++i) {
@@ -524,7 +617,7 @@ Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
       ++i;
       break;
     }
-    if (flag != "--control-dir" && flag != "--work-dir" && flag != "--run-as") {
+    if (flag != "--control-dir" && flag != "--work-dir" && flag != "--run-as" && flag != "--log-max-bytes") {
       return invalid("unknown option '" + flag + "'");
     }
     if (i + 1 >= args.size()) return invalid(flag + " needs a value");
@@ -536,6 +629,14 @@ Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args) {
     } else if (flag == "--work-dir") {
       if (std::exchange(have_work, true)) return invalid("--work-dir given twice");
       options.work_dir = value;
+    } else if (flag == "--log-max-bytes") {
+      if (std::exchange(have_cap, true)) return invalid("--log-max-bytes given twice");
+      const char* end = value.data() + value.size();
+      const auto [ptr, ec] = std::from_chars(value.data(), end, options.log_max_bytes);
+      if (value.empty() || value.front() == '+' || ec != std::errc() || ptr != end || options.log_max_bytes == 0 ||
+          options.log_max_bytes > kMaxLogMaxBytes) {
+        return invalid("--log-max-bytes must be a number of bytes from 1 to " + std::to_string(kMaxLogMaxBytes));
+      }
     } else {
       if (std::exchange(have_user, true)) return invalid("--run-as given twice");
       options.run_as = value;

@@ -1,11 +1,13 @@
 // The exec shim: the leader process of every execution, run by the agent as
-// `phonefarm-agent exec-shim --control-dir C --work-dir W --run-as USER -- CMD...`
+// `phonefarm-agent exec-shim --control-dir C --work-dir W --run-as USER
+// [--log-max-bytes N] -- CMD...`
 // inside the execution's cgroup. It is the command's supervisor and never
 // becomes run_as itself: it stays the agent's user, so the work can neither
 // signal, ptrace nor replace it, and what it records is what it saw from
 // waitid(). It reads the command's environment from C/env (0600, written by
 // the agent, deleted by the shim once read: values never sit on a command
-// line), opens C/stdout.log and C/stderr.log for the command's output, forks
+// line), opens C/stdout.log and C/stderr.log, into which it relays the
+// command's output from two pipes (at most N bytes each: log_relay.hpp), forks
 // the command, which alone drops to run_as (groups, gid, uid, every
 // capability, no_new_privs) and starts in W, forwards the cooperative stop
 // signals to it, waits for it and writes C/status.json (exec_status.hpp).
@@ -13,14 +15,17 @@
 // shim keeps no capability but CAP_KILL (to forward signals to another uid).
 // It holds nothing of the agent's (no fds, no parent-death signal), so work
 // and its exit status outlive an agent restart. It does not wait for
-// grandchildren: the agent watches the cgroup for that.
+// grandchildren (the agent watches the cgroup for that); it relays what they
+// write only for a short grace after the command's exit (at most 2 s).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "agent/exec/log_relay.hpp"
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
@@ -47,18 +52,25 @@ inline constexpr std::size_t kMaxEnvFileBytes = 1024 * 1024;
 // exists, is held and forwarded to the command, never acted on by the shim.
 const std::vector<int>& shimForwardedSignals();
 
+// The largest --log-max-bytes (1 TiB), as [work] log_max_bytes takes it.
+inline constexpr std::uint64_t kMaxLogMaxBytes = 1ULL << 40;
+
 struct ShimOptions {
   std::filesystem::path control_dir;  // absolute; the agent's, 0700: env, logs, status.json
   std::filesystem::path work_dir;     // absolute; the command's cwd: the agent's, group run_as, 0770
   std::string run_as;                 // user name; never resolves to root
   std::vector<std::string> argv;      // argv[0] absolute; no PATH search
+  // --log-max-bytes: what each of stdout.log and stderr.log keeps at most
+  // (log_relay.hpp); the default is kDefaultLogMaxBytes.
+  std::uint64_t log_max_bytes = kDefaultLogMaxBytes;
 };
 
 // Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.
 Status writeShimEnvFile(const std::filesystem::path& control_dir, const std::vector<std::string>& env);
 
 // `args` are the arguments after "exec-shim". Flags may come in any order
-// before "--"; everything after "--" is the command.
+// before "--"; everything after "--" is the command. --log-max-bytes is
+// optional (1 to kMaxLogMaxBytes).
 Result<ShimOptions> parseShimArgs(const std::vector<std::string>& args);
 
 // Runs the shim in the calling process (it changes the process's credentials,

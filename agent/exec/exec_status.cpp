@@ -29,6 +29,8 @@ namespace json = boost::json;
 // status.json is a few hundred bytes; the cap keeps a file planted by the
 // work's user from making the agent read something huge.
 constexpr std::size_t kMaxStatusBytes = 64 * 1024;
+// The largest byte count taken (2^62): more than any log or file system holds.
+constexpr std::int64_t kMaxByteCount = std::int64_t{1} << 62;
 
 Status writeAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -82,6 +84,16 @@ Result<std::int64_t> requiredInt(const json::object& o, std::string_view key) {
   return malformed(std::string(key) + " is not an integer");
 }
 
+// Absent means 0 (a status.json of a shim before the log relay); present, a
+// whole number of bytes no larger than any file can be.
+Result<std::uint64_t> optionalByteCount(const json::object& o, std::string_view key) {
+  if (!o.contains(key)) return std::uint64_t{0};
+  auto v = requiredInt(o, key);
+  if (!v) return v.error();
+  if (*v < 0 || *v > kMaxByteCount) return malformed(std::string(key) + " out of range");
+  return static_cast<std::uint64_t>(*v);
+}
+
 // Present-and-null and absent both mean "not set"; anything else must be a string.
 Result<std::optional<std::string>> optionalString(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
@@ -120,6 +132,13 @@ Result<ExecStatus> parseStatus(std::string_view text) {
   auto error = optionalString(o, "error");
   if (!error) return error.error();
   status.error = std::move(*error);
+  for (const auto& [key, field] : {std::pair{"log_max_bytes", &ExecStatus::log_max_bytes},
+                                   std::pair{"stdout_dropped", &ExecStatus::stdout_dropped},
+                                   std::pair{"stderr_dropped", &ExecStatus::stderr_dropped}}) {
+    auto count = optionalByteCount(o, key);
+    if (!count) return count.error();
+    status.*field = *count;
+  }
   return status;
 }
 
@@ -166,6 +185,9 @@ Status writeExecStatus(const std::filesystem::path& exec_dir, const ExecStatus& 
   o["started_at"] = status.started_at;
   o["ended_at"] = status.ended_at;
   if (status.error) o["error"] = *status.error;
+  o["log_max_bytes"] = status.log_max_bytes;
+  o["stdout_dropped"] = status.stdout_dropped;
+  o["stderr_dropped"] = status.stderr_dropped;
   return writeFileAtomically(exec_dir, kStatusFileName, json::serialize(o) + "\n", 0640);
 }
 

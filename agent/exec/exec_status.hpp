@@ -34,6 +34,11 @@ struct ExecStatus {
   std::int64_t started_at = 0;        // wall-clock ms since the epoch
   std::int64_t ended_at = 0;
   std::optional<std::string> error;
+  // The log relay (log_relay.hpp): the cap it applied to each log, and the
+  // bytes of each stream it dropped past it. 0 from a shim before the relay.
+  std::uint64_t log_max_bytes = 0;
+  std::uint64_t stdout_dropped = 0;
+  std::uint64_t stderr_dropped = 0;
 
   bool operator==(const ExecStatus&) const = default;
 };

@@ -47,6 +47,7 @@
 #include "agent/cancel/work_terminator.hpp"
 #include "agent/exec/containment.hpp"
 #include "agent/exec/item_transitions.hpp"
+#include "agent/exec/log_relay.hpp"
 #include "agent/exec/phone_reset_requester.hpp"
 #include "common/clock.hpp"
 #include "common/config/config.hpp"
@@ -74,6 +75,9 @@ struct ExecutorOptions {
   // resolved (realpath) and the resolved path executed; a command that has
   // moved out of them fails its item. none = no check (unit tests).
   std::optional<std::vector<std::string>> allowed_command_prefixes;
+  // [work] log_max_bytes: the exec shim keeps at most this much of each of
+  // stdout and stderr (log_relay.hpp).
+  std::uint64_t log_max_bytes = kDefaultLogMaxBytes;
 };
 
 struct ExecutorStats {
@@ -86,6 +90,8 @@ struct ExecutorStats {
   std::uint64_t adopted = 0;
   std::uint64_t lost = 0;
   std::uint64_t start_failures = 0;
+  std::uint64_t log_bytes_dropped_stdout = 0;  // past log_max_bytes, as the shims reported them
+  std::uint64_t log_bytes_dropped_stderr = 0;
 };
 
 class Executor final : public cancel::WorkTerminator {

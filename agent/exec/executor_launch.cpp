@@ -217,6 +217,8 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
                   e->work_dir.string(),
                   "--run-as",
                   options_.run_as,
+                  "--log-max-bytes",
+                  std::to_string(options_.log_max_bytes),
                   "--",
                   command_path};
   request.argv.insert(request.argv.end(), started.item.command.begin() + 1, started.item.command.end());

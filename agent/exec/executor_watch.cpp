@@ -8,6 +8,7 @@
 
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/executor_execution.hpp"
+#include "agent/exec/log_relay.hpp"
 
 namespace phonefarm::exec {
 
@@ -74,10 +75,19 @@ void Executor::end(Execution& e) {
   }
   ItemOutcome& o = e.outcome;
   auto status = readExecStatus(e.dir);
+  std::optional<std::string> truncation_note;
   if (status && *status) {
-    o.exit_code = (*status)->exit_code;
-    o.signal = (*status)->signal;
-    if ((*status)->error) o.note = (*status)->error;
+    const ExecStatus& st = **status;
+    o.exit_code = st.exit_code;
+    o.signal = st.signal;
+    if (st.error) o.note = st.error;
+    truncation_note = logTruncationNote(st.log_max_bytes, st.stdout_dropped, st.stderr_dropped);
+    if (truncation_note) {
+      stats_.log_bytes_dropped_stdout += st.stdout_dropped;
+      stats_.log_bytes_dropped_stderr += st.stderr_dropped;
+      spdlog::info("exec.log_truncated queue_item_id={} execution_id={} stdout_dropped={} stderr_dropped={}", e.item_id,
+                   e.execution_id, st.stdout_dropped, st.stderr_dropped);
+    }
   } else if (e.kill_issued) {
     o.signal = "SIGKILL";  // the kill took the shim too, before it could write
   } else {
@@ -95,6 +105,7 @@ void Executor::end(Execution& e) {
     spdlog::info("exec.limit_hit queue_item_id={} execution_id={} note=\"{}\"", e.item_id, e.execution_id, *limit_note);
     o.note = o.note ? *limit_note + "; " + *o.note : *limit_note;
   }
+  if (truncation_note) o.note = o.note ? *o.note + "; " + *truncation_note : *truncation_note;
   storeEnd(e.item_id);
 }
 

@@ -154,6 +154,34 @@ void readWorkLimits(TomlSection& s, WorkConfig& work) {
   if (auto v = s.integer("cpu_weight", 1, 10000)) work.cpu_weight = *v;
 }
 
+// [work] log_max_bytes: bytes, or a size such as "64M" (byte_size.hpp).
+constexpr std::uint64_t kMinLogMaxBytes = 1024;
+constexpr std::uint64_t kMaxLogMaxBytes = 1ULL << 40;
+
+void readLogMaxBytes(TomlSection& s, WorkConfig& work) {
+  const toml::node* node = s.find("log_max_bytes");
+  if (node == nullptr) return;
+  std::uint64_t bytes = 0;
+  if (const auto* number = node->as_integer()) {
+    if (number->get() < 0) s.fail(*node, "log_max_bytes", "must not be negative");
+    bytes = static_cast<std::uint64_t>(number->get());
+  } else if (const auto* text = node->as_string()) {
+    auto parsed = parseByteSize(text->get());
+    if (const auto* why = std::get_if<std::string>(&parsed)) {
+      s.fail(*node, "log_max_bytes", "\"" + printable(text->get()) + "\" " + *why);
+    }
+    bytes = std::get<std::uint64_t>(parsed);
+  } else {
+    s.fail(*node, "log_max_bytes", "must be a string such as \"64M\" or a number of bytes");
+  }
+  if (bytes < kMinLogMaxBytes || bytes > kMaxLogMaxBytes) {
+    s.fail(*node, "log_max_bytes",
+           "must be from 1K to 1T (" + std::to_string(kMinLogMaxBytes) + " to " + std::to_string(kMaxLogMaxBytes) +
+               " bytes)");
+  }
+  work.log_max_bytes = bytes;
+}
+
 void readWork(TomlSection s, WorkConfig& work) {
   if (auto v = s.string("run_as")) {
     if (v->empty() || hasControlChar(*v)) s.fail(*s.find("run_as"), "run_as", "must be a non-empty user name");
@@ -189,6 +217,7 @@ void readWork(TomlSection s, WorkConfig& work) {
   }
   if (auto v = s.path("cgroup_root", /*absolute=*/true, /*allow_empty=*/true)) work.cgroup_root = std::move(*v);
   readWorkLimits(s, work);
+  readLogMaxBytes(s, work);
   s.boolean("wait_for_device", work.wait_for_device);
   if (auto v = s.string("on_shutdown")) {
     const auto* it = std::find_if(std::begin(kShutdownPolicies), std::end(kShutdownPolicies),

@@ -77,6 +77,9 @@ struct WorkConfig {
   std::optional<std::int64_t> cpu_weight;       // 1..10000, cgroup v2 cpu.weight (default 100)
   bool wait_for_device = true;
   ShutdownPolicy on_shutdown = ShutdownPolicy::kKeep;
+  // What each of an execution's stdout.log and stderr.log keeps at most; the
+  // rest is dropped (agent/exec/log_relay.hpp). 1 KiB .. 1 TiB.
+  std::uint64_t log_max_bytes = 64ULL << 20;
 };
 
 struct AdbConfig {

@@ -77,6 +77,7 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.events.retention, std::chrono::days(7));
   EXPECT_EQ(c.events.max_events, 1'000'000);
   EXPECT_EQ(c.events.stream_buffer, 4096u);
+  EXPECT_EQ(c.work.log_max_bytes, 64u * 1024 * 1024);
   EXPECT_TRUE(c.phones.empty());
 }
 
@@ -116,6 +117,7 @@ allowed_command_prefixes = ["/opt/a/", "/usr/local/bin/job-"]
 cgroup_root = "/sys/fs/cgroup/pf.slice"
 wait_for_device = false
 on_shutdown = "cancel"
+log_max_bytes = 1048576
 [adb]
 server = "10.0.0.2:5038"
 adb_path = "/opt/android/adb"
@@ -162,6 +164,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.work.cgroup_root, "/sys/fs/cgroup/pf.slice");
   EXPECT_FALSE(c.work.wait_for_device);
   EXPECT_EQ(c.work.on_shutdown, ShutdownPolicy::kCancel);
+  EXPECT_EQ(c.work.log_max_bytes, 1048576u);
   EXPECT_EQ(c.adb.server_host, "10.0.0.2");
   EXPECT_EQ(c.adb.server_port, 5038);
   EXPECT_EQ(c.adb.adb_path, "/opt/android/adb");
@@ -209,6 +212,7 @@ allowed_command_prefixes = ["/opt/phonefarm/jobs/"]
 cgroup_root = ""              # "" = detect our delegated subtree
 wait_for_device = true        # start items only on phones in `device` state
 on_shutdown = "keep"          # or "cancel"
+log_max_bytes = "64M"         # per stream (stdout.log, stderr.log); the rest is dropped
 [adb]
 server = "127.0.0.1:5037"
 adb_path = "/usr/bin/adb"
@@ -600,6 +604,23 @@ TEST(ConfigTest, HostileWorkLimitsAreRejectedWithTheirKey) {
   EXPECT_THAT(parseError("[work]\nmemory_max = \"4g\"\n"), HasSubstr("is not a byte count"));
   EXPECT_THAT(parseError("[work]\nmemory_max = \"99999999999T\"\n"), HasSubstr("is too large"));
   EXPECT_THAT(parseError("[work]\nmemory_max = 1024\n"), HasSubstr("must be at least 4M"));
+}
+
+TEST(ConfigTest, LogMaxBytesIsABytesCountOrASize) {
+  EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = \"64K\"\n", "agent.toml").work.log_max_bytes, 65536u);
+  EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = \"1G\"\n", "agent.toml").work.log_max_bytes, 1ULL << 30);
+  EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = 1024\n", "agent.toml").work.log_max_bytes, 1024u);
+  EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = \"1T\"\n", "agent.toml").work.log_max_bytes, 1ULL << 40);
+}
+
+TEST(ConfigTest, HostileLogMaxBytesIsRejectedWithItsKey) {
+  for (const char* bad : {"0", "1023", "-1", "\"1023\"", "\"\"", "\"64m\"", "\"64 M\"", "\"1.5M\"", "\"2T\"",
+                          "1099511627777", "\"99999999999999999999\"", "true", "1.5", "[1]"}) {
+    const std::string error = parseError(std::string("[work]\nlog_max_bytes = ") + bad + "\n");
+    EXPECT_THAT(error, HasSubstr("agent.toml:2: 'work.log_max_bytes' ")) << bad;
+  }
+  EXPECT_THAT(parseError("[work]\nlog_max_bytes = 0\n"), HasSubstr("must be from 1K to 1T"));
+  EXPECT_THAT(parseError("[work]\nlog_max_bytes = \"64m\"\n"), HasSubstr("is not a byte count"));
 }
 
 }  // namespace

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "agent/exec/exec_status.hpp"
+#include "agent/exec/log_relay.hpp"
 #include "agent/exec/signal_names.hpp"
 
 namespace phonefarm::exec {
@@ -84,6 +85,30 @@ TEST(SignalNames, NamesAndNumbersRoundTrip) {
   EXPECT_EQ(signalName(SIGRTMIN + 2), "SIGRTMIN+2");
 }
 
+// ---- the log relay's words ------------------------------------------------------
+
+TEST(LogRelayWords, CapsAreWholeUnitsWhenTheyCanBe) {
+  EXPECT_EQ(formatLogCap(64ULL << 20), "64 MiB");
+  EXPECT_EQ(formatLogCap(1ULL << 30), "1 GiB");
+  EXPECT_EQ(formatLogCap(1536ULL << 20), "1536 MiB");
+  EXPECT_EQ(formatLogCap(65536), "64 KiB");
+  EXPECT_EQ(formatLogCap(1000), "1000 bytes");
+  EXPECT_EQ(formatLogCap(1), "1 byte");
+}
+
+TEST(LogRelayWords, TheMarkerIsALineOfItsOwn) {
+  EXPECT_EQ(truncationMarker("stdout", 64ULL << 20),
+            "\n[phonefarm-agent: stdout truncated at 64 MiB (work.log_max_bytes); the rest is dropped]\n");
+}
+
+TEST(LogRelayWords, TheNoteNamesEachStreamThatDroppedBytes) {
+  EXPECT_EQ(logTruncationNote(64ULL << 20, 0, 0), std::nullopt);
+  EXPECT_EQ(logTruncationNote(64ULL << 20, 123, 0), "stdout truncated at 64 MiB: 123 bytes dropped");
+  EXPECT_EQ(logTruncationNote(4096, 0, 1), "stderr truncated at 4 KiB: 1 byte dropped");
+  EXPECT_EQ(logTruncationNote(4096, 5, 6),
+            "stdout truncated at 4 KiB: 5 bytes dropped; stderr truncated at 4 KiB: 6 bytes dropped");
+}
+
 // ---- parseShimArgs ------------------------------------------------------------
 
 TEST(ParseShimArgs, AcceptsAFullCommandLine) {
@@ -94,6 +119,18 @@ TEST(ParseShimArgs, AcceptsAFullCommandLine) {
   EXPECT_EQ(options->work_dir, "/var/lib/x/work/1");
   EXPECT_EQ(options->run_as, "phonefarm-work");
   EXPECT_EQ(options->argv, (std::vector<std::string>{"/opt/jobs/post.sh", "--flag", "--", "arg"}));
+  EXPECT_EQ(options->log_max_bytes, kDefaultLogMaxBytes);
+}
+
+TEST(ParseShimArgs, TakesTheLogCap) {
+  auto options = parseShimArgs(
+      {"--control-dir", "/x", "--log-max-bytes", "65536", "--work-dir", "/w", "--run-as", "u", "--", "/bin/true"});
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options->log_max_bytes, 65536u);
+  options = parseShimArgs({"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes",
+                           std::to_string(kMaxLogMaxBytes), "--", "/bin/true"});
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options->log_max_bytes, kMaxLogMaxBytes);
 }
 
 struct BadArgs {
@@ -146,7 +183,37 @@ INSTANTIATE_TEST_SUITE_P(
         BadArgs{"FlagWithoutValue", {"--control-dir"}, "needs a value"},
         BadArgs{"DuplicateControlDir",
                 {"--control-dir", "/x", "--control-dir", "/y", "--work-dir", "/w", "--run-as", "u", "--", "/bin/true"},
-                "twice"}),
+                "twice"},
+        BadArgs{"ZeroLogCap",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "0", "--", "/bin/true"},
+                "--log-max-bytes must be a number of bytes from 1"},
+        BadArgs{
+            "NegativeLogCap",
+            {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "-1", "--", "/bin/true"},
+            "--log-max-bytes must be"},
+        BadArgs{
+            "SignedLogCap",
+            {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "+5", "--", "/bin/true"},
+            "--log-max-bytes must be"},
+        BadArgs{
+            "SuffixedLogCap",
+            {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "64M", "--", "/bin/true"},
+            "--log-max-bytes must be"},
+        BadArgs{"EmptyLogCap",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "", "--", "/bin/true"},
+                "--log-max-bytes must be"},
+        BadArgs{"HugeLogCap",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "1099511627777", "--",
+                 "/bin/true"},
+                "--log-max-bytes must be"},
+        BadArgs{"OverflowingLogCap",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes",
+                 "99999999999999999999999", "--", "/bin/true"},
+                "--log-max-bytes must be"},
+        BadArgs{"DuplicateLogCap",
+                {"--control-dir", "/x", "--work-dir", "/w", "--run-as", "u", "--log-max-bytes", "1", "--log-max-bytes",
+                 "2", "--", "/bin/true"},
+                "--log-max-bytes given twice"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 // ---- fixtures -----------------------------------------------------------------
@@ -190,7 +257,10 @@ class ExecDirTest : public ::testing::Test {
 using ExecStatusFile = ExecDirTest;
 
 TEST_F(ExecStatusFile, RoundTripsThroughTheAtomicWriter) {
-  const ExecStatus killed{4242, std::nullopt, "SIGKILL", 1'795'000'000'000, 1'795'000'001'500, std::nullopt};
+  ExecStatus killed{4242, std::nullopt, "SIGKILL", 1'795'000'000'000, 1'795'000'001'500, std::nullopt};
+  killed.log_max_bytes = 64ULL << 20;
+  killed.stdout_dropped = 1ULL << 40;
+  killed.stderr_dropped = 7;
   ASSERT_TRUE(writeExecStatus(dir_, killed));
   auto read = readExecStatus(dir_);
   ASSERT_TRUE(read) << read.error().message;
@@ -212,6 +282,27 @@ TEST_F(ExecStatusFile, MissingIsNullopt) {
   auto read = readExecStatus(dir_);
   ASSERT_TRUE(read) << read.error().message;
   EXPECT_FALSE(read->has_value());
+}
+
+TEST_F(ExecStatusFile, TheLogCountsOfAShimBeforeTheRelayAreZero) {
+  std::ofstream(dir_ / kStatusFileName)
+      << R"({"pid": 1, "exit_code": 0, "signal": null, "started_at": 1, "ended_at": 2})";
+  auto read = readExecStatus(dir_);
+  ASSERT_TRUE(read && read->has_value());
+  EXPECT_EQ((*read)->log_max_bytes, 0u);
+  EXPECT_EQ((*read)->stdout_dropped, 0u);
+  EXPECT_EQ((*read)->stderr_dropped, 0u);
+}
+
+TEST_F(ExecStatusFile, LogCountsOutOfBoundsAreErrors) {
+  const std::string base = R"({"pid": 1, "exit_code": 0, "signal": null, "started_at": 1, "ended_at": 2, )";
+  for (const char* field : {R"("stdout_dropped": -1})", R"("stderr_dropped": "12"})", R"("stdout_dropped": 1.5})",
+                            R"("log_max_bytes": 4611686018427387905})", R"("stderr_dropped": 18446744073709551615})",
+                            R"("stdout_dropped": null})"}) {
+    std::ofstream(dir_ / kStatusFileName, std::ios::trunc) << base << field;
+    auto read = readExecStatus(dir_);
+    EXPECT_FALSE(read) << field;
+  }
 }
 
 TEST_F(ExecStatusFile, GarbageAndWrongTypesAreErrors) {
@@ -257,7 +348,7 @@ class ExecShimRun : public ExecDirTest {
   // non-zero result is the child's exit code, and the shim does not run.
   Shim& startShim(std::vector<std::string> argv, std::string run_as = {},
                   const std::function<int()>& before_shim = {}) {
-    ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv)};
+    ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv), log_max_bytes_};
     EXPECT_TRUE(writeShimEnvFile(dir_, {"PATH=/usr/bin:/bin", "A=1"}));
     if (env_owner_) {
       EXPECT_EQ(::chown((dir_ / kEnvFileName).c_str(), *env_owner_, *env_owner_), 0);
@@ -327,6 +418,7 @@ class ExecShimRun : public ExecDirTest {
 
   std::vector<Shim> shims_;
   std::optional<uid_t> env_owner_;  // the shim's uid, when it is not ours
+  std::uint64_t log_max_bytes_ = kDefaultLogMaxBytes;
 };
 
 // The command writes its pid via rename once it runs, then loops a bounded
@@ -357,6 +449,48 @@ TEST_F(ExecShimRun, RecordsExitCodeAndLogs) {
   }
   // The env file is read and deleted before the command starts.
   EXPECT_FALSE(fs::exists(dir_ / kEnvFileName));
+}
+
+// More than the relay's pipe holds goes to each stream, so a relay that
+// stopped reading at the cap would block the command for good.
+TEST_F(ExecShimRun, CapsEachLogEndsItWithTheMarkerAndCountsTheDroppedBytes) {
+  log_max_bytes_ = 4096;
+  auto& shim = startShim({"/bin/sh", "-c",
+                          "echo first; head -c 3000000 /dev/zero; echo first-err >&2; head -c 5000 /dev/zero >&2; "
+                          "echo $$ > done.tmp; mv done.tmp done; exit 0"});
+  expectShimExit(shim, kShimExitOk);
+  const ExecStatus status = readStatus();
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_EQ(status.signal, std::nullopt);
+  EXPECT_EQ(status.log_max_bytes, 4096u);
+  EXPECT_EQ(status.stdout_dropped, 6u + 3000000u - 4096u);
+  EXPECT_EQ(status.stderr_dropped, 10u + 5000u - 4096u);
+  EXPECT_TRUE(fs::exists(work_ / "done"));
+  const std::string out = readFile(dir_ / kStdoutLogName);
+  EXPECT_EQ(out, "first\n" + std::string(4096 - 6, '\0') + truncationMarker("stdout", 4096));
+  const std::string err = readFile(dir_ / kStderrLogName);
+  EXPECT_EQ(err, "first-err\n" + std::string(4096 - 10, '\0') + truncationMarker("stderr", 4096));
+}
+
+TEST_F(ExecShimRun, OutputOfExactlyTheCapHasNoMarker) {
+  log_max_bytes_ = 4096;
+  auto& shim = startShim({"/bin/sh", "-c", "head -c 4096 /dev/zero | tr '\\0' x"});
+  expectShimExit(shim, kShimExitOk);
+  EXPECT_EQ(readStatus().stdout_dropped, 0u);
+  EXPECT_EQ(readFile(dir_ / kStdoutLogName), std::string(4096, 'x'));
+}
+
+// A process the command leaves behind holding its stdout must not keep the
+// shim (and so the status and the end of the relay) waiting for it.
+TEST_F(ExecShimRun, DoesNotWaitForWhatTheCommandLeftHoldingThePipes) {
+  auto& shim = startShim({"/bin/sh", "-c", "sleep 30 & echo $! > left.tmp; mv left.tmp left; echo bye; exit 4"});
+  const pid_t left = readPidFile("left");
+  const auto started = std::chrono::steady_clock::now();
+  expectShimExit(shim, kShimExitOk);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "the shim waited for the leftover sleep";
+  EXPECT_EQ(readStatus().exit_code, 4);
+  EXPECT_EQ(readFile(dir_ / kStdoutLogName), "bye\n");
+  if (left > 0) ::kill(left, SIGKILL);
 }
 
 TEST_F(ExecShimRun, RunsAsTheWorkUserWithoutRootGroups) {
@@ -522,6 +656,34 @@ int fakeCapsetSuccess() {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 211;
   if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) != 0) return 212;
   return 0;
+}
+
+// A seccomp filter refusing splice() with EPERM, as a sandbox may: the log
+// relay must cap by read and write then.
+int refuseSplice() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_splice, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 211;
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) != 0) return 212;
+  return 0;
+}
+
+TEST_F(ExecShimRun, CapsTheLogsByReadAndWriteWhereSpliceIsRefused) {
+  log_max_bytes_ = 4096;
+  auto& shim = startShim({"/bin/sh", "-c", "echo first; head -c 3000000 /dev/zero; echo err >&2"}, {}, refuseSplice);
+  expectShimExit(shim, kShimExitOk);
+  const ExecStatus status = readStatus();
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_EQ(status.stdout_dropped, 6u + 3000000u - 4096u);
+  EXPECT_EQ(status.stderr_dropped, 0u);
+  EXPECT_EQ(readFile(dir_ / kStdoutLogName),
+            "first\n" + std::string(4096 - 6, '\0') + truncationMarker("stdout", 4096));
+  EXPECT_EQ(readFile(dir_ / kStderrLogName), "err\n");
 }
 
 // The directories as an unprivileged agent makes them (executor_launch.cpp):

@@ -334,8 +334,9 @@ TEST_F(ExecutorTest, OnePhoneRunsItsProcessesFifoAndItemsInOrder) {
   ASSERT_GE(r.argv.size(), 6u);
   const std::filesystem::path exec_dir = options_.state_dir / "executions" / r.execution_id;
   const std::filesystem::path work_dir = options_.state_dir / "workdirs" / r.execution_id;
-  EXPECT_THAT(r.argv, ElementsAre(kShim, "exec-shim", "--control-dir", exec_dir.string(), "--work-dir",
-                                  work_dir.string(), "--run-as", "nobody", "--", "/opt/jobs/a.sh", "one"));
+  EXPECT_THAT(r.argv,
+              ElementsAre(kShim, "exec-shim", "--control-dir", exec_dir.string(), "--work-dir", work_dir.string(),
+                          "--run-as", "nobody", "--log-max-bytes", "67108864", "--", "/opt/jobs/a.sh", "one"));
   EXPECT_THAT(commandOf(r), ElementsAre("/opt/jobs/a.sh", "one"));
   EXPECT_EQ(envValue(r, "ANDROID_SERIAL"), "SERIAL-01");
   EXPECT_EQ(envValue(r, "PHONEFARM_PROCESS_ID"), "p1");
@@ -396,6 +397,31 @@ TEST_F(ExecutorTest, OnePhoneRunsItsProcessesFifoAndItemsInOrder) {
   }
   EXPECT_EQ(statusOf("p2"), ProcessStatus::kRunning);
   EXPECT_EQ(openExecutions().size(), 1u);
+}
+
+// What the shim's log relay dropped past [work] log_max_bytes becomes the
+// item's note (after the exec error the shim reported) and is counted.
+TEST_F(ExecutorTest, OutputDroppedPastTheLogCapIsNotedAndCounted) {
+  options_.log_max_bytes = 4096;
+  addProcess("p1", "phone_01");
+  startExecutor();
+  ASSERT_TRUE(waitLaunches(1));
+  settle();
+  EXPECT_EQ(argValue(launch(0), "--log-max-bytes"), "4096");
+  ExecStatus status = exited(127);
+  status.error = "exec /opt/jobs/a.sh: Permission denied";
+  status.log_max_bytes = 4096;
+  status.stdout_dropped = 10;
+  status.stderr_dropped = 1;
+  endTree(tree(0), execDir(0), status);
+  ASSERT_TRUE(waitFinished(1));
+  settle();
+  const Process p1 = load("p1");
+  EXPECT_EQ(p1.items[0].note,
+            "exec /opt/jobs/a.sh: Permission denied; stdout truncated at 4 KiB: 10 bytes dropped; "
+            "stderr truncated at 4 KiB: 1 byte dropped");
+  EXPECT_EQ(executor_->stats().log_bytes_dropped_stdout, 10u);
+  EXPECT_EQ(executor_->stats().log_bytes_dropped_stderr, 1u);
 }
 
 TEST_F(ExecutorTest, TwoPhonesRunConcurrently) {
