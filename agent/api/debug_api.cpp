@@ -46,7 +46,8 @@ json::object configJson(const AgentConfig& c) {
                     {"memory_max", c.work.memory_max ? json::value(*c.work.memory_max) : json::value(nullptr)},
                     {"cpu_weight", c.work.cpu_weight ? json::value(*c.work.cpu_weight) : json::value(nullptr)},
                     {"wait_for_device", c.work.wait_for_device},
-                    {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
+                    {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"},
+                    {"launcher", launcherName(c.work.launcher)}};
   json::object adb{{"server", c.adb.server_host + ":" + std::to_string(c.adb.server_port)},
                    {"adb_path", c.adb.adb_path}};
   json::object reset{{"on_forced_cancel", c.reset.on_forced_cancel},

@@ -94,7 +94,18 @@ Result<Identity> resolveIdentity(const std::string& user) {
 }
 
 // Why the command's child did not exec, sent to the shim through a pipe.
-enum class ChildStep : int { kGroups = 1, kGid, kUid, kCapabilities, kVerify, kRegain, kNoNewPrivs, kChdir, kExec };
+enum class ChildStep : int {
+  kGroups = 1,
+  kGid,
+  kUid,
+  kCapabilities,
+  kVerify,
+  kRegain,
+  kNoNewPrivs,
+  kChdir,
+  kExec,
+  kCgroup
+};
 
 struct ChildFailure {
   ChildStep step = ChildStep::kExec;
@@ -108,6 +119,7 @@ struct ChildFailure {
 // Everything the child needs, prepared before the fork.
 struct ChildPlan {
   const Identity* identity = nullptr;
+  const std::vector<int>* cgroups = nullptr;  // cgroup.procs fds to join first
   const char* work_dir = nullptr;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
@@ -133,6 +145,11 @@ struct ChildPlan {
 // before any of the work runs; then chdir, clean signal state, exec.
 [[noreturn]] void execCommand(const ChildPlan& plan) {
   const Identity& id = *plan.identity;
+  // Into the limited leaf while still the shim's user, who owns it: "0" is
+  // the writing process itself.
+  for (const int fd : *plan.cgroups) {
+    if (::write(fd, "0", 1) != 1) childFail(plan, ChildStep::kCgroup, errno);
+  }
   if (!id.already) {
     // Groups before uid: once setuid has run there is no privilege left to
     // change them, and the caller's supplementary groups must not leak.
@@ -231,6 +248,8 @@ std::string describeFailure(const ChildFailure& f, const Identity& id) {
       return "prctl(PR_SET_NO_NEW_PRIVS): " + why;
     case ChildStep::kChdir:
       return "chdir to the work directory: " + why;
+    case ChildStep::kCgroup:
+      return "joining the work's cgroup: " + why;
     case ChildStep::kExec:
       break;
   }
@@ -338,7 +357,8 @@ Status startCommand(const ShimOptions& options, const Identity& identity, std::v
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2");
   os::FileDescriptor read_end(pipe_fds[0]);
-  const ChildPlan plan{&identity, options.work_dir.c_str(), argv.data(), envp.data(), pipe_fds[1]};
+  const ChildPlan plan{&identity,  &options.command_cgroups, options.work_dir.c_str(), argv.data(), envp.data(),
+                       pipe_fds[1]};
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(pipe_fds[1]);
@@ -480,7 +500,9 @@ int runShim(const ShimOptions& options) {
   }
   if (command.failure && !exec_failed) {
     report(describeFailure(*command.failure, *identity));
-    return command.failure->step == ChildStep::kChdir ? kShimExitFailed : kShimExitRefused;
+    const bool system_failure =
+        command.failure->step == ChildStep::kChdir || command.failure->step == ChildStep::kCgroup;
+    return system_failure ? kShimExitFailed : kShimExitRefused;
   }
   ExecStatus status;
   status.pid = command.pid;

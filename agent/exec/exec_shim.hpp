@@ -52,6 +52,10 @@ struct ShimOptions {
   std::filesystem::path work_dir;     // absolute; the command's cwd: the agent's, group run_as, 0770
   std::string run_as;                 // user name; never resolves to root
   std::vector<std::string> argv;      // argv[0] absolute; no PATH search
+  // Open cgroup.procs files the command writes itself into before it drops
+  // to run_as (the job unit's limited leaf, job_unit_shim.hpp); none when
+  // the agent put the shim in its leaf already.
+  std::vector<int> command_cgroups;
 };
 
 // Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.

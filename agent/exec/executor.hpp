@@ -74,6 +74,9 @@ struct ExecutorOptions {
   // resolved (realpath) and the resolved path executed; a command that has
   // moved out of them fails its item. none = no check (unit tests).
   std::optional<std::vector<std::string>> allowed_command_prefixes;
+  // The job units' shim, not the agent, holds CAP_SETUID, CAP_SETGID and
+  // CAP_KILL ([work] launcher = "systemd"): the agent needs none of them.
+  bool shim_holds_privileges = false;
 };
 
 struct ExecutorStats {

@@ -63,6 +63,13 @@ struct EventsConfig {
 
 enum class ShutdownPolicy { kKeep, kCancel };
 
+// [work] launcher: who starts an execution's exec shim. kDirect: the agent
+// forks it into a cgroup leaf of its own subtree (development, CI, an agent
+// run by hand). kSystemd: systemd starts it as an instance of the template
+// unit phonefarm-job@.service, which carries the job's sandbox
+// (agent/exec/systemd_job_units.hpp).
+enum class WorkLauncher { kDirect, kSystemd };
+
 struct WorkConfig {
   std::string run_as = "phonefarm-work";
   std::vector<std::string> allowed_command_prefixes{"/opt/phonefarm/jobs/"};
@@ -77,7 +84,11 @@ struct WorkConfig {
   std::optional<std::int64_t> cpu_weight;       // 1..10000, cgroup v2 cpu.weight (default 100)
   bool wait_for_device = true;
   ShutdownPolicy on_shutdown = ShutdownPolicy::kKeep;
+  WorkLauncher launcher = WorkLauncher::kDirect;
 };
+
+// "direct" / "systemd", as agent.toml writes it.
+std::string_view launcherName(WorkLauncher launcher);
 
 struct AdbConfig {
   std::string server_host = "127.0.0.1";
