@@ -19,7 +19,7 @@ constexpr std::size_t kMaxInstanceLength = 64;
 
 // sd_bus_error freed on every path.
 struct BusError {
-  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_error error{};  // SD_BUS_ERROR_NULL, without its C compound literal
   BusError() = default;
   BusError(const BusError&) = delete;
   BusError& operator=(const BusError&) = delete;
@@ -104,7 +104,7 @@ class SystemBusJobUnits final : public JobUnits {
 
   // Drops the connection after a transport error, so the next call reconnects.
   Error fail(const std::string& what, int r, const sd_bus_error* e) {
-    const sd_bus_error none = SD_BUS_ERROR_NULL;
+    const sd_bus_error none{};
     Error error = busFailure(what, r, e != nullptr ? *e : none);
     if (e == nullptr || sd_bus_error_is_set(e) == 0) bus_ = sd_bus_flush_close_unref(bus_);
     return error;

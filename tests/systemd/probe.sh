@@ -20,6 +20,10 @@ try control_dirs ls /var/lib/phonefarm-agent/executions
 exec_id=$(basename "$(dirname "$PHONEFARM_CANCEL_FILE")")
 try own_control_dir ls "/var/lib/phonefarm-agent/executions/$exec_id"
 try workdir_write touch "$(dirname "$PHONEFARM_CANCEL_FILE")/probe"
+# Left for retention: a directory only its owner could enter (the unit's
+# ExecStopPost opens it to the group after the job).
+mkdir -m 0700 "$(dirname "$PHONEFARM_CANCEL_FILE")/locked" && touch "$(dirname "$PHONEFARM_CANCEL_FILE")/locked/file"
+echo "workdir=$(dirname "$PHONEFARM_CANCEL_FILE")"
 # Its own /tmp: the check leaves a file in the host's /tmp before the run.
 if [ -e /tmp/phonefarm-systemd-check-host-tmp ]; then echo "tmp_private=no"; else echo "tmp_private=yes"; fi
 # ProtectProc=invisible: processes of other users (the agent, the exec shim)
