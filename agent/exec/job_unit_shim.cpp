@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -227,6 +228,14 @@ Result<ShimOptions> jobUnitShimOptions(const AgentConfig& config, std::string_vi
 }
 
 int runJobUnitShim(const JobUnitShimArgs& args) {
+  // systemd starts us with nothing blocked, and the agent may send a stop
+  // notice as soon as StartUnit has returned: hold the forwarded signals
+  // from here on (runExecShim keeps them blocked and forwards them), so the
+  // notice waits for the command instead of killing the shim.
+  sigset_t forwarded;
+  ::sigemptyset(&forwarded);
+  for (const int sig : shimForwardedSignals()) ::sigaddset(&forwarded, sig);
+  ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
   // Before the ordinary shim redirects fd 2, errors go to the unit's journal.
   try {
     const AgentConfig config = loadConfigFile(args.config);
