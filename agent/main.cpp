@@ -8,6 +8,7 @@
 #include "agent/daemon/daemon.hpp"
 #include "agent/exec/command_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
+#include "agent/exec/job_unit_shim.hpp"
 #include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/tls_context.hpp"
 #include "common/config/config.hpp"
@@ -38,7 +39,17 @@ int runAgent(int argc, char** argv) {
   // The exec shim leads one execution and must outlive the agent: it runs
   // before CLI11, logging, config or the state lock are touched.
   if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kExecShimSubcommand) {
-    auto options = phonefarm::exec::parseShimArgs(std::vector<std::string>(argv + 2, argv + argc));
+    const std::vector<std::string> args(argv + 2, argv + argc);
+    // The ExecStart of phonefarm-job@.service (job_unit_shim.hpp).
+    if (phonefarm::exec::isJobUnitShim(args)) {
+      auto unit_args = phonefarm::exec::parseJobUnitShimArgs(args);
+      if (!unit_args) {
+        std::cerr << "phonefarm-agent exec-shim: " << unit_args.error().message << "\n";
+        return phonefarm::exec::kShimExitRefused;
+      }
+      return phonefarm::exec::runJobUnitShim(*unit_args);
+    }
+    auto options = phonefarm::exec::parseShimArgs(args);
     if (!options) {
       std::cerr << "phonefarm-agent exec-shim: " << options.error().message << "\n";
       return phonefarm::exec::kShimExitRefused;

@@ -45,7 +45,9 @@ endforeach()
 add_custom_target(phonefarm_package_docs ALL DEPENDS ${PHONEFARM_COMPRESSED_DOCS})
 
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.service ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.socket
-        DESTINATION /lib/systemd/system)
+              ${PROJECT_SOURCE_DIR}/systemd/phonefarm-job@.service DESTINATION /lib/systemd/system)
+# The agent's user may start, stop and kill phonefarm-job@*.service only.
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/50-phonefarm-agent.rules DESTINATION share/polkit-1/rules.d)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.sysusers.conf DESTINATION lib/sysusers.d
         RENAME phonefarm-agent.conf)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.tmpfiles.conf DESTINATION lib/tmpfiles.d
@@ -87,7 +89,10 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # missing (lintian wants it as a plain dependency; it is on every Debian
 # system anyway).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adb, adduser")
+# dbus and polkitd: the agent starts each execution as a job unit over the
+# system bus, authorised by the package's polkit rule ([work] launcher =
+# "systemd", the packaged config).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adb, adduser, dbus, polkitd")
 # systemd runs the service, and gives postinst systemd-sysusers and
 # systemd-tmpfiles (it falls back to adduser and chmod without them). udev
 # applies the USB rules; without it (containers) the USB reset steps need

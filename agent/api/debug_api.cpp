@@ -47,7 +47,8 @@ json::object configJson(const AgentConfig& c) {
                     {"cpu_weight", c.work.cpu_weight ? json::value(*c.work.cpu_weight) : json::value(nullptr)},
                     {"log_max_bytes", c.work.log_max_bytes},
                     {"wait_for_device", c.work.wait_for_device},
-                    {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"}};
+                    {"on_shutdown", c.work.on_shutdown == ShutdownPolicy::kCancel ? "cancel" : "keep"},
+                    {"launcher", launcherName(c.work.launcher)}};
   json::object adb{{"server", c.adb.server_host + ":" + std::to_string(c.adb.server_port)},
                    {"adb_path", c.adb.adb_path},
                    {"replace_foreign_server", c.adb.replace_foreign_server}};

@@ -26,6 +26,7 @@
 #include "agent/exec/containment.hpp"
 #include "agent/exec/executor.hpp"
 #include "agent/exec/process_group_killer.hpp"
+#include "agent/exec/systemd_containment.hpp"
 #include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/auth.hpp"
 #include "agent/http/http_server.hpp"
@@ -345,9 +346,13 @@ int Daemon::run() {
   store::EventRetention event_retention(
       store, loop, clock, store::EventRetentionOptions{config_.events.retention, config_.events.max_events});
   const std::string boot_id = cancel::readBootId();
-  auto containment =
-      exec::makeContainment(config_.work.cgroup_root,
-                            exec::WorkLimits{config_.work.pids_max, config_.work.memory_max, config_.work.cpu_weight});
+  const exec::WorkLimits work_limits{config_.work.pids_max, config_.work.memory_max, config_.work.cpu_weight};
+  auto makeDirect = [this, work_limits] { return exec::makeContainment(config_.work.cgroup_root, work_limits); };
+  // [work] launcher: the job units under the packaged service, the agent's
+  // own cgroup subtree otherwise.
+  auto containment = config_.work.launcher == WorkLauncher::kSystemd
+                         ? exec::makeSystemdContainment(exec::makeSystemBusJobUnits(), work_limits, makeDirect)
+                         : makeDirect();
   spdlog::info("exec.containment {}", boost::json::serialize(containment->describe()));
 
   std::unique_ptr<api::ApiHandler> api;
@@ -366,6 +371,7 @@ int Daemon::run() {
   exec_options.run_as = config_.work.run_as;
   exec_options.allowed_command_prefixes = config_.work.allowed_command_prefixes;
   exec_options.log_max_bytes = config_.work.log_max_bytes;
+  exec_options.shim_holds_privileges = config_.work.launcher == WorkLauncher::kSystemd;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
   exec_options.phones = config_.phones;
   exec_options.boot_id = boot_id;

@@ -54,18 +54,10 @@ Status probeWritable(const fs::path& dir) {
   return okStatus();
 }
 
-// Our cgroup as a directory: the "0::" path of /proc/self/cgroup, located
-// under the cgroup2 mount whose root contains it (mount roots differ from "/"
-// inside containers and cgroup namespaces).
-Result<fs::path> ownCgroupDir() {
-  auto cgroups = readCgroupFile("/proc/self/cgroup");
-  if (!cgroups) return cgroups.error();
-  std::optional<std::string> own;
-  std::istringstream lines(*cgroups);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("0::", 0) == 0) own = line.substr(3);
-  }
-  if (!own) return makeError(ErrorKind::kUnavailable, "no cgroup v2 (no 0:: line in /proc/self/cgroup)");
+}  // namespace
+
+Result<fs::path> cgroup2Dir(const std::string& cgroup) {
+  const std::string* own = &cgroup;
   auto mountinfo = readCgroupFile("/proc/self/mountinfo");
   if (!mountinfo) return mountinfo.error();
   std::istringstream mounts(*mountinfo);
@@ -90,7 +82,24 @@ Result<fs::path> ownCgroupDir() {
     return (fs::path(mount_point) / rest).lexically_normal();
   }
   return makeError(ErrorKind::kUnavailable,
-                   "no cgroup2 mount containing our cgroup " + *own + " in /proc/self/mountinfo");
+                   "no cgroup2 mount containing the cgroup " + *own + " in /proc/self/mountinfo");
+}
+
+namespace {
+
+// Our cgroup as a directory: the "0::" path of /proc/self/cgroup, located
+// under the cgroup2 mount whose root contains it (mount roots differ from "/"
+// inside containers and cgroup namespaces).
+Result<fs::path> ownCgroupDir() {
+  auto cgroups = readCgroupFile("/proc/self/cgroup");
+  if (!cgroups) return cgroups.error();
+  std::optional<std::string> own;
+  std::istringstream lines(*cgroups);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("0::", 0) == 0) own = line.substr(3);
+  }
+  if (!own) return makeError(ErrorKind::kUnavailable, "no cgroup v2 (no 0:: line in /proc/self/cgroup)");
+  return cgroup2Dir(*own);
 }
 
 // Starting a process in a leaf (clone3 CLONE_INTO_CGROUP, like a write to

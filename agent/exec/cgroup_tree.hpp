@@ -33,6 +33,10 @@ namespace phonefarm::exec {
 // otherwise the error says why and the caller falls back to process groups.
 Result<std::filesystem::path> detectCgroupRoot(const std::string& configured);
 
+// A cgroup named as in /proc/<pid>/cgroup's "0::" line (or systemd's
+// ControlGroup), as a directory under the cgroup2 mount we see.
+Result<std::filesystem::path> cgroup2Dir(const std::string& cgroup);
+
 class CgroupTree {
  public:
   // The managed subdirectory's name. The agent never joins it: cgroup v2's

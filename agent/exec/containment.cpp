@@ -193,7 +193,7 @@ class CgroupContainment final : public LimitedContainment {
   std::string_view runtime() const override { return kRuntimeCgroup; }
 
   boost::json::object describe() const override {
-    boost::json::object o{{"runtime", kRuntimeCgroup}, {"cgroup", tree_.dir().string()}};
+    boost::json::object o{{"runtime", kRuntimeCgroup}, {"launcher", "direct"}, {"cgroup", tree_.dir().string()}};
     if (tree_.pidsControllerError()) o["pids_controller"] = *tree_.pidsControllerError();
     o["limits"] = limiter_->describe();
     return o;
@@ -297,6 +297,7 @@ class ProcessGroupContainment final : public LimitedContainment {
 
   boost::json::object describe() const override {
     return {{"runtime", kRuntimeProcessGroup},
+            {"launcher", "direct"},
             {"cgroup", nullptr},
             {"cgroup_unavailable", why_},
             {"limits", limiter_->describe()}};

@@ -31,10 +31,13 @@ namespace phonefarm::exec {
 
 inline constexpr std::string_view kRuntimeCgroup = "cgroup";
 inline constexpr std::string_view kRuntimeProcessGroup = "process-group";
+// A job unit (phonefarm-job@<id>.service) started through systemd; its
+// cgroup is the unit's (systemd_containment.hpp).
+inline constexpr std::string_view kRuntimeSystemdUnit = "systemd-unit";
 
 struct ContainerInfo {
   std::string id;       // the execution id
-  std::string runtime;  // kRuntimeCgroup | kRuntimeProcessGroup
+  std::string runtime;  // kRuntimeCgroup | kRuntimeProcessGroup | kRuntimeSystemdUnit
   std::optional<std::string> cgroup;
   pid_t leader_pid = 0;                        // 0 when unknown (a re-adopted tree whose leader is gone)
   std::optional<long long> leader_start_time;  // /proc/<pid>/stat starttime, to verify after a restart
@@ -84,6 +87,10 @@ struct LaunchRequest {
   // Blocked in the leader from before its first instruction (the shim's
   // forwarded signals, so a stop notice can never kill it while it starts).
   std::vector<int> blocked_signals;
+  // For launchers that start the shim themselves (the job units): the
+  // execution's control dir and the command (argv[0] resolved).
+  std::filesystem::path control_dir;
+  std::vector<std::string> command;
 };
 
 // Where the containers of this agent come from.

@@ -107,7 +107,8 @@ enum class ChildStep : int {
   kNoNewPrivs,
   kChdir,
   kExec,
-  kStdio
+  kStdio,
+  kCgroup
 };
 
 struct ChildFailure {
@@ -122,6 +123,7 @@ struct ChildFailure {
 // Everything the child needs, prepared before the fork.
 struct ChildPlan {
   const Identity* identity = nullptr;
+  const std::vector<int>* cgroups = nullptr;  // cgroup.procs fds to join first
   const char* work_dir = nullptr;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
@@ -153,6 +155,11 @@ struct ChildPlan {
   // clears close-on-exec on the copies; the originals close at the exec.
   if (::dup2(plan.stdout_fd, STDOUT_FILENO) < 0 || ::dup2(plan.stderr_fd, STDERR_FILENO) < 0) {
     childFail(plan, ChildStep::kStdio, errno);
+  }
+  // Into the limited leaf while still the shim's user, who owns it: "0" is
+  // the writing process itself.
+  for (const int fd : *plan.cgroups) {
+    if (::write(fd, "0", 1) != 1) childFail(plan, ChildStep::kCgroup, errno);
   }
   if (!id.already) {
     // Groups before uid: once setuid has run there is no privilege left to
@@ -254,6 +261,8 @@ std::string describeFailure(const ChildFailure& f, const Identity& id) {
       return "chdir to the work directory: " + why;
     case ChildStep::kStdio:
       return "dup2 of the output pipes: " + why;
+    case ChildStep::kCgroup:
+      return "joining the work's cgroup: " + why;
     case ChildStep::kExec:
       break;
   }
@@ -367,7 +376,7 @@ Status startCommand(const ShimOptions& options, const Identity& identity, std::v
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return os::sysError("pipe2");
   os::FileDescriptor read_end(pipe_fds[0]);
-  const ChildPlan plan{&identity,   options.work_dir.c_str(), argv.data(),        envp.data(),
+  const ChildPlan plan{&identity,   &options.command_cgroups, options.work_dir.c_str(), argv.data(), envp.data(),
                        pipe_fds[1], relay.out.writeFd(),      relay.err.writeFd()};
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -556,8 +565,9 @@ int runShim(const ShimOptions& options) {
   }
   if (command.failure && !exec_failed) {
     report(describeFailure(*command.failure, *identity));
-    const bool internal = command.failure->step == ChildStep::kChdir || command.failure->step == ChildStep::kStdio;
-    return internal ? kShimExitFailed : kShimExitRefused;
+    const ChildStep step = command.failure->step;
+    const bool system_failure = step == ChildStep::kChdir || step == ChildStep::kStdio || step == ChildStep::kCgroup;
+    return system_failure ? kShimExitFailed : kShimExitRefused;
   }
   ExecStatus status;
   status.pid = command.pid;

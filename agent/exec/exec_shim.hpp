@@ -63,6 +63,10 @@ struct ShimOptions {
   // --log-max-bytes: what each of stdout.log and stderr.log keeps at most
   // (log_relay.hpp); the default is kDefaultLogMaxBytes.
   std::uint64_t log_max_bytes = kDefaultLogMaxBytes;
+  // Open cgroup.procs files the command writes itself into before it drops
+  // to run_as (the job unit's limited leaf, job_unit_shim.hpp); none when
+  // the agent put the shim in its leaf already.
+  std::vector<int> command_cgroups;
 };
 
 // Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.

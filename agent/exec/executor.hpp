@@ -78,6 +78,9 @@ struct ExecutorOptions {
   // [work] log_max_bytes: the exec shim keeps at most this much of each of
   // stdout and stderr (log_relay.hpp).
   std::uint64_t log_max_bytes = kDefaultLogMaxBytes;
+  // The job units' shim, not the agent, holds CAP_SETUID, CAP_SETGID and
+  // CAP_KILL ([work] launcher = "systemd"): the agent needs none of them.
+  bool shim_holds_privileges = false;
 };
 
 struct ExecutorStats {

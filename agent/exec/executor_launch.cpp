@@ -70,14 +70,16 @@ Status makeParent(const std::filesystem::path& dir, mode_t mode) {
 
 // What an unprivileged agent lacks to run work as run_as (nothing as root, or
 // when run_as is the agent's own user): CAP_SETUID and CAP_SETGID for the exec
-// shim to switch users, CAP_KILL to signal the work, and membership in
-// run_as's primary group to read the status and logs the shim writes.
-std::optional<std::string> missingPrivileges(const std::string& run_as, uid_t uid, gid_t gid) {
+// shim to switch users, CAP_KILL to signal the work (all three unless the job
+// units' shim holds them), and membership in run_as's primary group to give
+// the work dir that group.
+std::optional<std::string> missingPrivileges(const std::string& run_as, uid_t uid, gid_t gid,
+                                             bool shim_holds_privileges) {
   const uid_t self = ::geteuid();
   if (self == 0 || self == uid) return std::nullopt;
   std::vector<std::string> missing;
   for (const int cap : {CAP_SETUID, CAP_SETGID, CAP_KILL}) {
-    if (!hasEffectiveCapability(cap)) missing.push_back(capabilityName(cap));
+    if (!shim_holds_privileges && !hasEffectiveCapability(cap)) missing.push_back(capabilityName(cap));
   }
   const int count = ::getgroups(0, nullptr);
   std::vector<gid_t> groups(static_cast<std::size_t>(std::max(0, count)));
@@ -112,7 +114,7 @@ Executor::Executor(ExecutorOptions options, store::Store& store, const Clock& cl
     uid_ = (*user)->uid;
     gid_ = (*user)->gid;
     home_ = (*user)->home;
-    unavailable_ = missingPrivileges(options_.run_as, uid_, gid_);
+    unavailable_ = missingPrivileges(options_.run_as, uid_, gid_, options_.shim_holds_privileges);
   }
   if (unavailable_) spdlog::error("exec.unavailable reason=\"{}\" processes stay queued", *unavailable_);
 }
@@ -222,6 +224,9 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
                   "--",
                   command_path};
   request.argv.insert(request.argv.end(), started.item.command.begin() + 1, started.item.command.end());
+  request.control_dir = e->dir;
+  request.command = {command_path};
+  request.command.insert(request.command.end(), started.item.command.begin() + 1, started.item.command.end());
 
   auto container = containment_.launch(request);
   if (!container) return fail(container.error().message);

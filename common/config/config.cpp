@@ -123,6 +123,11 @@ constexpr std::pair<std::string_view, ShutdownPolicy> kShutdownPolicies[] = {
     {"cancel", ShutdownPolicy::kCancel},
 };
 
+constexpr std::pair<std::string_view, WorkLauncher> kLaunchers[] = {
+    {"direct", WorkLauncher::kDirect},
+    {"systemd", WorkLauncher::kSystemd},
+};
+
 // The smallest memory_max taken: below it not even the exec shim starts, and
 // every item would fail as an OOM kill instead of a clear config error.
 constexpr std::uint64_t kMinMemoryMax = 4ULL << 20;
@@ -226,6 +231,14 @@ void readWork(TomlSection s, WorkConfig& work) {
       s.fail(*s.find("on_shutdown"), "on_shutdown", "must be \"keep\" or \"cancel\" (got \"" + printable(*v) + "\")");
     }
     work.on_shutdown = it->second;
+  }
+  if (auto v = s.string("launcher")) {
+    const auto* it = std::find_if(std::begin(kLaunchers), std::end(kLaunchers),
+                                  [&](const auto& entry) { return entry.first == *v; });
+    if (it == std::end(kLaunchers)) {
+      s.fail(*s.find("launcher"), "launcher", "must be \"direct\" or \"systemd\" (got \"" + printable(*v) + "\")");
+    }
+    work.launcher = it->second;
   }
   s.rejectUnknown();
 }
@@ -430,6 +443,13 @@ AgentConfig loadConfigFile(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(path.string() + ": read error");
   return parseConfig(text.str(), path.string());
+}
+
+std::string_view launcherName(WorkLauncher launcher) {
+  for (const auto& [name, value] : kLaunchers) {
+    if (value == launcher) return name;
+  }
+  return "direct";
 }
 
 }  // namespace phonefarm

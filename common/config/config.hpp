@@ -63,6 +63,13 @@ struct EventsConfig {
 
 enum class ShutdownPolicy { kKeep, kCancel };
 
+// [work] launcher: who starts an execution's exec shim. kDirect: the agent
+// forks it into a cgroup leaf of its own subtree (development, CI, an agent
+// run by hand). kSystemd: systemd starts it as an instance of the template
+// unit phonefarm-job@.service, which carries the job's sandbox
+// (agent/exec/systemd_job_units.hpp).
+enum class WorkLauncher { kDirect, kSystemd };
+
 struct WorkConfig {
   std::string run_as = "phonefarm-work";
   std::vector<std::string> allowed_command_prefixes{"/opt/phonefarm/jobs/"};
@@ -80,7 +87,11 @@ struct WorkConfig {
   // What each of an execution's stdout.log and stderr.log keeps at most; the
   // rest is dropped (agent/exec/log_relay.hpp). 1 KiB .. 1 TiB.
   std::uint64_t log_max_bytes = 64ULL << 20;
+  WorkLauncher launcher = WorkLauncher::kDirect;
 };
+
+// "direct" / "systemd", as agent.toml writes it.
+std::string_view launcherName(WorkLauncher launcher);
 
 struct AdbConfig {
   std::string server_host = "127.0.0.1";

@@ -38,6 +38,8 @@ TEST_F(DebugApi, ShowsTheAgentAndItsWorkButNoSecret) {
   EXPECT_EQ(body.at("agent").at("pid"), static_cast<std::int64_t>(agent_->pid()));
   EXPECT_EQ(body.at("config").at("tokens_file"), (dir_.path() / "tokens").c_str());
   EXPECT_EQ(body.at("config").at("work").at("run_as"), "nobody");
+  // Without systemd the agent forks the work itself ([work] launcher default).
+  EXPECT_EQ(body.at("config").at("work").at("launcher"), "direct");
   EXPECT_EQ(body.at("config").at("phones").as_array().size(), 2u);
   EXPECT_EQ(body.at("readiness").at("store"), "ok");
   // The fixture's adb server address has nothing listening.
@@ -47,6 +49,7 @@ TEST_F(DebugApi, ShowsTheAgentAndItsWorkButNoSecret) {
   EXPECT_EQ(body.at("metrics").at("phonefarm_executor_started_total"), 1.0) << r.body;
 
   const auto& work = body.at("work").as_object();
+  EXPECT_EQ(work.at("launcher"), "direct") << r.body;
   if (!cgroup_.empty()) {
     ASSERT_EQ(work.at("runtime"), "cgroup") << r.body;
     const auto& leaves = work.at("tree").at("leaves").as_array();

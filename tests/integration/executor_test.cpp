@@ -89,7 +89,9 @@ TEST_F(Executor, RunsItemsInOrderAsNonRootInACgroupThatIsRemovedAfterwards) {
   std::size_t leaves = 0;
   for (const auto& e : std::filesystem::directory_iterator(cgroup_ / "phonefarm-work")) leaves += e.is_directory();
   EXPECT_EQ(leaves, 0u);
-  EXPECT_EQ(call("GET", "/readyz", "", kReadToken).json().at("work").at("runtime"), "cgroup");
+  const auto ready = call("GET", "/readyz", "", kReadToken).json();
+  EXPECT_EQ(ready.at("work").at("runtime"), "cgroup");
+  EXPECT_EQ(ready.at("work").at("launcher"), "direct");
 }
 
 TEST_F(Executor, FailedItemFailsTheProcessAndSkipsTheRest) {

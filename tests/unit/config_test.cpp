@@ -51,6 +51,7 @@ TEST(ConfigTest, EmptyFileGivesTheDesignDefaults) {
   EXPECT_EQ(c.work.cgroup_root, "");
   EXPECT_TRUE(c.work.wait_for_device);
   EXPECT_EQ(c.work.on_shutdown, ShutdownPolicy::kKeep);
+  EXPECT_EQ(c.work.launcher, WorkLauncher::kDirect);
   EXPECT_EQ(c.adb.server_host, "127.0.0.1");
   EXPECT_EQ(c.adb.server_port, 5037);
   EXPECT_EQ(c.adb.adb_path, "/usr/bin/adb");
@@ -118,6 +119,7 @@ cgroup_root = "/sys/fs/cgroup/pf.slice"
 wait_for_device = false
 on_shutdown = "cancel"
 log_max_bytes = 1048576
+launcher = "systemd"
 [adb]
 server = "10.0.0.2:5038"
 adb_path = "/opt/android/adb"
@@ -165,6 +167,7 @@ TEST(ConfigTest, FullFileSetsEveryKey) {
   EXPECT_FALSE(c.work.wait_for_device);
   EXPECT_EQ(c.work.on_shutdown, ShutdownPolicy::kCancel);
   EXPECT_EQ(c.work.log_max_bytes, 1048576u);
+  EXPECT_EQ(c.work.launcher, WorkLauncher::kSystemd);
   EXPECT_EQ(c.adb.server_host, "10.0.0.2");
   EXPECT_EQ(c.adb.server_port, 5038);
   EXPECT_EQ(c.adb.adb_path, "/opt/android/adb");
@@ -321,6 +324,8 @@ const BadConfig kWrongTypes[] = {
     {"WaitForDeviceString", "[work]\nwait_for_device = \"yes\"\n",
      "agent.toml:2: 'work.wait_for_device' must be a boolean (true or false)"},
     {"OnShutdownBool", "[work]\non_shutdown = true\n", "agent.toml:2: 'work.on_shutdown' must be a string"},
+    {"LauncherUnknown", "[work]\nlauncher = \"runc\"\n",
+     "agent.toml:2: 'work.launcher' must be \"direct\" or \"systemd\" (got \"runc\")"},
     {"AdbServerInt", "[adb]\nserver = 5037\n", "agent.toml:2: 'adb.server' must be a string"},
     {"UsbResetInt", "[reset]\nusb_reset = 1\n", "agent.toml:2: 'reset.usb_reset' must be a boolean (true or false)"},
     {"HubPowerOffString", "[reset]\nhub_power_off_seconds = \"3\"\n",
