@@ -8,6 +8,7 @@
 #include "agent/daemon/daemon.hpp"
 #include "agent/exec/command_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
+#include "agent/exec/job_unit_limits.hpp"
 #include "agent/exec/job_unit_shim.hpp"
 #include "agent/exec/tree_removal_as_user.hpp"
 #include "agent/http/tls_context.hpp"
@@ -55,6 +56,11 @@ int runAgent(int argc, char** argv) {
       return phonefarm::exec::kShimExitRefused;
     }
     return phonefarm::exec::runExecShim(*options);
+  }
+  // The systemd generator of the job units' limits (job_unit_limits.hpp):
+  // runs at boot, before logging or the state dir, and always exits 0.
+  if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kJobUnitLimitsSubcommand) {
+    return phonefarm::exec::runJobUnitLimits(std::vector<std::string>(argv + 2, argv + argc), std::cerr);
   }
   // Retention's helper for trees only the work user may delete (tree_removal_as_user.hpp).
   if (argc > 1 && std::string_view(argv[1]) == phonefarm::exec::kRemoveTreeSubcommand) {
