@@ -5,11 +5,13 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <functional>
 #include <set>
 #include <sstream>
 
 #include "agent/exec/cgroup_tree.hpp"
+#include "agent/exec/job_unit_limits.hpp"
 #include "agent/exec/job_unit_shim.hpp"
 #include "common/os/file_descriptor.hpp"
 
@@ -112,18 +114,33 @@ class JobUnitContainer final : public Container {
 class SystemdContainment final : public Containment {
  public:
   SystemdContainment(std::shared_ptr<JobUnits> units, std::shared_ptr<const WorkLimiter> limiter,
-                     DirectContainmentFactory direct)
-      : units_(std::move(units)), limiter_(std::move(limiter)), make_direct_(std::move(direct)) {}
+                     DirectContainmentFactory direct, std::filesystem::path dropin)
+      : units_(std::move(units)),
+        limiter_(std::move(limiter)),
+        make_direct_(std::move(direct)),
+        dropin_(std::move(dropin)) {}
 
   std::string_view runtime() const override { return kRuntimeSystemdUnit; }
 
   boost::json::object describe() const override {
+    // The job shim applies them in the unit's delegated cgroup; systemd
+    // applies the generated drop-in's copy to the unit (job_unit_limits.hpp).
+    boost::json::object limits = limiter_->describe();
+    for (auto& kv : describeJobUnitDropIn(dropin_, limiter_->limits())) limits[kv.key()] = kv.value();
+    const auto* state = limits.if_contains("unit_dropin");
+    const bool current = state == nullptr || !state->is_string() || state->get_string() == "current";
+    // Once per mismatch (the daemon's start-up line is the first describe()).
+    if (current) {
+      dropin_warned_ = false;
+    } else if (!dropin_warned_.exchange(true)) {
+      spdlog::warn("exec.job_unit_limits_stale dropin={} state=\"{}\" job units run with other limits than [work]",
+                   dropin_.string(), std::string_view(state->get_string()));
+    }
     return {{"runtime", kRuntimeSystemdUnit},
             {"launcher", "systemd"},
             {"unit", "phonefarm-job@.service"},
             {"cgroup", nullptr},
-            // The job shim applies them in the unit's delegated cgroup.
-            {"limits", limiter_->describe()}};
+            {"limits", std::move(limits)}};
   }
 
   std::optional<std::string> plannedCgroup(const std::string& execution_id) const override {
@@ -199,12 +216,17 @@ class SystemdContainment final : public Containment {
   std::shared_ptr<const WorkLimiter> limiter_;
   DirectContainmentFactory make_direct_;
   std::unique_ptr<Containment> direct_;
+  // The generated limits drop-in, read at each describe(); a mismatch is
+  // logged once (exec.job_unit_limits_stale).
+  std::filesystem::path dropin_;
+  mutable std::atomic<bool> dropin_warned_{false};
 };
 
 }  // namespace
 
 std::unique_ptr<Containment> makeSystemdContainment(std::shared_ptr<JobUnits> units, const WorkLimits& limits,
-                                                    DirectContainmentFactory direct) {
+                                                    DirectContainmentFactory direct,
+                                                    const std::filesystem::path& limits_dropin) {
   // The shim writes the limits into the unit's delegated cgroup v2, where
   // Delegate=yes makes available what system.slice has: on a hybrid host
   // pids and memory are bound to v1 and missing there, and the shim (the
@@ -220,7 +242,9 @@ std::unique_ptr<Containment> makeSystemdContainment(std::shared_ptr<JobUnits> un
   for (const auto& [limit, why] : limiter->unavailable()) {
     spdlog::warn("exec.limit_unavailable limit={} reason=\"{}\" work runs without it", limit, why);
   }
-  return std::make_unique<SystemdContainment>(std::move(units), std::move(limiter), std::move(direct));
+  auto containment =
+      std::make_unique<SystemdContainment>(std::move(units), std::move(limiter), std::move(direct), limits_dropin);
+  return containment;
 }
 
 }  // namespace phonefarm::exec

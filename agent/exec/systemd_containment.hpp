@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "agent/exec/containment.hpp"
+#include "agent/exec/job_unit_limits.hpp"
 #include "agent/exec/systemd_job_units.hpp"
 #include "agent/exec/work_limits.hpp"
 
@@ -25,7 +26,10 @@ namespace phonefarm::exec {
 // work subtree.
 using DirectContainmentFactory = std::function<std::unique_ptr<Containment>()>;
 
-std::unique_ptr<Containment> makeSystemdContainment(std::shared_ptr<JobUnits> units, const WorkLimits& limits,
-                                                    DirectContainmentFactory direct);
+// `limits_dropin`: the generated drop-in with the units' copy of the limits
+// (job_unit_limits.hpp), read back for describe().
+std::unique_ptr<Containment> makeSystemdContainment(
+    std::shared_ptr<JobUnits> units, const WorkLimits& limits, DirectContainmentFactory direct,
+    const std::filesystem::path& limits_dropin = kGeneratedJobUnitLimits);
 
 }  // namespace phonefarm::exec
