@@ -46,6 +46,9 @@ add_custom_target(phonefarm_package_docs ALL DEPENDS ${PHONEFARM_COMPRESSED_DOCS
 
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.service ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.socket
               ${PROJECT_SOURCE_DIR}/systemd/phonefarm-job@.service DESTINATION /lib/systemd/system)
+# The generator of the job units' limits drop-in (TasksMax=, MemoryMax=,
+# CPUWeight= from [work]; agent/exec/job_unit_limits.hpp).
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent-job-limits DESTINATION /lib/systemd/system-generators)
 # The agent's user may start, stop and kill phonefarm-job@*.service only.
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/50-phonefarm-agent.rules DESTINATION share/polkit-1/rules.d)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/phonefarm-agent.sysusers.conf DESTINATION lib/sysusers.d
