@@ -109,7 +109,14 @@ class BeastSession final : public HttpSession,
   }
 
   void onServerShutdown() override {
-    // A stream is resumable (Last-Event-ID): it does not hold up a shutdown.
+    // A connection accepted but not yet used is a client whose request may be
+    // on its way (a restart under socket activation must answer it, not drop
+    // it): it gets its first request answered with Connection: close, within
+    // the first-request deadline it already has (the server's shutdown grace
+    // bounds it too). So does a kept-alive connection whose next request has
+    // arrived unread. Any other idle connection closes at once; a stream is
+    // resumable (Last-Event-ID) and does not hold up a shutdown.
+    if (state_ == State::kIdle && (first_request_ || requestBytesWaiting())) return;
     if (state_ == State::kIdle || state_ == State::kHandshaking || state_ == State::kStreaming) closeNow();
   }
 
@@ -195,6 +202,11 @@ class BeastSession final : public HttpSession,
                               if (self->buffer_.size() == 0) return self->doIdleRead();  // only CR/LF so far
                               self->doReadHeader();
                             });
+  }
+
+  bool requestBytesWaiting() {
+    beast::error_code ec;
+    return buffer_.size() > 0 || tcpLayer().socket().available(ec) > 0;
   }
 
   // Drops CR and LF bytes in front of the next request-line; false once a

@@ -411,17 +411,22 @@ TEST(HttpServerTest, DroppedResponderOrThrowingHandlerGives500) {
 TEST(HttpServerTest, GracefulShutdownFinishesInFlightRequest) {
   ParkedRequests parked;
   RunningServer srv(testOptions(), parked.handler());
-  auto idle = TestSocket::connectTo(srv.port());
   auto busy = TestSocket::connectTo(srv.port());
   ASSERT_TRUE(busy.sendAll(post("/processes", "{}")));
   ASSERT_EQ(parked.first_arrived.get_future().wait_for(5s), std::future_status::ready);
+  // A kept-alive connection, idle after its answer.
+  RunningServer other(testOptions(), echoHandler());
+  auto idle = TestSocket::connectTo(other.port());
+  ASSERT_TRUE(idle.roundtrip(get("/once")));
+  other.server().beginShutdown();
+  EXPECT_TRUE(idle.waitClosed(2s));  // no request in flight: closed at once
+  EXPECT_TRUE(other.waitStopped(3s));
 
   srv.server().beginShutdown();
   srv.sync();  // the shutdown has been processed on the io thread
   int error = 0;
   EXPECT_FALSE(TestSocket::tryConnect(srv.port(), &error));
   EXPECT_EQ(error, ECONNREFUSED);
-  EXPECT_TRUE(idle.waitClosed(2s));  // no request in flight: closed at once
   EXPECT_FALSE(srv.waitStopped(100ms));
 
   HttpResponse answer;
@@ -437,6 +442,29 @@ TEST(HttpServerTest, GracefulShutdownFinishesInFlightRequest) {
   EXPECT_EQ(res->body, R"({"ok":true})");
   EXPECT_EQ(res->header("connection"), "close");
   EXPECT_TRUE(busy.waitClosed(2s));
+  EXPECT_TRUE(srv.waitStopped(3s));
+}
+
+// A restart under socket activation: the client's connect completed, its
+// request was not read yet when the shutdown began. It is answered, with
+// Connection: close, instead of an empty reply.
+TEST(HttpServerTest, AConnectionAcceptedBeforeTheShutdownStillGetsItsFirstRequestAnswered) {
+  RunningServer srv(testOptions(), echoHandler());
+  auto fresh = TestSocket::connectTo(srv.port());
+  // Connections are accepted in order: once this one is answered, `fresh`
+  // has its session (a connection still in the backlog would go with the
+  // listener here; under socket activation systemd keeps those).
+  auto used = TestSocket::connectTo(srv.port());
+  ASSERT_TRUE(used.roundtrip(get("/first")));
+  srv.server().beginShutdown();
+  srv.sync();
+  EXPECT_TRUE(used.waitClosed(2s));  // kept alive, idle: closed at once
+  ASSERT_TRUE(fresh.sendAll(get("/late")));
+  auto res = fresh.readResponse();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->header("connection"), "close");
+  EXPECT_TRUE(fresh.waitClosed(2s));
   EXPECT_TRUE(srv.waitStopped(3s));
 }
 
