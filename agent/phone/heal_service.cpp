@@ -140,10 +140,15 @@ void HealService::look(const std::string& phone_id) {
   if (state == kStateUnauthorized) {
     disarm(t);
     t.out_since_ns.reset();
-    // Connected again, so not down because of its hub: the prompt is what it needs now.
+    // Connected again, so not down because of its hub: the prompt is what it
+    // needs now. It replaces a failed reset's attention too (a ladder that
+    // ended while the phone sat unauthorized could not bring it to `device`);
+    // only a flap quarantine stays, since only a technician's reset lifts it.
     const bool hub_attention = attention && attention->reason == kAttentionHub;
     if (hub_attention) clearAttention(phone_id, kAttentionHub);
-    if ((!attention || hub_attention) && !s->resetting) {
+    const bool kept = attention && !hub_attention &&
+                      (attention->reason == kAttentionUnauthorized || attention->reason == kAttentionFlapping);
+    if (!kept && !s->resetting) {
       ++stats_.unauthorized;
       inventory_.setAttention(
           phone_id, Attention{kAttentionUnauthorized,

@@ -7,7 +7,9 @@
 //     again after 1 min, 2 min, 4 min ... up to heal.backoff_max_seconds, and
 //     the back-off starts over once the phone is back;
 //   - `unauthorized` is not reset (a person must accept the USB debugging
-//     prompt): the phone needs attention, reason `unauthorized`;
+//     prompt): the phone needs attention, reason `unauthorized`, also when a
+//     reset of it failed meanwhile or its hub was blamed — only a flap
+//     quarantine keeps its reason `flapping` (a technician's reset lifts it);
 //   - an idle phone in `device` state gets `shell:echo` every
 //     heal.probe_interval_seconds; one whose adbd does not answer is healed at
 //     once, like a dropped one;

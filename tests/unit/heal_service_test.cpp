@@ -240,6 +240,48 @@ TEST_F(HealServiceTest, UnauthorizedNeedsAttentionAndIsNotReset) {
   EXPECT_EQ(announced_, std::vector<std::string>{"phone_01"});
 }
 
+TEST_F(HealServiceTest, AResetThatFailsOnAnUnauthorizedPhoneLeavesReasonUnauthorized) {
+  makeServices();
+  serverLists("device");
+  serverLists("offline");
+  advance(30s);
+  ASSERT_TRUE(resets_->resetting("phone_01"));
+  serverLists("unauthorized");  // the reconnect brought it back unauthorized
+  advance(1s);                  // not `device`: the ladder fails
+  ASSERT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(heal_->stats().failed, 1u);
+  EXPECT_EQ(attentionReason(), kAttentionUnauthorized);
+  EXPECT_EQ(phone().attention->detail, "the phone is unauthorized: accept the USB debugging prompt on it");
+
+  // A technician's reset of the unauthorized phone that fails: the same.
+  std::optional<Result<store::ResetRecord>> done;
+  resets_->technicianReset(
+      "phone_01", "try", boost::json::object{{"technician", "t"}},
+      [this, &done](Result<store::ResetRecord> rec) { loop_.post([&done, rec = std::move(rec)] { done = rec; }); });
+  settle();
+  ASSERT_TRUE(resets_->resetting("phone_01"));
+  advance(1s);
+  ASSERT_TRUE(loop_.runUntil([&] { return done.has_value(); }));
+  ASSERT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(attentionReason(), kAttentionUnauthorized);
+  advance(600s);
+  EXPECT_EQ(reconnects(), 2u);  // and it is not healed automatically
+}
+
+TEST_F(HealServiceTest, AQuarantinedPhoneThatTurnsUnauthorizedStaysQuarantined) {
+  makeServices();
+  serverLists("device");
+  for (int i = 0; i < 3; ++i) {
+    serverLists("offline");
+    serverLists("device");
+  }
+  ASSERT_EQ(attentionReason(), kAttentionFlapping);
+  serverLists("unauthorized");
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+  serverLists("device");  // the prompt accepted: still quarantined
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+}
+
 TEST_F(HealServiceTest, APhoneThatDropsWhileAnItemRunsIsHealedAfterTheItemEnds) {
   makeServices();
   serverLists("device");
