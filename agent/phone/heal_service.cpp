@@ -379,6 +379,7 @@ void HealService::probeRound() {
     if (s->attention && s->attention->reason != kAttentionResetFailed) continue;
     if (busy_(p.id)) continue;
     t.probing = true;
+    inventory_.setProbing(p.id, true);  // an item waits for the probe's end
     prober_->run([this, phone_id = p.id, serial = p.serial] {
       auto out = adb_.shell(serial, kProbeCommand, kProbeTimeout, 4096);
       Status answer = okStatus();
@@ -397,6 +398,10 @@ void HealService::probed(const std::string& phone_id, const Status& answer) {
   if (stopping_) return;
   Track& t = tracks_[phone_id];
   t.probing = false;
+  inventory_.setProbing(phone_id, false);
+  // An item held off by the probe may start now (the daemon's announce posts,
+  // so a heal decided below comes first).
+  if (phone_changed_) phone_changed_(phone_id);
   ++stats_.probes;
   if (answer) return;
   auto s = inventory_.phone(phone_id);

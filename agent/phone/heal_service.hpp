@@ -12,7 +12,8 @@
 //     quarantine keeps its reason `flapping` (a technician's reset lifts it);
 //   - an idle phone in `device` state gets `shell:echo` every
 //     heal.probe_interval_seconds; one whose adbd does not answer is healed at
-//     once, like a dropped one;
+//     once, like a dropped one; while a probe is in flight no item starts
+//     on the phone (Inventory::canStart), it starts once the probe ended;
 //   - a phone that drops heal.flap_count times within heal.flap_window_seconds
 //     is quarantined (attention `flapping`, takes no work) until a
 //     technician's reset succeeds.
@@ -85,7 +86,7 @@ class HealService {
   static constexpr std::chrono::seconds kFirstBackoff{60};
 
   // `busy` says whether an item runs on the phone now; `phone_changed`
-  // announces a phone that may take work again (its attention cleared).
+  // announces a phone that may take work again (its attention cleared, its probe ended).
   // `prober` null: a WorkerThread named pf-heal-probe.
   HealService(const AgentConfig& config, const Clock& clock, os::EventLoop& loop, Inventory& inventory,
               ResetService& resets, const AdbHost& adb, std::function<bool(const std::string&)> busy,

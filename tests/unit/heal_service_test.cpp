@@ -318,6 +318,35 @@ TEST_F(HealServiceTest, AnIdleDevicePhoneIsProbedAndOneThatDoesNotAnswerIsHealed
   EXPECT_EQ(phone().drops, 1);
 }
 
+TEST_F(HealServiceTest, AProbeInFlightHoldsOffItemStartsUntilItEnds) {
+  makeServices();
+  serverLists("device");
+  ASSERT_TRUE(inventory_->canStart("phone_01", true));
+  loop_.advance(300s);  // the probe round: the probe is handed to its thread, not run yet
+  loop_.runPosted();
+  ASSERT_EQ(prober_->pending(), 1u);
+  EXPECT_TRUE(phone().probing);
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+  EXPECT_FALSE(inventory_->canStart("phone_01", false));
+  EXPECT_EQ(healthOf(phone(), false), std::string(kHealthReady));  // not a state anyone waits on
+  announced_.clear();
+  settle();  // the probe answers
+  EXPECT_EQ(probes(), 1u);
+  EXPECT_FALSE(phone().probing);
+  EXPECT_TRUE(inventory_->canStart("phone_01", true));
+  EXPECT_EQ(announced_, std::vector<std::string>{"phone_01"});  // the held-off item starts now
+
+  // A probe that fails: no item starts before the heal's ladder took the phone.
+  adb_.shell_result = makeError(ErrorKind::kUnavailable, "shell timed out after 3000 ms");
+  loop_.advance(300s);
+  loop_.runPosted();
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+  settle();
+  EXPECT_TRUE(resets_->resetting("phone_01"));
+  EXPECT_FALSE(phone().probing);
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+}
+
 TEST_F(HealServiceTest, NoProbeWhileAnItemRuns) {
   makeServices();
   serverLists("device");
