@@ -112,11 +112,14 @@ void HealService::look(const std::string& phone_id) {
   Track& t = tracks_[phone_id];
   const std::string& state = s->reported_state;
   const bool server_up = inventory_.serverUp();
+  const Hub* hub = hubOfPhone(phone_id);
   if (state != t.state) {
     const bool was_device = t.state == kStateDevice;
     t.state = state;
     t.probe_failed.reset();  // the server sees the change itself now
-    if (was_device && server_up && !s->resetting) drop(phone_id, t, "adb_state " + state);
+    // Its hub's power cycle, not the phone, takes it off the bus.
+    const bool hub_cycle = hub && (hub->state == "power_cycling" || clock_.bootNowNs() < hub->hold_until_ns);
+    if (was_device && server_up && !s->resetting && !hub_cycle) drop(phone_id, t, "adb_state " + state);
   }
   const std::optional<Attention>& attention = s->attention;
   const bool quarantined = attention && attention->reason == kAttentionFlapping;
@@ -172,9 +175,22 @@ void HealService::look(const std::string& phone_id) {
     disarm(t);  // the reset's end, the technician or the item's end looks again
     return;
   }
-  const std::int64_t due = std::max(t.probe_failed ? now : *t.out_since_ns + ns(heal_.after), t.retry_at_ns);
+  if (hub && hub->state == "power_cycling") {
+    disarm(t);  // the hub's power cycle heals it; hubCycled looks again
+    return;
+  }
+  std::int64_t due = std::max(t.probe_failed ? now : *t.out_since_ns + ns(heal_.after), t.retry_at_ns);
+  if (hub) due = std::max(due, hub->hold_until_ns);  // re-enumerating after the power cycle
   if (now >= due) return heal(phone_id, t, *s);
   arm(phone_id, t, due);
+}
+
+const HealService::Hub* HealService::hubOfPhone(const std::string& phone_id) const {
+  const PhoneConfig* phone = config_.findPhone(phone_id);
+  const auto hub_id = phone ? hubOf(*phone) : std::nullopt;
+  if (!hub_id) return nullptr;
+  auto it = hubs_.find(*hub_id);
+  return it == hubs_.end() ? nullptr : &it->second;
 }
 
 void HealService::arm(const std::string& phone_id, Track& t, std::int64_t due_ns) {
@@ -307,13 +323,19 @@ void HealService::hubDrop(const std::string& phone_id) {
 }
 
 void HealService::hubCycled(const std::string& hub_id, const Status& result) {
+  if (stopping_) return;
   Hub& hub = hubs_[hub_id];
   if (result) {
     hub.state = "ok";
     hub.failures = 0;
     hub.retry_at_ns = 0;
+    // Its phones re-enumerate: their own heals wait as long as the ladder
+    // waits for a phone after its power cycle.
+    const auto hold = config_.reset.usb_reset_timeout;
+    hub.hold_until_ns = clock_.bootNowNs() + ns(hold);
     hub.last_event["detail"] = "power-cycled the hub's upstream port " + hub_id;
-    spdlog::info("heal.hub_power_cycled hub_id={}", hub_id);
+    spdlog::info("heal.hub_power_cycled hub_id={} phones_heal_after_s={}", hub_id, hold.count());
+    for (const auto& id : hub.phones) look(id);
     return;
   }
   ++stats_.hub_power_cycle_failures;
@@ -326,6 +348,7 @@ void HealService::hubCycled(const std::string& hub_id, const Status& result) {
                 wait.count());
   needsTechnicianAtHub(hub_id, hub,
                        "the power cycle of hub " + hub_id + "'s upstream port failed (" + result.error().message + ")");
+  for (const auto& id : hub.phones) look(id);  // each is healed on its own
 }
 
 void HealService::needsTechnicianAtHub(const std::string& hub_id, const Hub& hub, const std::string& why) {

@@ -22,8 +22,12 @@
 //     event, which power-cycles the hub's upstream port once — when
 //     reset.hub_power_cycle allows it, no phone of the hub runs an item and
 //     the hub's own back-off allows it; otherwise each phone is healed alone.
-//     When that power cycle fails, or the back-off after a failed one holds
-//     off the next, the hub's phones still down need attention `hub`.
+//     While that power cycle runs, and for reset.usb_reset_timeout_seconds
+//     after it worked (the wait the ladder gives a phone after its own power
+//     cycle), the hub's phones get no ladder of their own and their drops are
+//     not counted. When that power cycle fails, or the back-off after a
+//     failed one holds off the next, each phone is healed on its own and the
+//     hub's phones still down need attention `hub`.
 // A phone whose item runs is neither probed nor healed: it is looked at again
 // when the item ends. Drops while the adb server itself is down, or while a
 // reset runs, are not the phone's fault and are not counted.
@@ -136,9 +140,14 @@ class HealService {
     boost::json::object last_event;  // {at, phones, action, detail}
     int failures = 0;
     std::int64_t retry_at_ns = 0;
+    // After a power cycle that worked: its phones' own heals wait until then
+    // (they re-enumerate meanwhile), and their drops until then are not counted.
+    std::int64_t hold_until_ns = 0;
   };
 
   void look(const std::string& phone_id);
+  // The hub of a configured phone, if it has one.
+  const Hub* hubOfPhone(const std::string& phone_id) const;
   void hubDrop(const std::string& phone_id);
   void hubCycled(const std::string& hub_id, const Status& result);
   // The hub's phones that are still down need a technician at the hub

@@ -481,6 +481,11 @@ class HubHealTest : public HealServiceTest {
     auto a = inventory_->phone(phone_id)->attention;
     return a ? a->reason : "";
   }
+  std::size_t calls(const std::string& prefix) const {
+    std::size_t n = 0;
+    for (const auto& c : adb_.calls()) n += c.starts_with(prefix) ? 1 : 0;
+    return n;
+  }
   std::string detailOf(const std::string& phone_id) const {
     auto a = inventory_->phone(phone_id)->attention;
     return a ? a->detail : "";
@@ -518,6 +523,52 @@ TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycl
   // The power cycle worked: nobody is sent to the hub.
   EXPECT_EQ(reasonOf("phone_01"), "");
   EXPECT_EQ(reasonOf("phone_02"), "");
+}
+
+TEST_F(HubHealTest, AfterAPowerCycleThatWorksTheHubsPhonesGetNoLadderOfTheirOwn) {
+  config_.heal.after = 5s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});  // phone_01 goes
+  advance(3s);
+  lists({{"USBSERIAL03", "device"}});  // phone_02 too: the hub is power-cycled
+  ASSERT_EQ(usb_.power_cycles, 1);
+  ASSERT_EQ(hub(heal_->hubsJson(), "1-1").at("state"), "ok");
+  advance(19s);  // past after_seconds of both, within the 20 s they are given to come back
+  EXPECT_EQ(calls("reconnect "), 0u);
+  EXPECT_EQ(heal_->stats().attempts, 0u);
+  allUp();  // back, re-enumerated
+  advance(600s);
+  EXPECT_EQ(calls("reconnect "), 0u);
+  EXPECT_EQ(heal_->stats().drops, 2u);  // the two before the event, none from the power cycle
+}
+
+TEST_F(HubHealTest, WhileTheHubIsPowerCycledItsPhonesWaitAndAreHealedAloneIfTheyDoNotComeBack) {
+  config_.heal.after = 5s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  // The power cycle is slow: its thread is not run until the test says so.
+  inventory_->update({{"USBSERIAL03", "device", {}}});
+  for (const auto& p : config_.phones) heal_->phoneStateChanged(p.id);
+  ASSERT_EQ(prober_->pending(), 1u);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("state"), "power_cycling");
+  for (int i = 0; i < 60; ++i) {
+    loop_.advance(1s);
+    while (ladder_->runPending() + loop_.runPosted() > 0) {
+    }
+  }
+  EXPECT_EQ(calls("reconnect "), 0u);  // a minute, no ladder of their own
+  EXPECT_EQ(usb_.power_cycles, 0);
+  settle();  // the power cycle ends (it worked), the phones stay away
+  ASSERT_EQ(usb_.power_cycles, 1);
+  advance(19s);
+  EXPECT_EQ(calls("reconnect "), 0u);
+  advance(1s);  // they had their chance: each is healed on its own
+  EXPECT_EQ(calls("reconnect USBSERIAL01"), 1u);
+  EXPECT_EQ(calls("reconnect USBSERIAL02"), 1u);
+  EXPECT_EQ(calls("reconnect USBSERIAL03"), 0u);
 }
 
 TEST_F(HubHealTest, AFailedPowerCycleSendsATechnicianToTheHubUntilEachPhoneIsBack) {
