@@ -116,6 +116,26 @@ class HealServiceTest : public ::testing::Test {
     return f.get();
   }
 
+  // The phone's reset history, newest first: "trigger status" each.
+  std::vector<std::string> history(const std::string& phone_id = "phone_01") {
+    std::promise<std::vector<std::string>> p;
+    auto f = p.get_future();
+    store_->submit<std::vector<std::string>>(
+        [phone_id](store::Db& db) {
+          std::vector<std::string> out;
+          for (const auto& r : store::PhoneRepository(db).listResets(phone_id, std::nullopt, 100).resets) {
+            out.push_back(r.trigger + " " + r.status);
+          }
+          return out;
+        },
+        [&p](Result<std::vector<std::string>> r) { p.set_value(r ? *r : std::vector<std::string>{}); });
+    if (f.wait_for(kStoreDeadline) != std::future_status::ready) {
+      ADD_FAILURE() << "the store did not answer";
+      return {};
+    }
+    return f.get();
+  }
+
   PhoneSnapshot phone() const { return *inventory_->phone("phone_01"); }
   std::string attentionReason() const {
     auto a = phone().attention;
@@ -316,6 +336,8 @@ TEST_F(HealServiceTest, AnIdleDevicePhoneIsProbedAndOneThatDoesNotAnswerIsHealed
   EXPECT_EQ(r->trigger, "auto");
   EXPECT_EQ(r->reason, "liveness probe failed: shell timed out after 3000 ms");
   EXPECT_EQ(phone().drops, 1);
+  // The failed probe is in the history too, before the ladder it started.
+  EXPECT_EQ(history(), (std::vector<std::string>{"auto running", "probe recorded"}));
 }
 
 TEST_F(HealServiceTest, AProbeInFlightHoldsOffItemStartsUntilItEnds) {
@@ -520,6 +542,10 @@ TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycl
   EXPECT_EQ(h.at("last_event").at("action"), "power_cycle");
   EXPECT_EQ(h.at("last_event").at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
   EXPECT_TRUE(hub(hubs, "1-2").at("last_event").is_null());
+  // Each phone of the event has it in its reset history; the other hub's does not.
+  EXPECT_EQ(history("phone_01"), std::vector<std::string>{"hub recorded"});
+  EXPECT_EQ(history("phone_02"), std::vector<std::string>{"hub recorded"});
+  EXPECT_TRUE(history("phone_03").empty());
   // The power cycle worked: nobody is sent to the hub.
   EXPECT_EQ(reasonOf("phone_01"), "");
   EXPECT_EQ(reasonOf("phone_02"), "");
