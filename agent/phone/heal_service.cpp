@@ -118,8 +118,7 @@ void HealService::look(const std::string& phone_id) {
     t.state = state;
     t.probe_failed.reset();  // the server sees the change itself now
     // Its hub's power cycle, not the phone, takes it off the bus.
-    const bool hub_cycle = hub && (hub->state == "power_cycling" || clock_.bootNowNs() < hub->hold_until_ns);
-    if (was_device && server_up && !s->resetting && !hub_cycle) drop(phone_id, t, "adb_state " + state);
+    if (was_device && server_up && !s->resetting && !hubCycling(hub)) drop(phone_id, t, "adb_state " + state);
   }
   const std::optional<Attention>& attention = s->attention;
   const bool quarantined = attention && attention->reason == kAttentionFlapping;
@@ -191,6 +190,10 @@ const HealService::Hub* HealService::hubOfPhone(const std::string& phone_id) con
   if (!hub_id) return nullptr;
   auto it = hubs_.find(*hub_id);
   return it == hubs_.end() ? nullptr : &it->second;
+}
+
+bool HealService::hubCycling(const Hub* hub) const {
+  return hub != nullptr && (hub->state == "power_cycling" || clock_.bootNowNs() < hub->hold_until_ns);
 }
 
 void HealService::arm(const std::string& phone_id, Track& t, std::int64_t due_ns) {
@@ -400,7 +403,7 @@ void HealService::probeRound() {
     auto s = inventory_.phone(p.id);
     if (!s || s->reported_state != kStateDevice || s->resetting || t.probing || t.probe_failed) continue;
     if (s->attention && s->attention->reason != kAttentionResetFailed) continue;
-    if (busy_(p.id)) continue;
+    if (busy_(p.id) || hubCycling(hubOfPhone(p.id))) continue;
     t.probing = true;
     inventory_.setProbing(p.id, true);  // an item waits for the probe's end
     prober_->run([this, phone_id = p.id, serial = p.serial] {
@@ -431,6 +434,7 @@ void HealService::probed(const std::string& phone_id, const Status& answer) {
   // Only a phone still idle in `device` is the probe's to heal: anything else
   // is looked at through its own event.
   if (!s || s->reported_state != kStateDevice || s->resetting || busy_(phone_id)) return;
+  if (hubCycling(hubOfPhone(phone_id))) return;  // its hub's power cycle cut it off
   ++stats_.probe_failures;
   t.probe_failed = answer.error().message;
   spdlog::warn("heal.probe_failed phone_id={} error=\"{}\"", phone_id, *t.probe_failed);

@@ -24,8 +24,8 @@
 //     the hub's own back-off allows it; otherwise each phone is healed alone.
 //     While that power cycle runs, and for reset.usb_reset_timeout_seconds
 //     after it worked (the wait the ladder gives a phone after its own power
-//     cycle), the hub's phones get no ladder of their own and their drops are
-//     not counted. When that power cycle fails, or the back-off after a
+//     cycle), the hub's phones get no ladder of their own nor a probe, and
+//     their drops are not counted. When that power cycle fails, or the back-off after a
 //     failed one holds off the next, each phone is healed on its own and the
 //     hub's phones still down need attention `hub`.
 // A phone whose item runs is neither probed nor healed: it is looked at again
@@ -148,6 +148,9 @@ class HealService {
   void look(const std::string& phone_id);
   // The hub of a configured phone, if it has one.
   const Hub* hubOfPhone(const std::string& phone_id) const;
+  // The hub's power cycle runs, or its phones are still given the time to
+  // come back after it: what they do now is the hub's doing.
+  bool hubCycling(const Hub* hub) const;
   void hubDrop(const std::string& phone_id);
   void hubCycled(const std::string& hub_id, const Status& result);
   // The hub's phones that are still down need a technician at the hub

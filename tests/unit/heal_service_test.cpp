@@ -570,6 +570,24 @@ TEST_F(HubHealTest, AfterAPowerCycleThatWorksTheHubsPhonesGetNoLadderOfTheirOwn)
   EXPECT_EQ(heal_->stats().drops, 2u);  // the two before the event, none from the power cycle
 }
 
+TEST_F(HubHealTest, TheHubsPhonesAreNotProbedUntilTheyHadTheTimeToComeBack) {
+  config_.heal.probe_interval = 10s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL03", "device"}});  // hub event: the power cycle works
+  ASSERT_EQ(usb_.power_cycles, 1);
+  allUp();  // re-enumerated at once
+  advance(10s);
+  EXPECT_EQ(calls("shell USBSERIAL03 "), 1u);
+  EXPECT_EQ(calls("shell USBSERIAL01 "), 0u);
+  EXPECT_EQ(calls("shell USBSERIAL02 "), 0u);
+  advance(10s);  // the 20 s are over
+  EXPECT_EQ(calls("shell USBSERIAL01 "), 1u);
+  EXPECT_EQ(calls("shell USBSERIAL02 "), 1u);
+  EXPECT_EQ(heal_->stats().drops, 2u);
+}
+
 TEST_F(HubHealTest, WhileTheHubIsPowerCycledItsPhonesWaitAndAreHealedAloneIfTheyDoNotComeBack) {
   config_.heal.after = 5s;
   config_.reset.usb_reset_timeout = 20s;
