@@ -58,6 +58,13 @@ json::object configJson(const AgentConfig& c) {
                      {"usb_reset_timeout_seconds", c.reset.usb_reset_timeout.count()},
                      {"hub_power_cycle", c.reset.hub_power_cycle},
                      {"hub_power_off_seconds", c.reset.hub_power_off.count()}};
+  json::object heal{{"enabled", c.heal.enabled},
+                    {"after_seconds", c.heal.after.count()},
+                    {"backoff_max_seconds", c.heal.backoff_max.count()},
+                    {"probe_interval_seconds", c.heal.probe_interval.count()},
+                    {"flap_count", c.heal.flap_count},
+                    {"flap_window_seconds", c.heal.flap_window.count()},
+                    {"hub_window_seconds", c.heal.hub_window.count()}};
   json::array phones;
   for (const auto& p : c.phones) {
     phones.push_back(json::object{{"id", p.id},
@@ -71,6 +78,7 @@ json::object configJson(const AgentConfig& c) {
                       {"work", std::move(work)},
                       {"adb", std::move(adb)},
                       {"reset", std::move(reset)},
+                      {"heal", std::move(heal)},
                       {"phones", std::move(phones)}};
 }
 

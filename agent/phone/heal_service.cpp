@@ -112,11 +112,13 @@ void HealService::look(const std::string& phone_id) {
   Track& t = tracks_[phone_id];
   const std::string& state = s->reported_state;
   const bool server_up = inventory_.serverUp();
+  const Hub* hub = hubOfPhone(phone_id);
   if (state != t.state) {
     const bool was_device = t.state == kStateDevice;
     t.state = state;
     t.probe_failed.reset();  // the server sees the change itself now
-    if (was_device && server_up && !s->resetting) drop(phone_id, t, "adb_state " + state);
+    // Its hub's power cycle, not the phone, takes it off the bus.
+    if (was_device && server_up && !s->resetting && !hubCycling(hub)) drop(phone_id, t, "adb_state " + state);
   }
   const std::optional<Attention>& attention = s->attention;
   const bool quarantined = attention && attention->reason == kAttentionFlapping;
@@ -140,10 +142,15 @@ void HealService::look(const std::string& phone_id) {
   if (state == kStateUnauthorized) {
     disarm(t);
     t.out_since_ns.reset();
-    // Connected again, so not down because of its hub: the prompt is what it needs now.
+    // Connected again, so not down because of its hub: the prompt is what it
+    // needs now. It replaces a failed reset's attention too (a ladder that
+    // ended while the phone sat unauthorized could not bring it to `device`);
+    // only a flap quarantine stays, since only a technician's reset lifts it.
     const bool hub_attention = attention && attention->reason == kAttentionHub;
     if (hub_attention) clearAttention(phone_id, kAttentionHub);
-    if ((!attention || hub_attention) && !s->resetting) {
+    const bool kept = attention && !hub_attention &&
+                      (attention->reason == kAttentionUnauthorized || attention->reason == kAttentionFlapping);
+    if (!kept && !s->resetting) {
       ++stats_.unauthorized;
       inventory_.setAttention(
           phone_id, Attention{kAttentionUnauthorized,
@@ -167,9 +174,26 @@ void HealService::look(const std::string& phone_id) {
     disarm(t);  // the reset's end, the technician or the item's end looks again
     return;
   }
-  const std::int64_t due = std::max(t.probe_failed ? now : *t.out_since_ns + ns(heal_.after), t.retry_at_ns);
+  if (hub && hub->state == "power_cycling") {
+    disarm(t);  // the hub's power cycle heals it; hubCycled looks again
+    return;
+  }
+  std::int64_t due = std::max(t.probe_failed ? now : *t.out_since_ns + ns(heal_.after), t.retry_at_ns);
+  if (hub) due = std::max(due, hub->hold_until_ns);  // re-enumerating after the power cycle
   if (now >= due) return heal(phone_id, t, *s);
   arm(phone_id, t, due);
+}
+
+const HealService::Hub* HealService::hubOfPhone(const std::string& phone_id) const {
+  const PhoneConfig* phone = config_.findPhone(phone_id);
+  const auto hub_id = phone ? hubOf(*phone) : std::nullopt;
+  if (!hub_id) return nullptr;
+  auto it = hubs_.find(*hub_id);
+  return it == hubs_.end() ? nullptr : &it->second;
+}
+
+bool HealService::hubCycling(const Hub* hub) const {
+  return hub != nullptr && (hub->state == "power_cycling" || clock_.bootNowNs() < hub->hold_until_ns);
 }
 
 void HealService::arm(const std::string& phone_id, Track& t, std::int64_t due_ns) {
@@ -302,13 +326,19 @@ void HealService::hubDrop(const std::string& phone_id) {
 }
 
 void HealService::hubCycled(const std::string& hub_id, const Status& result) {
+  if (stopping_) return;
   Hub& hub = hubs_[hub_id];
   if (result) {
     hub.state = "ok";
     hub.failures = 0;
     hub.retry_at_ns = 0;
+    // Its phones re-enumerate: their own heals wait as long as the ladder
+    // waits for a phone after its power cycle.
+    const auto hold = config_.reset.usb_reset_timeout;
+    hub.hold_until_ns = clock_.bootNowNs() + ns(hold);
     hub.last_event["detail"] = "power-cycled the hub's upstream port " + hub_id;
-    spdlog::info("heal.hub_power_cycled hub_id={}", hub_id);
+    spdlog::info("heal.hub_power_cycled hub_id={} phones_heal_after_s={}", hub_id, hold.count());
+    for (const auto& id : hub.phones) look(id);
     return;
   }
   ++stats_.hub_power_cycle_failures;
@@ -321,6 +351,7 @@ void HealService::hubCycled(const std::string& hub_id, const Status& result) {
                 wait.count());
   needsTechnicianAtHub(hub_id, hub,
                        "the power cycle of hub " + hub_id + "'s upstream port failed (" + result.error().message + ")");
+  for (const auto& id : hub.phones) look(id);  // each is healed on its own
 }
 
 void HealService::needsTechnicianAtHub(const std::string& hub_id, const Hub& hub, const std::string& why) {
@@ -372,8 +403,9 @@ void HealService::probeRound() {
     auto s = inventory_.phone(p.id);
     if (!s || s->reported_state != kStateDevice || s->resetting || t.probing || t.probe_failed) continue;
     if (s->attention && s->attention->reason != kAttentionResetFailed) continue;
-    if (busy_(p.id)) continue;
+    if (busy_(p.id) || hubCycling(hubOfPhone(p.id))) continue;
     t.probing = true;
+    inventory_.setProbing(p.id, true);  // an item waits for the probe's end
     prober_->run([this, phone_id = p.id, serial = p.serial] {
       auto out = adb_.shell(serial, kProbeCommand, kProbeTimeout, 4096);
       Status answer = okStatus();
@@ -392,12 +424,17 @@ void HealService::probed(const std::string& phone_id, const Status& answer) {
   if (stopping_) return;
   Track& t = tracks_[phone_id];
   t.probing = false;
+  inventory_.setProbing(phone_id, false);
+  // An item held off by the probe may start now (the daemon's announce posts,
+  // so a heal decided below comes first).
+  if (phone_changed_) phone_changed_(phone_id);
   ++stats_.probes;
   if (answer) return;
   auto s = inventory_.phone(phone_id);
   // Only a phone still idle in `device` is the probe's to heal: anything else
   // is looked at through its own event.
   if (!s || s->reported_state != kStateDevice || s->resetting || busy_(phone_id)) return;
+  if (hubCycling(hubOfPhone(phone_id))) return;  // its hub's power cycle cut it off
   ++stats_.probe_failures;
   t.probe_failed = answer.error().message;
   spdlog::warn("heal.probe_failed phone_id={} error=\"{}\"", phone_id, *t.probe_failed);

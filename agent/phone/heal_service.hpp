@@ -7,10 +7,13 @@
 //     again after 1 min, 2 min, 4 min ... up to heal.backoff_max_seconds, and
 //     the back-off starts over once the phone is back;
 //   - `unauthorized` is not reset (a person must accept the USB debugging
-//     prompt): the phone needs attention, reason `unauthorized`;
+//     prompt): the phone needs attention, reason `unauthorized`, also when a
+//     reset of it failed meanwhile or its hub was blamed — only a flap
+//     quarantine keeps its reason `flapping` (a technician's reset lifts it);
 //   - an idle phone in `device` state gets `shell:echo` every
 //     heal.probe_interval_seconds; one whose adbd does not answer is healed at
-//     once, like a dropped one;
+//     once, like a dropped one; while a probe is in flight no item starts
+//     on the phone (Inventory::canStart), it starts once the probe ended;
 //   - a phone that drops heal.flap_count times within heal.flap_window_seconds
 //     is quarantined (attention `flapping`, takes no work) until a
 //     technician's reset succeeds.
@@ -19,8 +22,12 @@
 //     event, which power-cycles the hub's upstream port once — when
 //     reset.hub_power_cycle allows it, no phone of the hub runs an item and
 //     the hub's own back-off allows it; otherwise each phone is healed alone.
-//     When that power cycle fails, or the back-off after a failed one holds
-//     off the next, the hub's phones still down need attention `hub`.
+//     While that power cycle runs, and for reset.usb_reset_timeout_seconds
+//     after it worked (the wait the ladder gives a phone after its own power
+//     cycle), the hub's phones get no ladder of their own nor a probe, and
+//     their drops are not counted. When that power cycle fails, or the back-off after a
+//     failed one holds off the next, each phone is healed on its own and the
+//     hub's phones still down need attention `hub`.
 // A phone whose item runs is neither probed nor healed: it is looked at again
 // when the item ends. Drops while the adb server itself is down, or while a
 // reset runs, are not the phone's fault and are not counted.
@@ -83,7 +90,7 @@ class HealService {
   static constexpr std::chrono::seconds kFirstBackoff{60};
 
   // `busy` says whether an item runs on the phone now; `phone_changed`
-  // announces a phone that may take work again (its attention cleared).
+  // announces a phone that may take work again (its attention cleared, its probe ended).
   // `prober` null: a WorkerThread named pf-heal-probe.
   HealService(const AgentConfig& config, const Clock& clock, os::EventLoop& loop, Inventory& inventory,
               ResetService& resets, const AdbHost& adb, std::function<bool(const std::string&)> busy,
@@ -133,9 +140,17 @@ class HealService {
     boost::json::object last_event;  // {at, phones, action, detail}
     int failures = 0;
     std::int64_t retry_at_ns = 0;
+    // After a power cycle that worked: its phones' own heals wait until then
+    // (they re-enumerate meanwhile), and their drops until then are not counted.
+    std::int64_t hold_until_ns = 0;
   };
 
   void look(const std::string& phone_id);
+  // The hub of a configured phone, if it has one.
+  const Hub* hubOfPhone(const std::string& phone_id) const;
+  // The hub's power cycle runs, or its phones are still given the time to
+  // come back after it: what they do now is the hub's doing.
+  bool hubCycling(const Hub* hub) const;
   void hubDrop(const std::string& phone_id);
   void hubCycled(const std::string& hub_id, const Status& result);
   // The hub's phones that are still down need a technician at the hub

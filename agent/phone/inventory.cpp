@@ -111,7 +111,7 @@ bool Inventory::canStart(const std::string& phone_id, bool wait_for_device) cons
   auto it = phones_.find(phone_id);
   if (it == phones_.end()) return false;
   const PhoneSnapshot& s = it->second;
-  if (s.resetting || s.needs_attention) return false;
+  if (s.resetting || s.probing || s.needs_attention) return false;
   return !wait_for_device || s.reported_state == kStateDevice;
 }
 
@@ -121,6 +121,12 @@ void Inventory::setResetting(const std::string& phone_id, bool resetting) {
   if (it == phones_.end()) return;
   it->second.resetting = resetting;
   it->second.adb_state = stateOf(it->second);
+}
+
+void Inventory::setProbing(const std::string& phone_id, bool probing) {
+  std::lock_guard lock(mutex_);
+  auto it = phones_.find(phone_id);
+  if (it != phones_.end()) it->second.probing = probing;
 }
 
 void Inventory::setAttention(const std::string& phone_id, std::optional<Attention> attention) {

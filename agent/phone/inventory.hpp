@@ -50,6 +50,7 @@ struct PhoneSnapshot {
   std::string adb_state;       // as docs/api.md: resetting while a reset runs
   std::string reported_state;  // what the adb server says (absent when it does not list the device)
   bool resetting = false;
+  bool probing = false;                // a liveness probe (HealService) is in flight: no item starts
   bool needs_attention = false;        // attention is set
   std::optional<Attention> attention;  // why it needs a technician
   // Drops (left `device` on its own) within [heal] flap_window, and the last one.
@@ -80,11 +81,14 @@ class Inventory {
   std::vector<AdbDevice> unassigned() const;
   bool serverUp() const;
 
-  // Whether new work may start on the phone: never while resetting or
-  // needing attention; with wait_for_device only in `device` state.
+  // Whether new work may start on the phone: never while resetting, needing
+  // attention or being probed; with wait_for_device only in `device` state.
   bool canStart(const std::string& phone_id, bool wait_for_device) const;
 
   void setResetting(const std::string& phone_id, bool resetting);
+  // A liveness probe of the phone starts or ends; whoever clears it announces
+  // the phone, so that an item held off meanwhile starts.
+  void setProbing(const std::string& phone_id, bool probing);
   // Sets (or clears, with nullopt) why the phone needs a technician; while
   // set, it takes no work. A change is passed to the observer (below).
   void setAttention(const std::string& phone_id, std::optional<Attention> attention);

@@ -121,6 +121,28 @@ class SelfHealing : public WorkFixture {
     return r.status == 200 ? r.json().as_object() : json::object{};
   }
 
+  // The value of one series of GET /metrics ("name" or "name{labels}"), or -1.
+  double metric(const std::string& series) {
+    const auto body = call("GET", "/metrics", "", kReadToken).body;
+    const std::string key = "\n" + series + " ";
+    const auto at = body.find(key);
+    return at == std::string::npos ? -1 : std::strtod(body.c_str() + at + key.size(), nullptr);
+  }
+
+  // The triggers of the phone's reset history, newest first.
+  std::vector<std::string> triggers(const std::string& id) {
+    auto r = call("GET", "/phones/" + id + "/resets", "", kReadToken);
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::vector<std::string> out;
+    if (r.status != 200) return out;
+    const json::value body = r.json();
+    for (const auto& rec : body.at("resets").as_array()) out.emplace_back(rec.at("trigger").as_string());
+    return out;
+  }
+  static bool has(const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  }
+
   static bool ready(const json::object& p) {
     return p.at("health") == "ready" && p.at("adb_state") == "device" && p.at("attention").is_null();
   }
@@ -225,8 +247,21 @@ TEST_F(SelfHealing, HealableFaultsEndReadyWithoutAHuman) {
   std::sort(all.begin(), all.end());
   EXPECT_TRUE(std::none_of(all.begin(), all.end(), [](double t) { return t < 0; }));
   std::printf("self-healing all healable faults: median_to_ready_s=%.1f\n", all[all.size() / 2]);
-  const auto metrics = call("GET", "/metrics", "", kReadToken);
-  EXPECT_NE(metrics.body.find("phonefarm_heal_attempts_total"), std::string::npos);
+  // A hanging shell is found by the probe, which is stored, logged and
+  // counted, and healed by an auto ladder.
+  EXPECT_GE(metric("phonefarm_heal_attempts_total"), rounds());
+  EXPECT_GE(metric("phonefarm_heal_probes_total"), 1);
+  EXPECT_GE(metric("phonefarm_heal_probe_failures_total"), rounds());
+  EXPECT_GE(metric("phonefarm_heal_drops_total"), rounds());
+  EXPECT_GE(metric("phonefarm_heal_healed_total"), 1);
+  const auto history = triggers(phoneId(0));
+  EXPECT_TRUE(has(history, "probe")) << call("GET", "/phones/phone_01/resets", "", kReadToken).body;
+  EXPECT_TRUE(has(history, "auto")) << call("GET", "/phones/phone_01/resets", "", kReadToken).body;
+  for (const char* line :
+       {"heal.drop phone_id=phone_01", "heal.probe_failed phone_id=phone_01", "heal.attempt phone_id=phone_01",
+        "heal.healed phone_id=phone_01", "heal.back phone_id=phone_01"}) {
+    EXPECT_TRUE(agent_->findLine(line).has_value()) << line << "\n" << agent_->output();
+  }
 }
 
 TEST_F(SelfHealing, UnauthorizedEndsNeedingAttention) {
@@ -243,6 +278,10 @@ TEST_F(SelfHealing, UnauthorizedEndsNeedingAttention) {
   std::printf("self-healing fault=auth injected=1 needs_attention_unauthorized=1 time_s=%.1f\n", t);
   // Never reset: a person must accept the prompt.
   EXPECT_TRUE(p.at("last_reset").is_null() || p.at("last_reset").at("trigger") != "auto") << json::serialize(p);
+  EXPECT_TRUE(has(triggers(id), "unauthorized"));
+  EXPECT_TRUE(agent_->waitForLine("heal.unauthorized phone_id=phone_02", seconds(5))) << agent_->output();
+  EXPECT_EQ(metric("phonefarm_heal_unauthorized_total"), 1);
+  EXPECT_EQ(metric(R"(phonefarm_heal_phones_needing_attention{reason="unauthorized"})"), 1);
 }
 
 // Each flap lasts until the phone is back (the agent re-dials a network phone
@@ -264,6 +303,11 @@ TEST_F(SelfHealingFlapping, FlappingEndsInQuarantine) {
   EXPECT_GE(p.at("drops").at("count").as_int64(), 3);
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("self-healing fault=flap injected=1 quarantined=1 time_s=%.1f\n", t);
+  EXPECT_TRUE(has(triggers(id), "quarantine"));
+  EXPECT_TRUE(agent_->waitForLine("heal.quarantined phone_id=phone_03", seconds(5))) << agent_->output();
+  EXPECT_EQ(metric("phonefarm_heal_quarantines_total"), 1);
+  EXPECT_EQ(metric(R"(phonefarm_heal_phones_needing_attention{reason="flapping"})"), 1);
+  EXPECT_GE(metric("phonefarm_heal_drops_total"), 3);
   // The quarantine survives a restart of the agent, reason, detail and since.
   inject(2, "none");
   const json::value attention = p.at("attention");
@@ -338,6 +382,12 @@ TEST_F(SelfHealing, TwoPhonesOfOneHubDroppingTogetherAreOneHubEvent) {
   const auto metrics = call("GET", "/metrics", "", kReadToken);
   EXPECT_NE(metrics.body.find("phonefarm_heal_hub_events_total 1\n"), std::string::npos)
       << metrics.body.substr(metrics.body.find("phonefarm_heal_hub"), 600);
+  // Logged once, and kept in the history of each phone of the event.
+  EXPECT_TRUE(agent_->waitForLine("heal.hub_event hub_id=1-9 phones=phone_01,phone_02 action=none", seconds(5)))
+      << agent_->output();
+  EXPECT_TRUE(has(triggers(phoneId(0)), "hub"));
+  EXPECT_TRUE(has(triggers(phoneId(1)), "hub"));
+  EXPECT_FALSE(has(triggers(phoneId(2)), "hub"));
   waitForPhone(phoneId(0), ready, seconds(60));
   waitForPhone(phoneId(1), ready, seconds(60));
   std::printf("self-healing fault=hub_drop injected=1 hub_events=1\n");

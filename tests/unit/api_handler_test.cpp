@@ -531,6 +531,7 @@ TEST_F(ApiHandlerTest, DebugNeedsOperateAndHoldsNoSecret) {
   std::ofstream(cg / "exec-1" / "cgroup.events") << "populated 1\nfrozen 0\n";
   config_.tokens_file = dir_ / "tokens";
   std::ofstream(config_.tokens_file) << "o operate operate-token\n";
+  config_.heal.after = std::chrono::seconds(7);
   int probes = 0;
   ApiServices services{config_,
                        *store_,
@@ -563,6 +564,9 @@ TEST_F(ApiHandlerTest, DebugNeedsOperateAndHoldsNoSecret) {
   EXPECT_EQ(body.at("agent").at("uptime_seconds"), 61);
   EXPECT_EQ(body.at("config").at("tokens_file"), config_.tokens_file.c_str());
   EXPECT_EQ(body.at("config").at("phones").at(0).at("serial"), "serial-1");
+  EXPECT_EQ(body.at("config").at("heal"), json::parse(R"({"enabled":true,"after_seconds":7,"backoff_max_seconds":1800,
+      "probe_interval_seconds":300,"flap_count":3,"flap_window_seconds":600,"hub_window_seconds":10})"))
+      << r.body;
   EXPECT_EQ(body.at("readiness").at("store"), "ok");
   EXPECT_EQ(body.at("adb").at("error"), "adb server not running");
   const auto& leaf = body.at("work").at("tree").at("leaves").at(0);

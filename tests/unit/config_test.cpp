@@ -219,6 +219,7 @@ log_max_bytes = "64M"         # per stream (stdout.log, stderr.log); the rest is
 [adb]
 server = "127.0.0.1:5037"
 adb_path = "/usr/bin/adb"
+replace_foreign_server = false  # true: stop a server of another adb version and start our own
 [reset]
 on_forced_cancel = true
 adb_reconnect_timeout_seconds = 20

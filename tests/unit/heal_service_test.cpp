@@ -116,6 +116,26 @@ class HealServiceTest : public ::testing::Test {
     return f.get();
   }
 
+  // The phone's reset history, newest first: "trigger status" each.
+  std::vector<std::string> history(const std::string& phone_id = "phone_01") {
+    std::promise<std::vector<std::string>> p;
+    auto f = p.get_future();
+    store_->submit<std::vector<std::string>>(
+        [phone_id](store::Db& db) {
+          std::vector<std::string> out;
+          for (const auto& r : store::PhoneRepository(db).listResets(phone_id, std::nullopt, 100).resets) {
+            out.push_back(r.trigger + " " + r.status);
+          }
+          return out;
+        },
+        [&p](Result<std::vector<std::string>> r) { p.set_value(r ? *r : std::vector<std::string>{}); });
+    if (f.wait_for(kStoreDeadline) != std::future_status::ready) {
+      ADD_FAILURE() << "the store did not answer";
+      return {};
+    }
+    return f.get();
+  }
+
   PhoneSnapshot phone() const { return *inventory_->phone("phone_01"); }
   std::string attentionReason() const {
     auto a = phone().attention;
@@ -240,6 +260,48 @@ TEST_F(HealServiceTest, UnauthorizedNeedsAttentionAndIsNotReset) {
   EXPECT_EQ(announced_, std::vector<std::string>{"phone_01"});
 }
 
+TEST_F(HealServiceTest, AResetThatFailsOnAnUnauthorizedPhoneLeavesReasonUnauthorized) {
+  makeServices();
+  serverLists("device");
+  serverLists("offline");
+  advance(30s);
+  ASSERT_TRUE(resets_->resetting("phone_01"));
+  serverLists("unauthorized");  // the reconnect brought it back unauthorized
+  advance(1s);                  // not `device`: the ladder fails
+  ASSERT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(heal_->stats().failed, 1u);
+  EXPECT_EQ(attentionReason(), kAttentionUnauthorized);
+  EXPECT_EQ(phone().attention->detail, "the phone is unauthorized: accept the USB debugging prompt on it");
+
+  // A technician's reset of the unauthorized phone that fails: the same.
+  std::optional<Result<store::ResetRecord>> done;
+  resets_->technicianReset(
+      "phone_01", "try", boost::json::object{{"technician", "t"}},
+      [this, &done](Result<store::ResetRecord> rec) { loop_.post([&done, rec = std::move(rec)] { done = rec; }); });
+  settle();
+  ASSERT_TRUE(resets_->resetting("phone_01"));
+  advance(1s);
+  ASSERT_TRUE(loop_.runUntil([&] { return done.has_value(); }));
+  ASSERT_FALSE(resets_->resetting("phone_01"));
+  EXPECT_EQ(attentionReason(), kAttentionUnauthorized);
+  advance(600s);
+  EXPECT_EQ(reconnects(), 2u);  // and it is not healed automatically
+}
+
+TEST_F(HealServiceTest, AQuarantinedPhoneThatTurnsUnauthorizedStaysQuarantined) {
+  makeServices();
+  serverLists("device");
+  for (int i = 0; i < 3; ++i) {
+    serverLists("offline");
+    serverLists("device");
+  }
+  ASSERT_EQ(attentionReason(), kAttentionFlapping);
+  serverLists("unauthorized");
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+  serverLists("device");  // the prompt accepted: still quarantined
+  EXPECT_EQ(attentionReason(), kAttentionFlapping);
+}
+
 TEST_F(HealServiceTest, APhoneThatDropsWhileAnItemRunsIsHealedAfterTheItemEnds) {
   makeServices();
   serverLists("device");
@@ -274,6 +336,37 @@ TEST_F(HealServiceTest, AnIdleDevicePhoneIsProbedAndOneThatDoesNotAnswerIsHealed
   EXPECT_EQ(r->trigger, "auto");
   EXPECT_EQ(r->reason, "liveness probe failed: shell timed out after 3000 ms");
   EXPECT_EQ(phone().drops, 1);
+  // The failed probe is in the history too, before the ladder it started.
+  EXPECT_EQ(history(), (std::vector<std::string>{"auto running", "probe recorded"}));
+}
+
+TEST_F(HealServiceTest, AProbeInFlightHoldsOffItemStartsUntilItEnds) {
+  makeServices();
+  serverLists("device");
+  ASSERT_TRUE(inventory_->canStart("phone_01", true));
+  loop_.advance(300s);  // the probe round: the probe is handed to its thread, not run yet
+  loop_.runPosted();
+  ASSERT_EQ(prober_->pending(), 1u);
+  EXPECT_TRUE(phone().probing);
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+  EXPECT_FALSE(inventory_->canStart("phone_01", false));
+  EXPECT_EQ(healthOf(phone(), false), std::string(kHealthReady));  // not a state anyone waits on
+  announced_.clear();
+  settle();  // the probe answers
+  EXPECT_EQ(probes(), 1u);
+  EXPECT_FALSE(phone().probing);
+  EXPECT_TRUE(inventory_->canStart("phone_01", true));
+  EXPECT_EQ(announced_, std::vector<std::string>{"phone_01"});  // the held-off item starts now
+
+  // A probe that fails: no item starts before the heal's ladder took the phone.
+  adb_.shell_result = makeError(ErrorKind::kUnavailable, "shell timed out after 3000 ms");
+  loop_.advance(300s);
+  loop_.runPosted();
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
+  settle();
+  EXPECT_TRUE(resets_->resetting("phone_01"));
+  EXPECT_FALSE(phone().probing);
+  EXPECT_FALSE(inventory_->canStart("phone_01", true));
 }
 
 TEST_F(HealServiceTest, NoProbeWhileAnItemRuns) {
@@ -410,6 +503,11 @@ class HubHealTest : public HealServiceTest {
     auto a = inventory_->phone(phone_id)->attention;
     return a ? a->reason : "";
   }
+  std::size_t calls(const std::string& prefix) const {
+    std::size_t n = 0;
+    for (const auto& c : adb_.calls()) n += c.starts_with(prefix) ? 1 : 0;
+    return n;
+  }
   std::string detailOf(const std::string& phone_id) const {
     auto a = inventory_->phone(phone_id)->attention;
     return a ? a->detail : "";
@@ -444,9 +542,77 @@ TEST_F(HubHealTest, TwoPhonesOfAHubDroppingTogetherAreOneHubEventAndOnePowerCycl
   EXPECT_EQ(h.at("last_event").at("action"), "power_cycle");
   EXPECT_EQ(h.at("last_event").at("phones"), boost::json::parse(R"(["phone_01","phone_02"])"));
   EXPECT_TRUE(hub(hubs, "1-2").at("last_event").is_null());
+  // Each phone of the event has it in its reset history; the other hub's does not.
+  EXPECT_EQ(history("phone_01"), std::vector<std::string>{"hub recorded"});
+  EXPECT_EQ(history("phone_02"), std::vector<std::string>{"hub recorded"});
+  EXPECT_TRUE(history("phone_03").empty());
   // The power cycle worked: nobody is sent to the hub.
   EXPECT_EQ(reasonOf("phone_01"), "");
   EXPECT_EQ(reasonOf("phone_02"), "");
+}
+
+TEST_F(HubHealTest, AfterAPowerCycleThatWorksTheHubsPhonesGetNoLadderOfTheirOwn) {
+  config_.heal.after = 5s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL02", "device"}, {"USBSERIAL03", "device"}});  // phone_01 goes
+  advance(3s);
+  lists({{"USBSERIAL03", "device"}});  // phone_02 too: the hub is power-cycled
+  ASSERT_EQ(usb_.power_cycles, 1);
+  ASSERT_EQ(hub(heal_->hubsJson(), "1-1").at("state"), "ok");
+  advance(19s);  // past after_seconds of both, within the 20 s they are given to come back
+  EXPECT_EQ(calls("reconnect "), 0u);
+  EXPECT_EQ(heal_->stats().attempts, 0u);
+  allUp();  // back, re-enumerated
+  advance(600s);
+  EXPECT_EQ(calls("reconnect "), 0u);
+  EXPECT_EQ(heal_->stats().drops, 2u);  // the two before the event, none from the power cycle
+}
+
+TEST_F(HubHealTest, TheHubsPhonesAreNotProbedUntilTheyHadTheTimeToComeBack) {
+  config_.heal.probe_interval = 10s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  lists({{"USBSERIAL03", "device"}});  // hub event: the power cycle works
+  ASSERT_EQ(usb_.power_cycles, 1);
+  allUp();  // re-enumerated at once
+  advance(10s);
+  EXPECT_EQ(calls("shell USBSERIAL03 "), 1u);
+  EXPECT_EQ(calls("shell USBSERIAL01 "), 0u);
+  EXPECT_EQ(calls("shell USBSERIAL02 "), 0u);
+  advance(10s);  // the 20 s are over
+  EXPECT_EQ(calls("shell USBSERIAL01 "), 1u);
+  EXPECT_EQ(calls("shell USBSERIAL02 "), 1u);
+  EXPECT_EQ(heal_->stats().drops, 2u);
+}
+
+TEST_F(HubHealTest, WhileTheHubIsPowerCycledItsPhonesWaitAndAreHealedAloneIfTheyDoNotComeBack) {
+  config_.heal.after = 5s;
+  config_.reset.usb_reset_timeout = 20s;
+  makeServices();
+  allUp();
+  // The power cycle is slow: its thread is not run until the test says so.
+  inventory_->update({{"USBSERIAL03", "device", {}}});
+  for (const auto& p : config_.phones) heal_->phoneStateChanged(p.id);
+  ASSERT_EQ(prober_->pending(), 1u);
+  EXPECT_EQ(hub(heal_->hubsJson(), "1-1").at("state"), "power_cycling");
+  for (int i = 0; i < 60; ++i) {
+    loop_.advance(1s);
+    while (ladder_->runPending() + loop_.runPosted() > 0) {
+    }
+  }
+  EXPECT_EQ(calls("reconnect "), 0u);  // a minute, no ladder of their own
+  EXPECT_EQ(usb_.power_cycles, 0);
+  settle();  // the power cycle ends (it worked), the phones stay away
+  ASSERT_EQ(usb_.power_cycles, 1);
+  advance(19s);
+  EXPECT_EQ(calls("reconnect "), 0u);
+  advance(1s);  // they had their chance: each is healed on its own
+  EXPECT_EQ(calls("reconnect USBSERIAL01"), 1u);
+  EXPECT_EQ(calls("reconnect USBSERIAL02"), 1u);
+  EXPECT_EQ(calls("reconnect USBSERIAL03"), 0u);
 }
 
 TEST_F(HubHealTest, AFailedPowerCycleSendsATechnicianToTheHubUntilEachPhoneIsBack) {
