@@ -52,6 +52,10 @@ static int runCtl(int argc, char** argv) {
   CLI::App app{"phonefarmctl: see and fix this rack's phones and work (talks to phonefarm-agent)"};
   app.set_version_flag("--version", std::string("phonefarmctl ") + PHONEFARM_VERSION);
   app.require_subcommand(1);
+  // The global options also after the subcommand (`phonefarmctl watch --json`):
+  // an option the subcommand does not know is tried on the app. Set before
+  // the subcommands are added, which inherit it.
+  app.fallthrough();
   app.footer(footer());
 
   Options opt;

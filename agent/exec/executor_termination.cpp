@@ -148,7 +148,14 @@ void Executor::onTimeout(const std::string& item_id) {
   ++stats_.timeouts;
   e->timed_out = true;
   spdlog::warn("exec.timeout process_id={} queue_item_id={}", e->process_id, item_id);
-  if (kill(*e, "timeout")) (void)resets_.requestReset(e->phone_id, "timeout");
+  if (!kill(*e, "timeout")) return;
+  store_.submit<Unit>(
+      [item_id, now = clock_.wallNowMs()](store::Db& db) {
+        store::ExecutionRepository(db).recordKill(item_id, "timeout", now);
+        return Unit{};
+      },
+      [](const Result<Unit>&) {});
+  (void)resets_.requestReset(e->phone_id, "timeout");
 }
 
 void Executor::onStuckCheck(const std::string& item_id) {

@@ -11,17 +11,13 @@
 namespace phonefarm::store {
 namespace {
 
-constexpr std::array<std::string_view, 11> kKinds{event_kind::kProcessSubmitted,
-                                                  event_kind::kProcessStatus,
-                                                  event_kind::kItemStarted,
-                                                  event_kind::kItemEnded,
-                                                  event_kind::kCancelAccepted,
-                                                  event_kind::kTerminationIssued,
-                                                  event_kind::kTerminationEscalated,
-                                                  event_kind::kPhoneState,
-                                                  event_kind::kPhoneHealth,
-                                                  event_kind::kResetStep,
-                                                  event_kind::kResetEnded};
+constexpr std::array<std::string_view, 14> kKinds{event_kind::kProcessSubmitted,     event_kind::kProcessStatus,
+                                                  event_kind::kItemStarted,          event_kind::kItemEnded,
+                                                  event_kind::kCancelAccepted,       event_kind::kTerminationIssued,
+                                                  event_kind::kTerminationEscalated, event_kind::kPhoneState,
+                                                  event_kind::kPhoneHealth,          event_kind::kResetStep,
+                                                  event_kind::kResetEnded,           event_kind::kResetStarted,
+                                                  event_kind::kResetRecorded,        event_kind::kPhoneAttention};
 
 void appendField(std::string& out, std::string_view name, const std::optional<std::string>& value) {
   if (!value) return;

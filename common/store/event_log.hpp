@@ -31,6 +31,11 @@ inline constexpr std::string_view kPhoneState = "phone.state";
 inline constexpr std::string_view kPhoneHealth = "phone.health";
 inline constexpr std::string_view kResetStep = "reset.step";
 inline constexpr std::string_view kResetEnded = "reset.ended";
+// Self-healing: a ladder starting, a heal action recorded without a ladder
+// (probe failure, quarantine, unauthorized, hub event), a phone's attention.
+inline constexpr std::string_view kResetStarted = "reset.started";
+inline constexpr std::string_view kResetRecorded = "reset.recorded";
+inline constexpr std::string_view kPhoneAttention = "phone.attention";
 }  // namespace event_kind
 
 bool isEventKind(std::string_view kind);

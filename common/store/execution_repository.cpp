@@ -128,6 +128,21 @@ void ExecutionRepository::markEscalationFired(std::string_view queue_item_id, Wa
                        boost::json::object{{"force_at", formatRfc3339(force_at)}}, at);
 }
 
+void ExecutionRepository::recordKill(std::string_view queue_item_id, std::string_view cause, WallMs at) {
+  Statement& ids = db_.prepare(
+      "SELECT q.process_id, p.phone_id FROM queue_items q JOIN processes p USING (process_id) "
+      "WHERE q.queue_item_id = ?");
+  ids.bind(1, queue_item_id);
+  if (!ids.step()) {
+    ids.reset();
+    return;
+  }
+  EventIds event_ids{ids.getText(0), std::string(queue_item_id), ids.getText(1), std::nullopt};
+  ids.reset();
+  EventLog(db_).append(event_kind::kTerminationIssued, event_ids,
+                       boost::json::object{{"termination", "issued"}, {"cause", cause}}, at);
+}
+
 void ExecutionRepository::deleteEscalation(std::string_view queue_item_id) {
   Statement& st = db_.prepare("DELETE FROM escalations WHERE queue_item_id = ?");
   st.bind(1, queue_item_id);

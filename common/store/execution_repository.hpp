@@ -59,6 +59,9 @@ class ExecutionRepository {
   // Inserts or replaces the item's deadline (a later cancel may move it earlier).
   void upsertEscalation(const EscalationRow& row);
   void markEscalationFired(std::string_view queue_item_id, WallMs at);
+  // Appends termination.issued for a kill no cancel asked for (`cause`:
+  // "timeout", the item's timeout_seconds ran out).
+  void recordKill(std::string_view queue_item_id, std::string_view cause, WallMs at);
   void deleteEscalation(std::string_view queue_item_id);
   std::vector<EscalationRow> pendingEscalations();
 

@@ -45,9 +45,16 @@ void PhoneRepository::upsertPhone(std::string_view phone_id, std::string_view se
   st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, health).bind(5, now);
   st.run();
   if (previous == health) return;
+  boost::json::object payload{{"health", health}, {"previous", previous}};
+  if (health == "needs_attention") {
+    // Why: the attention stored with it (recordAttention runs first); a
+    // stored needs_attention without one is a failed reset's (docs/api.md).
+    const auto attention = storedColumn("SELECT attention FROM phones WHERE phone_id = ?", phone_id);
+    payload["reason"] = attention ? attentionOf(*attention).value_or(StoredAttention{"reset_failed", "", 0}).reason
+                                  : std::string("reset_failed");
+  }
   EventLog(db_).append(event_kind::kPhoneHealth,
-                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt},
-                       boost::json::object{{"health", health}, {"previous", previous}}, now);
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt}, payload, now);
 }
 
 void PhoneRepository::recordAttention(std::string_view phone_id, std::string_view serial,
@@ -58,28 +65,40 @@ void PhoneRepository::recordAttention(std::string_view phone_id, std::string_vie
     text = boost::json::serialize(
         boost::json::object{{"reason", attention->reason}, {"detail", attention->detail}, {"since", attention->since}});
   }
+  const auto stored = storedColumn("SELECT attention FROM phones WHERE phone_id = ?", phone_id);
   Statement& st = db_.prepare(
       "INSERT INTO phones (phone_id, serial, usb_port, health, updated_at, attention) VALUES (?, ?, ?, 'ready', ?, ?) "
       "ON CONFLICT (phone_id) DO UPDATE SET attention = excluded.attention, updated_at = excluded.updated_at");
   st.bind(1, phone_id).bind(2, serial).bind(3, usb_port).bind(4, now).bind(5, text);
   st.run();
+  if (stored == text) return;
+  const std::optional<StoredAttention> previous = stored ? attentionOf(*stored) : std::nullopt;
+  boost::json::object payload;
+  payload["reason"] = attention ? boost::json::value(attention->reason) : boost::json::value(nullptr);
+  payload["detail"] = attention ? boost::json::value(attention->detail) : boost::json::value(nullptr);
+  payload["previous"] = previous ? boost::json::value(previous->reason) : boost::json::value(nullptr);
+  EventLog(db_).append(event_kind::kPhoneAttention,
+                       EventIds{std::nullopt, std::nullopt, std::string(phone_id), std::nullopt}, payload, now);
+}
+
+std::optional<StoredAttention> PhoneRepository::attentionOf(std::string_view text) {
+  boost::system::error_code ec;
+  const auto value = boost::json::parse(text, ec);
+  const auto* o = !ec ? value.if_object() : nullptr;
+  const auto* reason = o != nullptr ? o->if_contains("reason") : nullptr;
+  if (reason == nullptr || !reason->is_string()) return std::nullopt;
+  StoredAttention a;
+  a.reason = std::string(reason->as_string());
+  if (const auto* d = o->if_contains("detail"); d != nullptr && d->is_string()) a.detail = std::string(d->as_string());
+  if (const auto* t = o->if_contains("since"); t != nullptr && t->is_int64()) a.since = t->as_int64();
+  return a;
 }
 
 std::map<std::string, StoredAttention> PhoneRepository::attentionByPhone() {
   Statement& st = db_.prepare("SELECT phone_id, attention FROM phones WHERE attention IS NOT NULL");
   std::map<std::string, StoredAttention> out;
   while (st.step()) {
-    boost::system::error_code ec;
-    const auto value = boost::json::parse(st.getText(1), ec);
-    const auto* o = !ec ? value.if_object() : nullptr;
-    const auto* reason = o != nullptr ? o->if_contains("reason") : nullptr;
-    if (reason == nullptr || !reason->is_string()) continue;
-    StoredAttention a;
-    a.reason = std::string(reason->as_string());
-    if (const auto* d = o->if_contains("detail"); d != nullptr && d->is_string())
-      a.detail = std::string(d->as_string());
-    if (const auto* t = o->if_contains("since"); t != nullptr && t->is_int64()) a.since = t->as_int64();
-    out[st.getText(0)] = std::move(a);
+    if (auto a = attentionOf(st.getText(1))) out[st.getText(0)] = std::move(*a);
   }
   st.reset();
   return out;
@@ -99,6 +118,14 @@ void PhoneRepository::insertReset(const ResetRecord& r) {
       .bind(8, r.ended_at)
       .bind(9, boost::json::serialize(r.steps));
   st.run();
+  // A ladder starts (pending), or a heal action is recorded without one.
+  std::string_view kind;
+  if (r.status == "pending" || r.status == "running") kind = event_kind::kResetStarted;
+  if (r.status == "recorded") kind = event_kind::kResetRecorded;
+  if (kind.empty()) return;
+  boost::json::object payload{{"status", r.status}, {"trigger", r.trigger}};
+  payload["reason"] = r.reason ? boost::json::value(*r.reason) : boost::json::value(nullptr);
+  EventLog(db_).append(kind, EventIds{std::nullopt, std::nullopt, r.phone_id, r.reset_id}, payload, r.requested_at);
 }
 
 void PhoneRepository::updateReset(const ResetRecord& r, WallMs now) {

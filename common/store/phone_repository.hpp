@@ -47,7 +47,8 @@ class PhoneRepository {
  public:
   explicit PhoneRepository(Db& db) : db_(db) {}
 
-  // Appends phone.health when the stored health changes.
+  // Appends phone.health when the stored health changes (with the stored
+  // attention's reason when it becomes needs_attention).
   void upsertPhone(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
                    std::string_view health, WallMs now);
   // Records the phone's adb state; appends phone.state when it differs from
@@ -55,13 +56,16 @@ class PhoneRepository {
   void recordAdbState(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
                       std::string_view adb_state, WallMs now);
   // Stores (or clears, with nullopt) why the phone needs a technician (a
-  // phone not stored yet is added with health `ready`).
+  // phone not stored yet is added with health `ready`); appends
+  // phone.attention when it differs from the one stored.
   void recordAttention(std::string_view phone_id, std::string_view serial, const std::optional<std::string>& usb_port,
                        const std::optional<StoredAttention>& attention, WallMs now);
   // The stored attention of every phone that has one; rows whose JSON is not
   // an object with a string reason are skipped.
   std::map<std::string, StoredAttention> attentionByPhone();
 
+  // Appends reset.started for a ladder's record (pending, running) and
+  // reset.recorded for a heal action's (recorded).
   void insertReset(const ResetRecord& r);
   // Status, ended_at, steps; appends reset.step for each step added since the
   // stored record and reset.ended when the status becomes final.
@@ -78,6 +82,8 @@ class PhoneRepository {
  private:
   // The stored column `column` of the phone, nullopt for no row (or NULL).
   std::optional<std::string> storedColumn(std::string_view sql, std::string_view phone_id);
+  // The stored attention JSON read back; nullopt unless an object with a string reason.
+  static std::optional<StoredAttention> attentionOf(std::string_view text);
   // The reset row at the statement's cursor, from column `first` on (kResetColumns).
   static ResetRecord readReset(Statement& st, int first);
   Db& db_;

@@ -283,7 +283,8 @@ void ProcessRepository::appendAudit(const CancelAuditEntry& e) {
   // (a signal now, a kill now, or a kill scheduled).
   if (e.termination_status == "issued" || e.termination_status == "scheduled" || e.termination_status == "requested") {
     log.append(event_kind::kTerminationIssued, ids,
-               boost::json::object{{"termination", e.termination_status}, {"strategy", toString(e.strategy)}},
+               boost::json::object{
+                   {"termination", e.termination_status}, {"strategy", toString(e.strategy)}, {"cause", "cancel"}},
                e.requested_at);
   }
 }

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <set>
 #include <thread>
@@ -510,6 +511,136 @@ TEST_F(EventsWorkTest, EveryEventsChangeIsVisibleAndEveryChangeHasItsEvent) {
   EXPECT_EQ(count["item.started"], 3);
   EXPECT_EQ(count["item.ended"], 4);
   EXPECT_EQ(count["process.status"], 4);  // queued -> running -> failed / succeeded
+}
+
+// The kills and what follows them: a timeout's kill and a soft_then_force
+// escalation are termination events, and the reset each asks for (no adb
+// server here: every ladder fails) is reset.started, reset.step, reset.ended,
+// then the phone's attention and health, each with its ids and payload.
+class EventsKillsTest : public WorkFixture {
+ protected:
+  std::string resetConfig() const override {
+    return "[reset]\non_forced_cancel = true\nadb_reconnect_timeout_seconds = 1\nusb_reset_timeout_seconds = 1\n";
+  }
+
+  std::vector<json::object> phoneEvents(const std::string& phone) {
+    auto r = call("GET", "/events?limit=1000&after=0&phone_id=" + phone, "", kReadToken);
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::vector<json::object> out;
+    if (r.status != 200) return out;
+    const json::value page = r.json();
+    for (const auto& e : page.at("events").as_array()) out.push_back(e.as_object());
+    return out;
+  }
+
+  // The phone's events once its reset has ended and its health was stored.
+  std::vector<json::object> eventsAfterTheReset(const std::string& phone) {
+    const auto deadline = SteadyClock::now() + seconds(40);
+    std::vector<json::object> events;
+    while (SteadyClock::now() < deadline) {
+      events = phoneEvents(phone);
+      const bool health = std::any_of(events.begin(), events.end(),
+                                      [](const json::object& e) { return e.at("kind") == "phone.health"; });
+      if (health) return events;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    ADD_FAILURE() << "no phone.health for " << phone << "\n" << agent_->output();
+    return events;
+  }
+
+  static const json::object* first(const std::vector<json::object>& events, const std::string& kind) {
+    for (const auto& e : events) {
+      if (e.at("kind") == kind.c_str()) return &e;
+    }
+    return nullptr;
+  }
+  static std::vector<const json::object*> all(const std::vector<json::object>& events, const std::string& kind) {
+    std::vector<const json::object*> out;
+    for (const auto& e : events) {
+      if (e.at("kind") == kind.c_str()) out.push_back(&e);
+    }
+    return out;
+  }
+
+  // reset.started, three reset.step, reset.ended (failed), then the
+  // attention and the health the failure leaves, in that order.
+  static void expectAFailedReset(const std::vector<json::object>& events, const std::string& phone,
+                                 const std::string& trigger) {
+    const auto* started = first(events, "reset.started");
+    ASSERT_NE(started, nullptr);
+    const json::value reset_id = started->at("reset_id");
+    ASSERT_TRUE(reset_id.is_string());
+    EXPECT_EQ(started->at("phone_id"), phone.c_str());
+    EXPECT_EQ(started->at("payload").at("trigger"), trigger.c_str());
+    EXPECT_EQ(started->at("payload").at("status"), "pending");
+    const auto steps = all(events, "reset.step");
+    ASSERT_EQ(steps.size(), 3u);
+    const char* names[] = {"adb_reconnect", "usb_reset", "hub_power_cycle"};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      EXPECT_EQ(steps[i]->at("reset_id"), reset_id);
+      EXPECT_EQ(steps[i]->at("phone_id"), phone.c_str());
+      EXPECT_EQ(steps[i]->at("payload").at("index"), static_cast<std::int64_t>(i));
+      EXPECT_EQ(steps[i]->at("payload").at("step"), names[i]);
+      EXPECT_EQ(steps[i]->at("payload").at("trigger"), trigger.c_str());
+      EXPECT_GT(steps[i]->at("seq").as_int64(), started->at("seq").as_int64());
+    }
+    const auto* ended = first(events, "reset.ended");
+    ASSERT_NE(ended, nullptr);
+    EXPECT_EQ(ended->at("reset_id"), reset_id);
+    EXPECT_EQ(ended->at("payload"), (json::object{{"status", "failed"}, {"trigger", trigger}, {"steps", 3}}));
+    EXPECT_GT(ended->at("seq").as_int64(), steps.back()->at("seq").as_int64());
+    const auto* attention = first(events, "phone.attention");
+    ASSERT_NE(attention, nullptr);
+    EXPECT_EQ(attention->at("payload").at("reason"), "reset_failed");
+    EXPECT_NE(std::string(attention->at("payload").at("detail").as_string()).find(std::string(reset_id.as_string())),
+              std::string::npos);
+    EXPECT_TRUE(attention->at("payload").at("previous").is_null());
+    const auto* health = first(events, "phone.health");
+    ASSERT_NE(health, nullptr);
+    EXPECT_EQ(health->at("payload"),
+              (json::object{{"health", "needs_attention"}, {"previous", "ready"}, {"reason", "reset_failed"}}));
+    EXPECT_GT(health->at("seq").as_int64(), attention->at("seq").as_int64());
+  }
+};
+
+TEST_F(EventsKillsTest, ATimeoutKillIsTerminationIssuedAndItsResetIsEvents) {
+  submitWork("k-timeout", {{"/usr/bin/sleep", "600"}}, "phone_01", 1);
+  waitForStatus("k-timeout", "failed");
+  const auto events = eventsAfterTheReset("phone_01");
+  const auto* issued = first(events, "termination.issued");
+  ASSERT_NE(issued, nullptr) << agent_->output();
+  EXPECT_EQ(issued->at("process_id"), "k-timeout");
+  EXPECT_EQ(issued->at("queue_item_id"), "k-timeout-q0");
+  EXPECT_EQ(issued->at("phone_id"), "phone_01");
+  EXPECT_EQ(issued->at("payload"), (json::object{{"termination", "issued"}, {"cause", "timeout"}}));
+  const auto* ended = first(events, "item.ended");
+  ASSERT_NE(ended, nullptr);
+  EXPECT_GT(ended->at("seq").as_int64(), issued->at("seq").as_int64());
+  expectAFailedReset(events, "phone_01", "timeout");
+}
+
+TEST_F(EventsKillsTest, ASoftThenForceEscalationIsTerminationIssuedThenEscalated) {
+  submitWork("k-force", {{stubbornJob(), (outDir() / "k-force").string()}}, "phone_02");
+  waitForPid("k-force");
+  auto r = call("POST", "/processes/k-force/cancel", cancelBody("soft_then_force", 1), kOperateToken);
+  ASSERT_EQ(r.status, 200) << r.body;
+  waitForStatus("k-force", "cancelled");
+  const auto events = eventsAfterTheReset("phone_02");
+  const auto* issued = first(events, "termination.issued");
+  ASSERT_NE(issued, nullptr);
+  EXPECT_EQ(issued->at("process_id"), "k-force");
+  EXPECT_FALSE(issued->contains("queue_item_id"));  // the process's cancel (docs/api.md)
+  EXPECT_EQ(issued->at("phone_id"), "phone_02");
+  EXPECT_EQ(issued->at("payload"),
+            (json::object{{"termination", "scheduled"}, {"strategy", "soft_then_force"}, {"cause", "cancel"}}));
+  const auto* escalated = first(events, "termination.escalated");
+  ASSERT_NE(escalated, nullptr) << agent_->output();
+  EXPECT_EQ(escalated->at("process_id"), "k-force");
+  EXPECT_EQ(escalated->at("queue_item_id"), "k-force-q0");
+  EXPECT_EQ(escalated->at("phone_id"), "phone_02");
+  EXPECT_EQ(escalated->at("payload").at("force_at"), r.json().at("termination").at("force_at"));
+  EXPECT_GT(escalated->at("seq").as_int64(), issued->at("seq").as_int64());
+  expectAFailedReset(events, "phone_02", "forced_cancel");
 }
 
 }  // namespace

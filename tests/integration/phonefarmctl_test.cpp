@@ -395,6 +395,33 @@ TEST_F(PhonefarmctlWork, WatchPrintsEventsOneLineEachAndStopsOnCtrlC) {
   }
   raw.kill(SIGINT);
   EXPECT_EQ(raw.waitExit(std::chrono::seconds(20)), 0) << raw.output();
+
+  // --json (a global option) after the subcommand too, with each filter.
+  for (const auto& filter : std::vector<std::vector<std::string>>{{"--process", "ctl-watch"},
+                                                                  {"--phone", "phone_01", "--kind", "item.ended"}}) {
+    std::vector<std::string> args{"watch", "--json", "--after", "0"};
+    args.insert(args.end(), filter.begin(), filter.end());
+    auto after_argv = ctlArgv(args, kReadToken);
+    AgentProcess after(PHONEFARMCTL_BINARY, std::vector<std::string>(after_argv.begin() + 1, after_argv.end()),
+                       dir_.path());
+    ASSERT_TRUE(after.waitForLine("\"queue_item_id\":\"ctl-watch-q0\"", std::chrono::seconds(20))) << after.output();
+    std::size_t printed = 0;
+    for (const auto& line : after.lines()) {
+      if (line.empty()) continue;
+      const auto e = json::parse(line).as_object();  // JSON lines only
+      ++printed;
+      if (filter.front() == "--process") {
+        EXPECT_EQ(e.at("process_id"), "ctl-watch") << line;
+      }
+      if (filter.front() == "--phone") {
+        EXPECT_EQ(e.at("phone_id"), "phone_01") << line;
+        EXPECT_EQ(e.at("kind"), "item.ended") << line;
+      }
+    }
+    EXPECT_GE(printed, 1u);
+    after.kill(SIGINT);
+    EXPECT_EQ(after.waitExit(std::chrono::seconds(20)), 0) << after.output();
+  }
 }
 
 TEST_F(PhonefarmctlWork, LogsFollowPrintsUntilTheItemEnds) {

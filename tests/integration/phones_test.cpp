@@ -212,6 +212,28 @@ TEST_F(Phones, HardCancelResetsThePhoneAndItComesBackReady) {
   EXPECT_NE(metrics.body.find(R"(phonefarm_reset_step_seconds_count{step="adb_reconnect",outcome="succeeded"} 1)"),
             std::string::npos)
       << metrics.body;
+  // The same story in GET /events: the phone came up, its ladder started,
+  // stepped and ended.
+  const auto events = call("GET", "/events?after=0&limit=1000&phone_id=phone_01", "", kReadToken).json();
+  std::vector<json::object> state;
+  std::vector<json::object> ladder;
+  for (const auto& e : events.at("events").as_array()) {
+    if (e.at("kind") == "phone.state") state.push_back(e.as_object());
+    if (const auto* id = e.as_object().if_contains("reset_id"); id != nullptr && *id == reset.at("reset_id")) {
+      ladder.push_back(e.as_object());
+    }
+  }
+  ASSERT_FALSE(state.empty()) << json::serialize(events);
+  EXPECT_EQ(state.front().at("payload").at("adb_state"), "device");
+  EXPECT_TRUE(state.front().at("payload").at("previous").is_null());
+  ASSERT_GE(ladder.size(), 3u) << json::serialize(events);
+  EXPECT_EQ(ladder.front().at("kind"), "reset.started");
+  EXPECT_EQ(ladder.front().at("payload").at("trigger"), "forced_cancel");
+  EXPECT_EQ(ladder.at(1).at("kind"), "reset.step");
+  EXPECT_EQ(ladder.at(1).at("payload").at("step"), "adb_reconnect");
+  EXPECT_EQ(ladder.at(1).at("payload").at("status"), "succeeded");
+  EXPECT_EQ(ladder.back().at("kind"), "reset.ended");
+  EXPECT_EQ(ladder.back().at("payload").at("status"), "succeeded");
 
   // The phone takes work again.
   submitWork("after", {{"/usr/bin/true"}});

@@ -282,6 +282,19 @@ TEST_F(SelfHealing, UnauthorizedEndsNeedingAttention) {
   EXPECT_TRUE(agent_->waitForLine("heal.unauthorized phone_id=phone_02", seconds(5))) << agent_->output();
   EXPECT_EQ(metric("phonefarm_heal_unauthorized_total"), 1);
   EXPECT_EQ(metric(R"(phonefarm_heal_phones_needing_attention{reason="unauthorized"})"), 1);
+  // Events: the attention, then the action in the reset history.
+  const auto events =
+      call("GET", "/events?after=0&limit=1000&phone_id=" + id + "&kind=phone.attention,reset.recorded", "", kReadToken)
+          .json();
+  const auto& list = events.at("events").as_array();
+  ASSERT_EQ(list.size(), 2u) << json::serialize(events);
+  EXPECT_EQ(list[0].at("kind"), "phone.attention");
+  EXPECT_EQ(list[0].at("payload").at("reason"), "unauthorized");
+  EXPECT_EQ(list[0].at("payload").at("detail"), p.at("attention").at("detail"));
+  EXPECT_EQ(list[1].at("kind"), "reset.recorded");
+  EXPECT_EQ(list[1].at("payload").at("trigger"), "unauthorized");
+  EXPECT_EQ(list[1].at("payload").at("status"), "recorded");
+  EXPECT_TRUE(list[1].at("reset_id").is_string());
 }
 
 // Each flap lasts until the phone is back (the agent re-dials a network phone

@@ -161,8 +161,30 @@ function onEvent(event) {
   if (event.kind === "item.started" && event.phone_id && event.process_id && event.queue_item_id) {
     state.started.set(event.phone_id, {key: `${event.process_id}/${event.queue_item_id}`, at: event.time});
   }
-  if (event.phone_id) scheduleRefresh(event.phone_id);
+  if (event.phone_id) {
+    applyToTile(event);
+    scheduleRefresh(event.phone_id);
+  }
   if (state.page && state.page.concerns(event)) state.page.refresh();
+}
+
+// A reset starting and a phone's attention change show on the tile at once,
+// from the event itself; the re-read that follows brings the rest.
+function applyToTile(event) {
+  const phone = state.phones.get(event.phone_id);
+  const p = event.payload || {};
+  if (!phone) return;
+  if (event.kind === "reset.started") {
+    phone.last_reset = {reset_id: event.reset_id, trigger: p.trigger, status: p.status, reason: p.reason,
+                        requested_at: event.time, ended_at: null, steps: []};
+    if (phone.health !== "needs_attention") phone.health = "resetting";
+  } else if (event.kind === "phone.attention") {
+    phone.attention = p.reason ? {reason: p.reason, detail: p.detail, since: event.time} : null;
+    if (p.reason) phone.health = "needs_attention";
+  } else {
+    return;
+  }
+  updateTile(phone);
 }
 
 // Events come in bursts (an item ends, the next starts): one re-read each.
