@@ -370,6 +370,7 @@ int Daemon::run() {
   exec_options.state_dir = std::filesystem::absolute(config_.state_dir);
   exec_options.run_as = config_.work.run_as;
   exec_options.allowed_command_prefixes = config_.work.allowed_command_prefixes;
+  exec_options.allowed_env = config_.work.allowed_env;
   exec_options.log_max_bytes = config_.work.log_max_bytes;
   exec_options.shim_holds_privileges = config_.work.launcher == WorkLauncher::kSystemd;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");
