@@ -70,7 +70,8 @@ Status makeParent(const std::filesystem::path& dir, mode_t mode) {
 }
 
 // What an unprivileged agent lacks to run work as run_as (nothing as root, or
-// when run_as is the agent's own user): CAP_SETUID and CAP_SETGID for the exec
+// when run_as is the agent's own user, which the daemon refuses at start-up:
+// command_policy.hpp's checkRunAsNotSelf): CAP_SETUID and CAP_SETGID for the exec
 // shim to switch users, CAP_KILL to signal the work (all three unless the job
 // units' shim holds them), and membership in run_as's primary group to give
 // the work dir that group.

@@ -2,6 +2,7 @@
 // commands' paths) must not wedge the agent or turn an allowed command into
 // another one. Each test reproduces an attack against the real daemon.
 #include <gtest/gtest.h>
+#include <pwd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -333,6 +334,39 @@ TEST(WritablePrefix, CheckConfigAndStartUpRefuseAPrefixTheWorkUserCanWrite) {
   EXPECT_NE(run.output.find(open.string() + " is writable"), std::string::npos) << run.output;
   // Closed again, the same config is fine.
   fs::permissions(open, fs::perms(0755), fs::perm_options::replace);
+  auto fixed = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.output;
+}
+
+// Work as the agent's own uid could signal the agent and its shims: the
+// config is refused, naming run_as and the uid.
+TEST(RunAsSelf, CheckConfigAndStartUpRefuseRunAsTheAgentsOwnUser) {
+  TempDir dir;
+  const passwd* self = ::getpwuid(::geteuid());
+  ASSERT_NE(self, nullptr);
+  fs::create_directories(dir.path() / "jobs");
+  writeFile(dir.path() / "tokens", "reader read read-token-0123456789abcdef\n", 0600);
+  auto writeConfig = [&](const std::string& run_as) {
+    writeFile(dir.path() / "agent.toml",
+              "listen = \"127.0.0.1:0\"\nstate_dir = \"" + (dir.path() / "state").string() + "\"\ntokens_file = \"" +
+                  (dir.path() / "tokens").string() + "\"\n[work]\nrun_as = \"" + run_as +
+                  "\"\nallowed_command_prefixes = [\"" + (dir.path() / "jobs").string() +
+                  "/\"]\n[adb]\nserver = \"127.0.0.1:1\"\nadb_path = \"/bin/false\"\n",
+              0600);
+  };
+  writeConfig(self->pw_name);
+  const std::string config = (dir.path() / "agent.toml").string();
+  const std::string why = "work.run_as user '" + std::string(self->pw_name) + "' is uid " +
+                          std::to_string(::geteuid()) + ", the agent's own";
+  auto check = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
+  EXPECT_NE(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find(why), std::string::npos) << check.output;
+  auto run = runCommand({PHONEFARM_AGENT_BINARY, "--config", config}, {}, 20s);
+  EXPECT_FALSE(run.timed_out) << "the agent started anyway";
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find(why), std::string::npos) << run.output;
+  // Another user is fine (one that does not exist too: nothing can run).
+  writeConfig("phonefarm-test-no-such-user");
   auto fixed = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
   EXPECT_EQ(fixed.exit_code, 0) << fixed.output;
 }
