@@ -252,9 +252,36 @@ TEST_F(UntrustedWorkTest, ACommandSwappedAfterSubmitIsRefusedAtLaunch) {
   EXPECT_EQ(p.at("status"), "failed") << boost::json::serialize(p);
   const auto& item = p.at("queue_items").at(1).as_object();
   ASSERT_TRUE(item.at("note").is_string()) << boost::json::serialize(p);
-  EXPECT_NE(std::string(item.at("note").as_string()).find("not under an allowed prefix"), std::string::npos)
+  // The note README "Trust boundary" quotes.
+  EXPECT_EQ(std::string(item.at("note").as_string())
+                .rfind("failed to start: refused at launch: command " + link.string() + " resolves to " +
+                           (dir_.path() / "outside" / "evil.sh").string() + ", which is not under an allowed prefix (",
+                       0),
+            0u)
       << boost::json::serialize(p);
   EXPECT_FALSE(fs::exists(ran)) << "the swapped-in command ran";
+  expectResponsive();
+}
+
+TEST_F(UntrustedWorkTest, ACommandThroughProcSelfCwdIsJudgedAndRunByItsRealPath) {
+  // /proc/self/cwd is the agent's cwd when it checks (the test's dir, see
+  // agent_fixture.hpp) and the command's own work dir when it execs: out of
+  // the prefixes once resolved, the submit is refused (422)...
+  fs::create_directories(dir_.path() / "outside");
+  writeFile(dir_.path() / "outside" / "evil.sh", "#!/bin/sh\ntouch \"$1\"\n", 0755);
+  auto r = call("POST", "/processes", submitBody("cwd-0", "/proc/self/cwd/outside/evil.sh", {}));
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_NE(r.body.find("not under an allowed prefix"), std::string::npos) << r.body;
+  EXPECT_EQ(call("GET", "/processes/cwd-0", "", kReadToken).status, 404);
+  expectResponsive();
+  // ... and in them it runs by its real path, never resolved again from the
+  // job's work dir (where a job could plant a jobs/real.sh of its own).
+  const std::string real = writeJob("real.sh", "#!/bin/sh\necho \"$0\" > \"$1\"\n");
+  const fs::path out = outDir() / "argv0";
+  submitWork("cwd-1", {{"/proc/self/cwd/jobs/real.sh", out.string()}});
+  auto p = waitForProcess("cwd-1", terminal);
+  EXPECT_EQ(p.at("status"), "succeeded") << boost::json::serialize(p);
+  EXPECT_EQ(waitForFile(out), real + "\n");
   expectResponsive();
 }
 
