@@ -1,5 +1,7 @@
 // phonefarm-agent: parse the command line, load the config, run the daemon;
 // every failure ends here as one clear line and a non-zero exit.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <string_view>
@@ -25,6 +27,9 @@ constexpr const char* kDefaultConfig = "/etc/phonefarm-agent/agent.toml";
 int checkConfig(const std::string& path) {
   const phonefarm::AgentConfig config = phonefarm::loadConfigFile(path);
   const phonefarm::TokenSet tokens = phonefarm::TokenSet::loadFile(config.tokens_file);
+  if (auto self = phonefarm::exec::checkRunAsNotSelf(config.work.run_as, ::geteuid())) {
+    throw phonefarm::ConfigError(*self);
+  }
   if (auto writable =
           phonefarm::exec::checkPrefixesNotWritableBy(config.work.allowed_command_prefixes, config.work.run_as)) {
     throw phonefarm::ConfigError(*writable);

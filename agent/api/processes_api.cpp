@@ -5,9 +5,9 @@
 #include <boost/json/object.hpp>
 
 #include "agent/api/api_handler.hpp"
-#include "agent/api/env_policy.hpp"
 #include "agent/api/error_responses.hpp"
 #include "agent/exec/command_policy.hpp"
+#include "agent/exec/env_policy.hpp"
 #include "agent/phone/inventory.hpp"
 #include "common/ids.hpp"
 #include "common/model/process_json.hpp"
@@ -58,7 +58,7 @@ void ApiHandler::postProcesses(const CallPtr& call) {
       [this](const std::string& program) {
         return exec::checkCommandAllowed(program, s_.config.work.allowed_command_prefixes);
       },
-      [this](std::string_view name) { return envNameRefusal(name, s_.config.work.allowed_env); });
+      [this](std::string_view name) { return exec::envNameRefusal(name, s_.config.work.allowed_env); });
   if (auto* errors = std::get_if<FieldErrors>(&parsed)) return call->reply(validationResponse(*errors));
   Process process = buildProcess(std::get<SubmitRequest>(std::move(parsed)), s_.clock.wallNowMs());
   s_.store.submit<Process>(

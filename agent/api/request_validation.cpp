@@ -8,6 +8,7 @@
 #include <charconv>
 #include <csignal>
 
+#include "agent/exec/env_policy.hpp"
 #include "common/ids.hpp"
 
 namespace phonefarm::api {
@@ -156,7 +157,7 @@ bool isEnvName(std::string_view s) {
   return true;
 }
 
-bool isReservedEnv(std::string_view s) { return s.starts_with("PHONEFARM_") || s == "ANDROID_SERIAL"; }
+bool isReservedEnv(std::string_view s) { return exec::isAgentSetEnvName(s); }
 
 // Fills spec.command; then, if every argument was valid, asks `command_allowed` about the program.
 void parseCommand(const json::object& item, const json::array& base, Errors& errors, ItemSpec& spec,

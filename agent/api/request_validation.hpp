@@ -84,7 +84,7 @@ Validated<LegacyCancelRequest> parseLegacyCancelRequest(std::string_view body);
 // Judges an item's program (command[0], an absolute path): nullopt when it may
 // run, else the reason (agent/exec/command_policy.hpp's checkCommandAllowed).
 using CommandCheck = std::function<std::optional<std::string>(const std::string& program)>;
-// Why an env name may not be set (env_policy.hpp), nullopt when it may.
+// Why an env name may not be set (agent/exec/env_policy.hpp), nullopt when it may.
 using EnvCheck = std::function<std::optional<std::string>(std::string_view name)>;
 
 // `phone_known` says whether a phone_id is configured on this rack.

@@ -306,6 +306,8 @@ int Daemon::run() {
   // a child, and a mismatched address stops the agent before it touches state.
   const std::optional<int> activated = takeActivatedListener(config_.listen);
   ensureFileLimit(config_.http.max_connections);
+  // Work as the agent's own uid could signal the agent and the shims.
+  if (auto self = exec::checkRunAsNotSelf(config_.work.run_as, ::geteuid())) throw ConfigError(*self);
   // A prefix the work user can write would let a job swap a command between
   // its check and its exec: refuse to start (check-config says the same).
   if (auto writable = exec::checkPrefixesNotWritableBy(config_.work.allowed_command_prefixes, config_.work.run_as)) {
@@ -370,6 +372,7 @@ int Daemon::run() {
   exec_options.state_dir = std::filesystem::absolute(config_.state_dir);
   exec_options.run_as = config_.work.run_as;
   exec_options.allowed_command_prefixes = config_.work.allowed_command_prefixes;
+  exec_options.allowed_env = config_.work.allowed_env;
   exec_options.log_max_bytes = config_.work.log_max_bytes;
   exec_options.shim_holds_privileges = config_.work.launcher == WorkLauncher::kSystemd;
   exec_options.shim_binary = std::filesystem::read_symlink("/proc/self/exe");

@@ -142,4 +142,12 @@ std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::str
   return std::nullopt;
 }
 
+std::optional<std::string> checkRunAsNotSelf(const std::string& run_as, uid_t self) {
+  auto user = os::lookupUser(run_as);
+  if (!user || !*user || (*user)->uid != self) return std::nullopt;
+  return "work.run_as user '" + run_as + "' is uid " + std::to_string(self) +
+         ", the agent's own: its jobs could signal or ptrace the agent and their supervisor; run work as a user of "
+         "its own (the package's phonefarm-work)";
+}
+
 }  // namespace phonefarm::exec

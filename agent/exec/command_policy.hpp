@@ -59,4 +59,10 @@ std::optional<std::string> writableDirOnPrefix(const std::string& prefix, uid_t 
 std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::string>& prefixes,
                                                       const std::string& run_as);
 
+// run_as must not be the agent's own uid (`self`, geteuid()): a job of that
+// uid could signal, ptrace or replace its supervisor (the exec shim) and the
+// agent itself. One sentence naming run_as and the uid, or nullopt (also for
+// an unknown user: nothing can run). check-config and start-up refuse it.
+std::optional<std::string> checkRunAsNotSelf(const std::string& run_as, uid_t self);
+
 }  // namespace phonefarm::exec

@@ -512,7 +512,7 @@ int runShim(const ShimOptions& options) {
     report("open " + options.control_dir.string() + ": " + std::strerror(errno));
     return kShimExitFailed;
   }
-  auto env = takeEnvFile(control.get());
+  auto env = options.env ? Result<std::vector<std::string>>(*options.env) : takeEnvFile(control.get());
   if (!env) {
     report("the command's environment (" + options.control_dir.string() + "/" + kEnvFileName +
            "): " + env.error().message);
@@ -695,6 +695,12 @@ Status writeShimEnvFile(const std::filesystem::path& control_dir, const std::vec
     rest.remove_prefix(static_cast<std::size_t>(n));
   }
   return okStatus();
+}
+
+Result<std::vector<std::string>> takeShimEnvFile(const std::filesystem::path& control_dir) {
+  os::FileDescriptor control(::open(control_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!control) return os::sysError("open " + control_dir.string());
+  return takeEnvFile(control.get());
 }
 
 int runExecShim(const ShimOptions& options) {

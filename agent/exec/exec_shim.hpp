@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,16 @@ struct ShimOptions {
   // to run_as (the job unit's limited leaf, job_unit_shim.hpp); none when
   // the agent put the shim in its leaf already.
   std::vector<int> command_cgroups;
+  // The command's environment, taken from control_dir/env already (the job
+  // unit's shim, which checks it against the config's env policy first:
+  // job_unit_shim.hpp); none = the shim takes the file itself.
+  std::optional<std::vector<std::string>> env;
 };
+
+// Reads and deletes control_dir/env ("K=V" entries, each ended by a NUL
+// byte): the agent's own regular file, never through a link, at most
+// kMaxEnvFileBytes. The values exist on disk only until the shim has them.
+Result<std::vector<std::string>> takeShimEnvFile(const std::filesystem::path& control_dir);
 
 // Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.
 Status writeShimEnvFile(const std::filesystem::path& control_dir, const std::vector<std::string>& env);

@@ -75,6 +75,11 @@ struct ExecutorOptions {
   // resolved (realpath) and the resolved path executed; a command that has
   // moved out of them fails its item. none = no check (unit tests).
   std::optional<std::vector<std::string>> allowed_command_prefixes;
+  // [work] allowed_env, the env policy (env_policy.hpp) applied again at
+  // launch: the item may have been queued under another config, or before
+  // an upgrade. An item setting a name the policy now refuses fails without
+  // running. none = the denylist.
+  std::optional<std::vector<std::string>> allowed_env;
   // [work] log_max_bytes: the exec shim keeps at most this much of each of
   // stdout and stderr (log_relay.hpp).
   std::uint64_t log_max_bytes = kDefaultLogMaxBytes;

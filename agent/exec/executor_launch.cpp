@@ -14,6 +14,7 @@
 
 #include "agent/exec/capabilities.hpp"
 #include "agent/exec/command_policy.hpp"
+#include "agent/exec/env_policy.hpp"
 #include "agent/exec/exec_shim.hpp"
 #include "agent/exec/exec_status.hpp"
 #include "agent/exec/executor_execution.hpp"
@@ -69,7 +70,8 @@ Status makeParent(const std::filesystem::path& dir, mode_t mode) {
 }
 
 // What an unprivileged agent lacks to run work as run_as (nothing as root, or
-// when run_as is the agent's own user): CAP_SETUID and CAP_SETGID for the exec
+// when run_as is the agent's own user, which the daemon refuses at start-up:
+// command_policy.hpp's checkRunAsNotSelf): CAP_SETUID and CAP_SETGID for the exec
 // shim to switch users, CAP_KILL to signal the work (all three unless the job
 // units' shim holds them), and membership in run_as's primary group to give
 // the work dir that group.
@@ -133,7 +135,7 @@ std::vector<std::string> Executor::commandEnv(const StartedItem& started, const 
     entry.append("=").append(v);
     env.push_back(std::move(entry));
   }
-  if (!have_path) env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  if (!have_path) env.push_back("PATH=" + std::string(kDefaultCommandPath));
   if (!have_home) env.push_back("HOME=" + home_);
   std::string serial;
   for (const auto& phone : options_.phones) {
@@ -191,6 +193,16 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
   if (auto made = makeControlDir(e->dir); !made) return fail(made.error().message);
   if (auto made = makeParent(e->work_dir.parent_path(), 0711); !made) return fail(made.error().message);
   if (auto made = makeWorkDir(e->work_dir, gid_); !made) return fail(made.error().message);
+
+  // The env policy in force now, not the one of the submit: the names only
+  // in the note, never a value.
+  std::string env_refusal;
+  for (const auto& [name, value] : started.item.env) {
+    if (auto why = envNameRefusal(name, options_.allowed_env)) {
+      env_refusal += (env_refusal.empty() ? "" : "; ") + ("env " + name + ": " + *why);
+    }
+  }
+  if (!env_refusal.empty()) return fail("refused at launch: " + env_refusal);
 
   std::string command_path = started.item.command.front();
   if (options_.allowed_command_prefixes) {

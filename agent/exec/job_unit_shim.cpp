@@ -20,6 +20,7 @@
 #include "agent/exec/capabilities.hpp"
 #include "agent/exec/cgroup_tree.hpp"
 #include "agent/exec/command_policy.hpp"
+#include "agent/exec/env_policy.hpp"
 #include "agent/exec/systemd_job_units.hpp"
 #include "agent/exec/work_limits.hpp"
 #include "common/os/file_descriptor.hpp"
@@ -225,6 +226,18 @@ Result<ShimOptions> jobUnitShimOptions(const AgentConfig& config, std::string_vi
   if (!resolved) return refused("command refused: " + resolved.error().message);
   argv->front() = std::move(*resolved);
   options.argv = std::move(*argv);
+  // Nor for the env: a name the config's policy refuses (LD_PRELOAD, a PATH
+  // of the agent's choosing, ...) would run other code as run_as. Taken
+  // here, once: the shim runs what it checked.
+  auto env = takeShimEnvFile(options.control_dir);
+  if (!env) return refused("the command's environment: " + env.error().message);
+  const auto names = refusedCommandEnvNames(*env, config.work.allowed_env, (*user)->home);
+  if (!names.empty()) {
+    std::string list;
+    for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
+    return refused("env refused by the env policy (work.allowed_env, README \"Trust boundary\"): " + list);
+  }
+  options.env = std::move(*env);
   return options;
 }
 

@@ -2,12 +2,14 @@
 // the "systemd" launcher of [work] launcher):
 //   phonefarm-agent exec-shim --job-unit <execution id> --config /etc/phonefarm-agent/agent.toml
 // Both arguments come from the unit file, which only root can write. The
-// agent's only say is the argv file it leaves in the execution's control
-// dir, and that is read as hostile input: the shim takes run_as, the state
-// dir, the command prefixes and the work limits from the root-owned config
-// itself, refuses root, resolves the command under the prefixes, and only
-// then runs as the ordinary exec shim (exec_shim.hpp). A compromised agent
-// can start nothing but work as run_as, under the prefixes.
+// agent's only say is the argv and env files it leaves in the execution's
+// control dir, and those are read as hostile input: the shim takes run_as,
+// the state dir, the command prefixes, the env policy and the work limits
+// from the root-owned config itself, refuses root, resolves the command
+// under the prefixes, refuses an env name the policy refuses (LD_PRELOAD,
+// ...), and only then runs as the ordinary exec shim (exec_shim.hpp). A
+// compromised agent can start nothing but work as run_as, under the
+// prefixes, with no loader or interpreter hook.
 //
 // Before the command starts, the shim splits its delegated cgroup (the
 // unit's, owned by the agent's user through Delegate=yes): it moves itself
@@ -54,10 +56,13 @@ Result<JobUnitShimArgs> parseJobUnitShimArgs(const std::vector<std::string>& arg
 // Writes the command as control_dir/argv (0600) for the job unit's shim.
 Status writeShimArgvFile(const std::filesystem::path& control_dir, const std::vector<std::string>& argv);
 
-// The shim's options for one execution, from the config and the argv file in
-// the execution's control dir (state_dir/executions/<id>): run_as must not
-// be root, argv[0] must resolve under allowed_command_prefixes (the resolved
-// path is what runs). Every refusal says why.
+// The shim's options for one execution, from the config and the argv and env
+// files in the execution's control dir (state_dir/executions/<id>): run_as
+// must not be root, argv[0] must resolve under allowed_command_prefixes (the
+// resolved path is what runs), and every env name must pass the config's env
+// policy (env_policy.hpp's refusedCommandEnvNames: names only in the
+// refusal). The env file is taken (read and deleted) here, and what was
+// checked is what the command gets. Every refusal says why.
 Result<ShimOptions> jobUnitShimOptions(const AgentConfig& config, std::string_view execution_id);
 
 // After the work has ended, as run_as (dropped to, every capability

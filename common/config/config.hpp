@@ -74,7 +74,7 @@ struct WorkConfig {
   std::string run_as = "phonefarm-work";
   std::vector<std::string> allowed_command_prefixes{"/opt/phonefarm/jobs/"};
   // Env names a submit may set; none = every name but the loader and
-  // interpreter hooks of agent/api/env_policy.cpp.
+  // interpreter hooks, PATH and HOME (agent/exec/env_policy.cpp).
   std::optional<std::vector<std::string>> allowed_env;
   std::string cgroup_root;  // "" = detect our delegated subtree
   // Per-execution limits (agent/exec/work_limits.hpp), in force before the

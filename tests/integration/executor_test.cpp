@@ -1,6 +1,7 @@
 // The executor against the real agent: real work as `nobody` in real cgroups,
 // the three cancel strategies on executing work, timeouts, and an agent that
 // is killed and restarted while work runs or an escalation is pending.
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include "tests/integration/work_fixture.hpp"
@@ -74,6 +75,9 @@ TEST_F(Executor, RunsItemsInOrderAsNonRootInACgroupThatIsRemovedAfterwards) {
   EXPECT_NE(env.find("PHONEFARM_QUEUE_ITEM_ID=order-q0\n"), std::string::npos) << env;
   EXPECT_NE(env.find("PHONEFARM_PHONE_ID=phone_01\n"), std::string::npos) << env;
   EXPECT_NE(env.find("PHONEFARM_ACCOUNT_ID=account_1\n"), std::string::npos) << env;
+  // PATH and HOME are the agent's (a submit may not set them, README "Trust boundary").
+  EXPECT_NE(("\n" + env).find("\nPATH=/usr/local/bin:/usr/bin:/bin\n"), std::string::npos) << env;
+  EXPECT_NE(("\n" + env).find("\nHOME=" + std::string(::getpwnam("nobody")->pw_dir) + "\n"), std::string::npos) << env;
   // It ran in its own work dir, where its copy of the cancel notice goes.
   std::string pwd = waitForFile(outDir() / "a.pwd");
   pwd.pop_back();

@@ -2,6 +2,7 @@
 // commands' paths) must not wedge the agent or turn an allowed command into
 // another one. Each test reproduces an attack against the real daemon.
 #include <gtest/gtest.h>
+#include <pwd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -10,7 +11,7 @@
 #include <iterator>
 #include <string>
 
-#include "agent/api/env_policy.hpp"
+#include "agent/exec/env_policy.hpp"
 #include "tests/integration/work_fixture.hpp"
 #include "tests/support/run_command.hpp"
 
@@ -24,6 +25,16 @@ std::string submitBody(const std::string& id, const std::string& command, const 
   boost::json::object item{{"command", boost::json::array{command}}, {"env", env}};
   return boost::json::serialize(boost::json::object{
       {"process_id", id}, {"phone_id", "phone_01"}, {"account_id", "a"}, {"queue_items", boost::json::array{item}}});
+}
+
+// /healthz answered within 1 s: the event loop is not wedged.
+void expectResponsive(std::uint16_t port) {
+  HttpClient client("127.0.0.1", port);
+  client.setTimeout(1000ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = client.get("/healthz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1000ms);
 }
 
 // Names that make the loader, a shell or an interpreter run extra code.
@@ -69,18 +80,26 @@ TEST_F(EnvPolicyTest, EveryLoaderAndInterpreterHookIs422AndStoresNothing) {
     EXPECT_EQ(call("GET", "/processes/env-" + name, "", kReadToken).status, 404) << name;
   }
   // Every pattern of the documented list is refused, ordinary names are not.
-  for (std::string_view pattern : api::deniedEnvPatterns()) {
+  for (std::string_view pattern : exec::deniedEnvPatterns()) {
     std::string name(pattern);
     if (name.ends_with('*')) name = name.substr(0, name.size() - 1) + "X";
     EXPECT_EQ(call("POST", "/processes", submitBody("pat-1", job, {{name, "1"}})).status, 422) << name;
   }
+  // PATH and HOME: a job's own PATH would let an allowed script run a
+  // binary from anywhere, its own HOME point git or npm at planted dotfiles.
+  for (const std::string name : {"PATH", "HOME"}) {
+    auto r = call("POST", "/processes", submitBody("env-" + name, job, {{name, "/tmp"}}));
+    EXPECT_EQ(r.status, 422) << name << ": " << r.body;
+    EXPECT_NE(r.body.find("\"" + name + "\""), std::string::npos) << r.body;
+  }
   EXPECT_EQ(call("POST", "/processes", submitBody("env-ok", job, {{"APP_TOKEN", "1"}, {"LANG", "C"}})).status, 201);
+  expectResponsive(port_);
 }
 
 class AllowedEnvTest : public AgentFixture {
  protected:
   std::string workConfig() const override {
-    return AgentFixture::workConfig() + "allowed_env = [\"APP_TOKEN\", \"LD_LIBRARY_PATH\"]\n";
+    return AgentFixture::workConfig() + "allowed_env = [\"APP_TOKEN\", \"LD_LIBRARY_PATH\", \"PATH\"]\n";
   }
 };
 
@@ -88,6 +107,7 @@ TEST_F(AllowedEnvTest, AnAllowlistReplacesTheDenylist) {
   const std::string job = (jobsDir() / "post.sh").string();
   EXPECT_EQ(call("POST", "/processes", submitBody("a-1", job, {{"APP_TOKEN", "1"}})).status, 201);
   EXPECT_EQ(call("POST", "/processes", submitBody("a-2", job, {{"LD_LIBRARY_PATH", "/opt/lib"}})).status, 201);
+  EXPECT_EQ(call("POST", "/processes", submitBody("a-4", job, {{"PATH", "/opt/bin:/usr/bin"}})).status, 201);
   auto r = call("POST", "/processes", submitBody("a-3", job, {{"LANG", "C"}}));
   EXPECT_EQ(r.status, 422) << r.body;
   EXPECT_NE(r.body.find("work.allowed_env"), std::string::npos) << r.body;
@@ -95,15 +115,7 @@ TEST_F(AllowedEnvTest, AnAllowlistReplacesTheDenylist) {
 
 class UntrustedWorkTest : public WorkFixture {
  protected:
-  // /healthz answered within 1 s: the event loop is not wedged.
-  void expectResponsive() {
-    HttpClient client("127.0.0.1", port_);
-    client.setTimeout(1000ms);
-    const auto start = std::chrono::steady_clock::now();
-    auto r = client.get("/healthz");
-    EXPECT_EQ(r.status, 200);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 1000ms);
-  }
+  void expectResponsive() { testing::expectResponsive(port_); }
 
   static bool terminal(const boost::json::object& p) {
     const auto& s = p.at("status");
@@ -199,6 +211,7 @@ TEST_F(UntrustedWorkTest, AnEnvValueNeverAppearsInACommandLineALogOrAResponse) {
   keep(call("GET", "/metrics", "", kReadToken));
   keep(call("POST", "/processes/sec-1/cancel", cancelBody("hard"), kOperateToken));
   waitForStatus("sec-1", "cancelled");
+  expectResponsive();
   keep(call("GET", "/processes/sec-1", "", kReadToken));
   keep(call("GET", "/processes/sec-1/items/sec-1-q0/logs", "", kReadToken));
   keep(call("GET", "/processes/sec-1/items/sec-1-q0/logs?stream=stderr", "", kReadToken));
@@ -239,9 +252,80 @@ TEST_F(UntrustedWorkTest, ACommandSwappedAfterSubmitIsRefusedAtLaunch) {
   EXPECT_EQ(p.at("status"), "failed") << boost::json::serialize(p);
   const auto& item = p.at("queue_items").at(1).as_object();
   ASSERT_TRUE(item.at("note").is_string()) << boost::json::serialize(p);
-  EXPECT_NE(std::string(item.at("note").as_string()).find("not under an allowed prefix"), std::string::npos)
+  // The note README "Trust boundary" quotes.
+  EXPECT_EQ(std::string(item.at("note").as_string())
+                .rfind("failed to start: refused at launch: command " + link.string() + " resolves to " +
+                           (dir_.path() / "outside" / "evil.sh").string() + ", which is not under an allowed prefix (",
+                       0),
+            0u)
       << boost::json::serialize(p);
   EXPECT_FALSE(fs::exists(ran)) << "the swapped-in command ran";
+  expectResponsive();
+}
+
+TEST_F(UntrustedWorkTest, ACommandThroughProcSelfCwdIsJudgedAndRunByItsRealPath) {
+  // /proc/self/cwd is the agent's cwd when it checks (the test's dir, see
+  // agent_fixture.hpp) and the command's own work dir when it execs: out of
+  // the prefixes once resolved, the submit is refused (422)...
+  fs::create_directories(dir_.path() / "outside");
+  writeFile(dir_.path() / "outside" / "evil.sh", "#!/bin/sh\ntouch \"$1\"\n", 0755);
+  auto r = call("POST", "/processes", submitBody("cwd-0", "/proc/self/cwd/outside/evil.sh", {}));
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_NE(r.body.find("not under an allowed prefix"), std::string::npos) << r.body;
+  EXPECT_EQ(call("GET", "/processes/cwd-0", "", kReadToken).status, 404);
+  expectResponsive();
+  // ... and in them it runs by its real path, never resolved again from the
+  // job's work dir (where a job could plant a jobs/real.sh of its own).
+  const std::string real = writeJob("real.sh", "#!/bin/sh\necho \"$0\" > \"$1\"\n");
+  const fs::path out = outDir() / "argv0";
+  submitWork("cwd-1", {{"/proc/self/cwd/jobs/real.sh", out.string()}});
+  auto p = waitForProcess("cwd-1", terminal);
+  EXPECT_EQ(p.at("status"), "succeeded") << boost::json::serialize(p);
+  EXPECT_EQ(waitForFile(out), real + "\n");
+  expectResponsive();
+}
+
+// The env policy in force when an item starts, not the one of its submit:
+// work.allowed_env changed while the item waited behind another.
+class EnvPolicyAtLaunchTest : public UntrustedWorkTest {
+ protected:
+  std::string moreWorkKeys() const override { return "allowed_env = [" + allowed_env_ + "]\n"; }
+  std::string allowed_env_ = "\"APP_EXTRA\"";
+};
+
+TEST_F(EnvPolicyAtLaunchTest, AnItemWhoseEnvNameIsNoLongerAllowedFailsAtLaunchWithoutRunning) {
+  const std::string gate = writeJob("gate.sh", "#!/bin/sh\nwhile [ ! -e \"$1\" ]; do sleep 0.05; done\n");
+  const std::string job = writeJob("ran.sh", "#!/bin/sh\ntouch \"$1\"\n");
+  const fs::path go = outDir() / "go";
+  const fs::path ran = outDir() / "ran";
+  const std::string value = "pf-extra-" + std::to_string(::getpid()) + "-Kw3";
+  boost::json::array items{
+      boost::json::object{{"queue_item_id", "pol-1-q0"}, {"command", boost::json::array{gate, go.string()}}},
+      boost::json::object{{"queue_item_id", "pol-1-q1"},
+                          {"command", boost::json::array{job, ran.string()}},
+                          {"env", boost::json::object{{"APP_EXTRA", value}}}}};
+  auto r = call("POST", "/processes",
+                boost::json::serialize(boost::json::object{
+                    {"process_id", "pol-1"}, {"phone_id", "phone_01"}, {"account_id", "a"}, {"queue_items", items}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  waitForItem("pol-1", 0, "executing");
+  // The operator narrows the policy; the agent restarts with it (the first
+  // item keeps running: on_shutdown = "keep").
+  allowed_env_ = "\"APP_TOKEN\"";
+  writeConfig();
+  restartAgent(SIGTERM);
+  writeFile(go, "", 0644);
+  auto p = waitForProcess("pol-1", terminal);
+  expectResponsive();
+  EXPECT_EQ(p.at("status"), "failed") << boost::json::serialize(p);
+  EXPECT_EQ(p.at("queue_items").at(0).at("status"), "succeeded") << boost::json::serialize(p);
+  const auto& item = p.at("queue_items").at(1).as_object();
+  ASSERT_TRUE(item.at("note").is_string()) << boost::json::serialize(p);
+  const std::string note(item.at("note").as_string());
+  EXPECT_NE(note.find("refused at launch: env APP_EXTRA: not in work.allowed_env"), std::string::npos) << note;
+  EXPECT_EQ(note.find(value), std::string::npos) << note;
+  EXPECT_EQ(agent_->output().find(value), std::string::npos);
+  EXPECT_FALSE(fs::exists(ran)) << "the item ran";
 }
 
 TEST_F(UntrustedWorkTest, ACommandIsExecutedByItsResolvedPath) {
@@ -277,6 +361,39 @@ TEST(WritablePrefix, CheckConfigAndStartUpRefuseAPrefixTheWorkUserCanWrite) {
   EXPECT_NE(run.output.find(open.string() + " is writable"), std::string::npos) << run.output;
   // Closed again, the same config is fine.
   fs::permissions(open, fs::perms(0755), fs::perm_options::replace);
+  auto fixed = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.output;
+}
+
+// Work as the agent's own uid could signal the agent and its shims: the
+// config is refused, naming run_as and the uid.
+TEST(RunAsSelf, CheckConfigAndStartUpRefuseRunAsTheAgentsOwnUser) {
+  TempDir dir;
+  const passwd* self = ::getpwuid(::geteuid());
+  ASSERT_NE(self, nullptr);
+  fs::create_directories(dir.path() / "jobs");
+  writeFile(dir.path() / "tokens", "reader read read-token-0123456789abcdef\n", 0600);
+  auto writeConfig = [&](const std::string& run_as) {
+    writeFile(dir.path() / "agent.toml",
+              "listen = \"127.0.0.1:0\"\nstate_dir = \"" + (dir.path() / "state").string() + "\"\ntokens_file = \"" +
+                  (dir.path() / "tokens").string() + "\"\n[work]\nrun_as = \"" + run_as +
+                  "\"\nallowed_command_prefixes = [\"" + (dir.path() / "jobs").string() +
+                  "/\"]\n[adb]\nserver = \"127.0.0.1:1\"\nadb_path = \"/bin/false\"\n",
+              0600);
+  };
+  writeConfig(self->pw_name);
+  const std::string config = (dir.path() / "agent.toml").string();
+  const std::string why = "work.run_as user '" + std::string(self->pw_name) + "' is uid " +
+                          std::to_string(::geteuid()) + ", the agent's own";
+  auto check = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
+  EXPECT_NE(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find(why), std::string::npos) << check.output;
+  auto run = runCommand({PHONEFARM_AGENT_BINARY, "--config", config}, {}, 20s);
+  EXPECT_FALSE(run.timed_out) << "the agent started anyway";
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find(why), std::string::npos) << run.output;
+  // Another user is fine (one that does not exist too: nothing can run).
+  writeConfig("phonefarm-test-no-such-user");
   auto fixed = runCommand({PHONEFARM_AGENT_BINARY, "check-config", "--config", config});
   EXPECT_EQ(fixed.exit_code, 0) << fixed.output;
 }

@@ -88,10 +88,13 @@ class WorkFixture : public AgentFixture {
   // The execution tests have no phones attached: work runs regardless.
   virtual bool waitForDevice() const { return false; }
 
+  // More keys of the [work] table (e.g. allowed_env).
+  virtual std::string moreWorkKeys() const { return ""; }
+
   std::string workConfig() const override {
     return "[work]\nrun_as = \"nobody\"\nallowed_command_prefixes = [\"" + jobsDir().string() +
            "/\", \"/usr/bin/\"]\ncgroup_root = \"" + cgroupRootConfig() + "\"\non_shutdown = \"" + onShutdown() +
-           "\"\n" + "wait_for_device = " + (waitForDevice() ? "true" : "false") + "\n" + resetConfig();
+           "\"\n" + "wait_for_device = " + (waitForDevice() ? "true" : "false") + "\n" + moreWorkKeys() + resetConfig();
   }
 
   // A job that handles SIGTERM (records it and the cancel file in $1.signals

@@ -348,7 +348,7 @@ class ExecShimRun : public ExecDirTest {
   // non-zero result is the child's exit code, and the shim does not run.
   Shim& startShim(std::vector<std::string> argv, std::string run_as = {},
                   const std::function<int()>& before_shim = {}) {
-    ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv), log_max_bytes_, {}};
+    ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv), log_max_bytes_, {}, {}};
     EXPECT_TRUE(writeShimEnvFile(dir_, {"PATH=/usr/bin:/bin", "A=1"}));
     if (env_owner_) {
       EXPECT_EQ(::chown((dir_ / kEnvFileName).c_str(), *env_owner_, *env_owner_), 0);

@@ -1,10 +1,11 @@
 // The exec shim as a job unit's ExecStart (agent/exec/job_unit_shim.hpp)
-// against a hostile agent: the only thing the agent controls is the argv
-// file in the control dir, and whatever it names, the shim runs nothing but
-// a command under the config's prefixes, never as root. Checked on the
-// options the shim derives and on the real entry point in a child process
-// (a refused spec exits 125 and runs nothing). No systemd needed: every
-// refusal happens before the cgroup split.
+// against a hostile agent: the only things the agent controls are the argv
+// and env files in the control dir, and whatever they say, the shim runs
+// nothing but a command under the config's prefixes, never as root, never
+// with an env name the config's env policy refuses. Checked on the options
+// the shim derives and on the real entry point in a child process (a refused
+// spec exits 125 and runs nothing). No systemd needed: every refusal happens
+// before the cgroup split.
 #include "agent/exec/job_unit_shim.hpp"
 
 #include <gtest/gtest.h>
@@ -44,6 +45,10 @@ class JobUnitShim : public ::testing::Test {
     config_.state_dir = dir_ / "state";
     config_.work.run_as = "nobody";
     config_.work.allowed_command_prefixes = {(dir_ / "jobs").string() + "/"};
+    auto nobody = os::lookupUser("nobody");
+    ASSERT_TRUE(nobody && *nobody);
+    nobody_home_ = (*nobody)->home;
+    writeEnv(agentEnv());
   }
   void TearDown() override {
     std::error_code ignored;
@@ -56,6 +61,16 @@ class JobUnitShim : public ::testing::Test {
     fs::remove(controlDir() / kArgvFileName);
     std::ofstream(controlDir() / kArgvFileName, std::ios::binary) << bytes;
   }
+  // What the agent writes for every command (executor_launch.cpp).
+  std::vector<std::string> agentEnv() const {
+    return {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + nobody_home_,
+            "ANDROID_SERIAL=SERIAL-01",          "PHONEFARM_PROCESS_ID=p1",
+            "PHONEFARM_CANCEL_FILE=/x",          std::string("PHONEFARM_EXECUTION_ID=") + kId};
+  }
+  void writeEnv(const std::vector<std::string>& env) const {
+    fs::remove(controlDir() / kEnvFileName);
+    ASSERT_TRUE(writeShimEnvFile(controlDir(), env));
+  }
   std::string refusal(std::string_view id = kId) const {
     auto options = jobUnitShimOptions(config_, id);
     return options ? std::string("accepted") : options.error().message;
@@ -67,6 +82,11 @@ class JobUnitShim : public ::testing::Test {
     std::ofstream out(config);
     out << "state_dir = \"" << config_.state_dir.string() << "\"\n[work]\nrun_as = \"" << config_.work.run_as
         << "\"\nallowed_command_prefixes = [\"" << config_.work.allowed_command_prefixes.front() << "\"]\n";
+    if (config_.work.allowed_env) {
+      out << "allowed_env = [";
+      for (const auto& name : *config_.work.allowed_env) out << "\"" << name << "\", ";
+      out << "]\n";
+    }
     out.close();
     const pid_t pid = ::fork();
     if (pid == 0) _exit(runJobUnitShim(JobUnitShimArgs{config, kId}));
@@ -77,6 +97,7 @@ class JobUnitShim : public ::testing::Test {
 
   fs::path dir_;
   fs::path job_;
+  std::string nobody_home_;
   AgentConfig config_;
 };
 
@@ -113,6 +134,54 @@ TEST_F(JobUnitShim, TakesTheCommandUnderThePrefixesAndTheDirsOfTheId) {
   EXPECT_EQ(options->work_dir, dir_ / "state" / "workdirs" / kId);
   EXPECT_EQ(options->run_as, "nobody");
   EXPECT_EQ(options->argv, (std::vector<std::string>{fs::canonical(job_).string(), "an arg", ""}));
+}
+
+TEST_F(JobUnitShim, TakesTheEnvFileOnceAndPassesTheAgentsOwnNames) {
+  writeArgv({job_.string()});
+  writeEnv([&] {
+    auto env = agentEnv();
+    env.push_back("APP_TOKEN=s3cret");
+    return env;
+  }());
+  auto options = jobUnitShimOptions(config_, kId);
+  ASSERT_TRUE(options) << options.error().message;
+  ASSERT_TRUE(options->env.has_value());
+  EXPECT_EQ(options->env->back(), "APP_TOKEN=s3cret");
+  EXPECT_FALSE(fs::exists(controlDir() / kEnvFileName));  // taken: the values are off the disk
+}
+
+// A compromised agent writes a loader hook into the env file: the shim takes
+// the policy from the root-owned config, refuses, and names the name only.
+TEST_F(JobUnitShim, RefusesAnEnvFileWithALoaderHook) {
+  writeArgv({job_.string()});
+  auto env = agentEnv();
+  env.push_back("LD_PRELOAD=/tmp/evil.so");
+  env.push_back("BASH_ENV=/tmp/evil.sh");
+  writeEnv(env);
+  const std::string why = refusal();
+  EXPECT_NE(why.find("env refused"), std::string::npos) << why;
+  EXPECT_NE(why.find("LD_PRELOAD, BASH_ENV"), std::string::npos) << why;
+  EXPECT_EQ(why.find("/tmp/evil"), std::string::npos) << "a value in the refusal: " << why;
+  // PATH and HOME other than what the agent gives every command.
+  for (const std::string& entry : {std::string("PATH=/tmp/bin:/usr/bin"), std::string("HOME=/tmp/dotfiles")}) {
+    env = agentEnv();
+    env.push_back(entry);
+    writeEnv(env);
+    EXPECT_NE(refusal().find(entry.substr(0, entry.find('='))), std::string::npos) << entry << ": " << refusal();
+  }
+}
+
+TEST_F(JobUnitShim, RefusesAnEnvNameOutsideTheAllowlist) {
+  writeArgv({job_.string()});
+  config_.work.allowed_env = std::vector<std::string>{"APP_TOKEN"};
+  auto env = agentEnv();
+  env.push_back("APP_TOKEN=1");
+  writeEnv(env);
+  EXPECT_EQ(refusal(), "accepted");
+  env.push_back("APP_OTHER=1");
+  writeEnv(env);
+  EXPECT_NE(refusal().find("APP_OTHER"), std::string::npos) << refusal();
+  EXPECT_EQ(refusal().find("APP_TOKEN"), std::string::npos) << refusal();
 }
 
 TEST_F(JobUnitShim, TakesTheLogCapFromTheConfigItReads) {
@@ -166,6 +235,19 @@ TEST_F(JobUnitShim, AHostileSpecRunsNothing) {
   EXPECT_FALSE(fs::exists(marker));
   writeArgv({job_.string(), marker.string()});
   config_.work.run_as = "root";
+  EXPECT_EQ(runShimProcess(), kShimExitRefused);
+  EXPECT_FALSE(fs::exists(marker));
+  // An allowed command with a loader hook, or a name the allowlist lacks.
+  config_.work.run_as = "nobody";
+  auto env = agentEnv();
+  env.push_back("LD_PRELOAD=/tmp/evil.so");
+  writeEnv(env);
+  EXPECT_EQ(runShimProcess(), kShimExitRefused);
+  EXPECT_FALSE(fs::exists(marker));
+  config_.work.allowed_env = std::vector<std::string>{"APP_TOKEN"};
+  env = agentEnv();
+  env.push_back("APP_OTHER=1");
+  writeEnv(env);
   EXPECT_EQ(runShimProcess(), kShimExitRefused);
   EXPECT_FALSE(fs::exists(marker));
 }
