@@ -21,8 +21,10 @@
 #include "agent/exec/cgroup_tree.hpp"
 #include "agent/exec/command_policy.hpp"
 #include "agent/exec/env_policy.hpp"
+#include "agent/exec/exec_status.hpp"
 #include "agent/exec/systemd_job_units.hpp"
 #include "agent/exec/work_limits.hpp"
+#include "common/clock.hpp"
 #include "common/os/file_descriptor.hpp"
 #include "common/os/sys_error.hpp"
 #include "common/os/user_lookup.hpp"
@@ -200,6 +202,28 @@ Status writeShimArgvFile(const std::filesystem::path& control_dir, const std::ve
   return okStatus();
 }
 
+namespace {
+
+// A refused spec still ends the item with the reason: status.json in the
+// control dir (the agent's own, as is this shim) says why, as a command that
+// could not be executed (exit 127), instead of the agent finding no outcome
+// and calling the execution lost. The message names env names, never values.
+void recordRefusal(const AgentConfig& config, std::string_view execution_id, const std::string& why) {
+  if (!isValidJobUnitInstance(execution_id) || !config.state_dir.is_absolute()) return;
+  const SystemClock clock;
+  ExecStatus status;
+  status.pid = ::getpid();  // no command ran: the shim's own
+  status.exit_code = 127;
+  status.started_at = clock.wallNowMs();
+  status.ended_at = status.started_at;
+  status.error = "refused by the job unit's shim: " + why;
+  if (auto st = writeExecStatus(config.state_dir / "executions" / std::string(execution_id), status); !st) {
+    std::cerr << "phonefarm-agent exec-shim: writing status: " << st.error().message << "\n";
+  }
+}
+
+}  // namespace
+
 Result<ShimOptions> jobUnitShimOptions(const AgentConfig& config, std::string_view execution_id) {
   if (!isValidJobUnitInstance(execution_id)) {
     return refused("execution id '" + std::string(execution_id) + "' is not [A-Za-z0-9_-]{1,64}");
@@ -257,6 +281,7 @@ int runJobUnitShim(const JobUnitShimArgs& args) {
     auto options = jobUnitShimOptions(config, args.execution_id);
     if (!options) {
       std::cerr << "phonefarm-agent exec-shim: " << options.error().message << "\n";
+      recordRefusal(config, args.execution_id, options.error().message);
       return kShimExitRefused;
     }
     std::vector<os::FileDescriptor> cgroup_fds;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/exec/exec_status.hpp"
 #include "agent/exec/systemd_job_units.hpp"
 #include "common/config/config.hpp"
 #include "common/os/user_lookup.hpp"
@@ -244,6 +245,16 @@ TEST_F(JobUnitShim, AHostileSpecRunsNothing) {
   writeEnv(env);
   EXPECT_EQ(runShimProcess(), kShimExitRefused);
   EXPECT_FALSE(fs::exists(marker));
+  // The item ends with the reason (names only), not as lost.
+  auto status = readExecStatus(controlDir());
+  ASSERT_TRUE(status) << status.error().message;
+  ASSERT_TRUE(*status);
+  EXPECT_EQ((*status)->exit_code, 127);
+  ASSERT_TRUE((*status)->error.has_value());
+  EXPECT_NE((*status)->error->find("refused by the job unit's shim: env refused"), std::string::npos)
+      << *(*status)->error;
+  EXPECT_NE((*status)->error->find("LD_PRELOAD"), std::string::npos);
+  EXPECT_EQ((*status)->error->find("evil.so"), std::string::npos);
   config_.work.allowed_env = std::vector<std::string>{"APP_TOKEN"};
   env = agentEnv();
   env.push_back("APP_OTHER=1");
