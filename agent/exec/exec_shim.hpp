@@ -22,10 +22,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "agent/exec/log_relay.hpp"
+#include "agent/exec/work_limits.hpp"
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
@@ -67,6 +69,10 @@ struct ShimOptions {
   // to run_as (the job unit's limited leaf, job_unit_shim.hpp); none when
   // the agent put the shim in its leaf already.
   std::vector<int> command_cgroups;
+  // Reads what the work limits did (the job unit's cgroups), when the
+  // command has ended; its answer goes into status.json's limit_hits.
+  // None when the agent reads the execution's cgroups itself.
+  std::function<LimitHits()> limit_hits = nullptr;
 };
 
 // Writes `env` ("K=V" entries) as control_dir/env, mode 0600, for the shim.
