@@ -40,11 +40,6 @@ struct LimitHits {
   std::uint64_t oom_kills = 0;     // processes the OOM killer took at memory_max
   std::uint64_t pids_refused = 0;  // forks refused at pids_max
 
-  LimitHits& operator+=(const LimitHits& other) {
-    oom_kills += other.oom_kills;
-    pids_refused += other.pids_refused;
-    return *this;
-  }
   bool operator==(const LimitHits&) const = default;
 };
 
