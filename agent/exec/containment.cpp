@@ -91,7 +91,7 @@ class CgroupContainer final : public Container {
     return removed ? released : removed;
   }
 
-  std::optional<std::string> limitNote() override {
+  std::optional<std::string> limitNote(const std::optional<LimitHits>& /*reported*/) override {
     return phonefarm::exec::limitNote(limiter_->hits(info_.id, watch_.leaf()), limiter_->limits());
   }
 
@@ -155,7 +155,7 @@ class ProcessGroupContainer final : public Container {
 
   Status remove() override { return limiter_->release(info_.id); }
 
-  std::optional<std::string> limitNote() override {
+  std::optional<std::string> limitNote(const std::optional<LimitHits>& /*reported*/) override {
     return phonefarm::exec::limitNote(limiter_->hits(info_.id, std::nullopt), limiter_->limits());
   }
 
@@ -172,7 +172,8 @@ class LimitedContainment : public Containment {
  public:
   explicit LimitedContainment(std::shared_ptr<const WorkLimiter> limiter) : limiter_(std::move(limiter)) {}
 
-  std::optional<std::string> releaseLimits(const std::string& execution_id) override {
+  std::optional<std::string> releaseLimits(const std::string& execution_id,
+                                           const std::optional<LimitHits>& /*reported*/) override {
     auto note = limitNote(limiter_->hits(execution_id, std::nullopt), limiter_->limits());
     if (auto released = limiter_->release(execution_id); !released) {
       spdlog::warn("exec.cleanup_failed execution_id={} error=\"{}\"", execution_id, released.error().message);

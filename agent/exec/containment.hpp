@@ -76,7 +76,9 @@ class Container {
 
   // After the end, before remove(): the item's note when a work limit
   // stopped it (work_limits.hpp: OOM kill, pids limit), none otherwise.
-  virtual std::optional<std::string> limitNote() { return std::nullopt; }
+  // `reported`: what the shim read from the job unit's cgroups (status.json's
+  // limit_hits), which launchers without units never get.
+  virtual std::optional<std::string> limitNote(const std::optional<LimitHits>& /*reported*/) { return std::nullopt; }
 };
 
 struct LaunchRequest {
@@ -112,7 +114,10 @@ class Containment {
   // For an execution that ended with no container to adopt (its tree was
   // gone at recovery): its limit note, as Container::limitNote(), and then
   // the removal of what the work limits left of it.
-  virtual std::optional<std::string> releaseLimits(const std::string& /*execution_id*/) { return std::nullopt; }
+  virtual std::optional<std::string> releaseLimits(const std::string& /*execution_id*/,
+                                                   const std::optional<LimitHits>& /*reported*/) {
+    return std::nullopt;
+  }
 };
 
 // The real runtimes. `cgroup_root` as in [work] cgroup_root ("" = detect);

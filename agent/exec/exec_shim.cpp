@@ -588,16 +588,21 @@ int runShim(const ShimOptions& options) {
   relay.err.pump(kPumpBudget);
   status.stdout_dropped = relay.out.dropped();
   status.stderr_dropped = relay.err.dropped();
+  if (options.limit_hits) status.limit_hits = options.limit_hits();
   if (auto st = writeExecStatus(options.control_dir, status); !st) {
     report("writing status: " + st.error().message);
     return kShimExitFailed;
   }
   // Written before the leftovers' grace, so that a kill meanwhile still
-  // finds the command's outcome; written again if they had more dropped.
+  // finds the command's outcome; written again if they had more dropped, or
+  // the command's leftovers hit a limit meanwhile.
   relayLeftovers(relay, clock);
-  if (relay.out.dropped() != status.stdout_dropped || relay.err.dropped() != status.stderr_dropped) {
+  const auto hits_after = options.limit_hits ? std::optional<LimitHits>(options.limit_hits()) : std::nullopt;
+  if (relay.out.dropped() != status.stdout_dropped || relay.err.dropped() != status.stderr_dropped ||
+      hits_after != status.limit_hits) {
     status.stdout_dropped = relay.out.dropped();
     status.stderr_dropped = relay.err.dropped();
+    status.limit_hits = hits_after;
     if (auto st = writeExecStatus(options.control_dir, status); !st) report("writing status: " + st.error().message);
   }
   return kShimExitOk;

@@ -22,11 +22,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/exec/log_relay.hpp"
+#include "agent/exec/work_limits.hpp"
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
@@ -72,6 +74,10 @@ struct ShimOptions {
   // unit's shim, which checks it against the config's env policy first:
   // job_unit_shim.hpp); none = the shim takes the file itself.
   std::optional<std::vector<std::string>> env;
+  // Reads what the work limits did (the job unit's cgroups), when the
+  // command has ended; its answer goes into status.json's limit_hits.
+  // None when the agent reads the execution's cgroups itself.
+  std::function<LimitHits()> limit_hits = nullptr;
 };
 
 // Reads and deletes control_dir/env ("K=V" entries, each ended by a NUL

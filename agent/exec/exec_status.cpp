@@ -139,6 +139,17 @@ Result<ExecStatus> parseStatus(std::string_view text) {
     if (!count) return count.error();
     status.*field = *count;
   }
+  if (const json::value* hits = o.if_contains("limit_hits"); hits != nullptr && !hits->is_null()) {
+    if (!hits->is_object()) return malformed("limit_hits is not an object");
+    LimitHits read;
+    for (const auto& [key, field] :
+         {std::pair{"oom_kills", &LimitHits::oom_kills}, std::pair{"pids_refused", &LimitHits::pids_refused}}) {
+      auto count = optionalByteCount(hits->get_object(), key);
+      if (!count) return count.error();
+      read.*field = *count;
+    }
+    status.limit_hits = read;
+  }
   return status;
 }
 
@@ -188,6 +199,10 @@ Status writeExecStatus(const std::filesystem::path& exec_dir, const ExecStatus& 
   o["log_max_bytes"] = status.log_max_bytes;
   o["stdout_dropped"] = status.stdout_dropped;
   o["stderr_dropped"] = status.stderr_dropped;
+  if (status.limit_hits) {
+    o["limit_hits"] =
+        json::object{{"oom_kills", status.limit_hits->oom_kills}, {"pids_refused", status.limit_hits->pids_refused}};
+  }
   return writeFileAtomically(exec_dir, kStatusFileName, json::serialize(o) + "\n", 0640);
 }
 

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/exec/work_limits.hpp"
 #include "common/result.hpp"
 
 namespace phonefarm::exec {
@@ -39,6 +40,11 @@ struct ExecStatus {
   std::uint64_t log_max_bytes = 0;
   std::uint64_t stdout_dropped = 0;
   std::uint64_t stderr_dropped = 0;
+  // What the work limits did, as the job unit's shim read them from its
+  // unit's cgroups when the command ended (job_unit_shim.hpp): the unit's
+  // cgroup goes with the unit, so the agent could not read them later.
+  // Absent from the direct launcher's shim (the agent reads its own leaf).
+  std::optional<LimitHits> limit_hits = std::nullopt;
 
   bool operator==(const ExecStatus&) const = default;
 };

@@ -100,7 +100,9 @@ void Executor::end(Execution& e) {
   if (e.stuck_note && !o.note) o.note = e.stuck_note;
   // A work limit that stopped the tree (OOM kill, refused forks) leads the
   // note: the exit status alone would not say why.
-  auto limit_note = e.container ? e.container->limitNote() : containment_.releaseLimits(e.execution_id);
+  const std::optional<LimitHits> reported = status && *status ? (*status)->limit_hits : std::nullopt;
+  auto limit_note =
+      e.container ? e.container->limitNote(reported) : containment_.releaseLimits(e.execution_id, reported);
   if (limit_note) {
     spdlog::info("exec.limit_hit queue_item_id={} execution_id={} note=\"{}\"", e.item_id, e.execution_id, *limit_note);
     o.note = o.note ? *limit_note + "; " + *o.note : *limit_note;

@@ -206,4 +206,37 @@ boost::json::object describeJobUnitDropIn(const std::filesystem::path& dropin, c
   return out;
 }
 
+boost::json::object describeJobUnitLimits(const std::filesystem::path& dropin, const WorkLimits& configured,
+                                          const std::set<std::string>& leaf_controllers) {
+  boost::json::object out = describeJobUnitDropIn(dropin, configured);
+  const auto* unit_value = out.if_contains("unit");
+  const boost::json::object* unit = unit_value != nullptr ? unit_value->if_object() : nullptr;
+  const auto* state_value = out.if_contains("unit_dropin");
+  const std::string state = state_value != nullptr && state_value->is_string() ? std::string(state_value->get_string())
+                                                                               : std::string("unknown");
+  auto add = [&](const char* limit, std::string_view directive, const char* controller, const char* file,
+                 boost::json::value value) {
+    boost::json::object entry{{"value", std::move(value)}};
+    const auto* carried = unit != nullptr ? unit->if_contains(directive) : nullptr;
+    const bool by_unit = carried != nullptr && !carried->is_null();
+    const bool in_leaf = leaf_controllers.count(controller) > 0;
+    if (by_unit) {
+      entry["enforced_by"] = "unit";
+      entry["directive"] = directive;
+      if (in_leaf) entry["leaf_file"] = file;
+    } else if (in_leaf) {
+      entry["enforced_by"] = "job shim";
+      entry["leaf_file"] = file;
+    } else {
+      entry["unavailable"] = "the job units' drop-in carries no " + std::string(directive) + " (" + state +
+                             ") and system.slice has no cgroup v2 '" + controller + "' controller for the work's leaf";
+    }
+    out[limit] = std::move(entry);
+  };
+  if (configured.pids_max) add("pids_max", kTasksMax, "pids", "pids.max", *configured.pids_max);
+  if (configured.memory_max) add("memory_max", kMemoryMax, "memory", "memory.max", *configured.memory_max);
+  if (configured.cpu_weight) add("cpu_weight", kCpuWeight, "cpu", "cpu.weight", *configured.cpu_weight);
+  return out;
+}
+
 }  // namespace phonefarm::exec

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,5 +70,16 @@ int runJobUnitLimits(const std::vector<std::string>& args, std::ostream& err);
 // "unit" (what the drop-in carries: TasksMax, MemoryMax, CPUWeight).
 // The read is non-blocking, follows no link and stops at kMaxDropInBytes.
 boost::json::object describeJobUnitDropIn(const std::filesystem::path& dropin, const WorkLimits& configured);
+
+// work.limits in /readyz and GET /debug under launcher = "systemd": what
+// describeJobUnitDropIn says and, per configured limit, its "value" and
+// where it is enforced: "enforced_by": "unit" with the "directive" the
+// drop-in carries it as (systemd applies it to each job unit, through
+// cgroup v1 on a hybrid host), plus "leaf_file" when the job shim also
+// writes it into the work's v2 leaf (`leaf_controllers`: system.slice's
+// cgroup v2 controllers); "enforced_by": "job shim" when only the leaf has
+// it; "unavailable" and why when neither does.
+boost::json::object describeJobUnitLimits(const std::filesystem::path& dropin, const WorkLimits& configured,
+                                          const std::set<std::string>& leaf_controllers);
 
 }  // namespace phonefarm::exec

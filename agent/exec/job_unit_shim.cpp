@@ -14,7 +14,9 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <iostream>
+#include <set>
 #include <utility>
 
 #include "agent/exec/capabilities.hpp"
@@ -68,9 +70,17 @@ Result<std::vector<std::string>> readArgvFile(const std::filesystem::path& contr
 // The unit's cgroup is the agent user's (Delegate=yes): the shim leaves it
 // for a leaf of its own (cgroup v2 lets a cgroup with processes enable no
 // controllers for its children), then makes the work's leaf with the limits.
-// Returns the cgroup.procs files the command must join.
+// Returns the cgroup.procs files the command must join, and sets
+// `limit_hits` to the reader of what the limits did (status.json's
+// limit_hits): the counters where this shim placed a limit and those of
+// the unit's own cgroups, where systemd enforces its copy (TasksMax=,
+// MemoryMax=; on a hybrid host in the v1 hierarchies), the larger of each:
+// whichever limit stopped the work, the kernel counted it in one of them,
+// and a hit can be counted in both. The unit's cgroups go with the unit, so
+// the agent cannot read them after the end.
 Result<std::vector<int>> prepareWorkCgroup(const AgentConfig& config, const std::string& execution_id,
-                                           std::vector<os::FileDescriptor>& keep) {
+                                           std::vector<os::FileDescriptor>& keep,
+                                           std::function<LimitHits()>& limit_hits) {
   auto own = detectCgroupRoot("");
   if (!own) return own.error();
   const auto shim_dir = *own / std::string(kShimCgroupName);
@@ -83,10 +93,22 @@ Result<std::vector<int>> prepareWorkCgroup(const AgentConfig& config, const std:
   const WorkLimits limits{config.work.pids_max, config.work.memory_max, config.work.cpu_weight};
   const WorkLimiter limiter = WorkLimiter::open(limits, tree->leafControllers());
   for (const auto& [limit, why] : limiter.unavailable()) {
-    std::cerr << "phonefarm-agent exec-shim: " << limit << " is not enforced: " << why << "\n";
+    std::cerr << "phonefarm-agent exec-shim: " << limit << " is left to the unit's own limit (" << why << ")\n";
   }
   auto joins = limiter.prepare(execution_id, *leaf);
   if (!joins) return joins.error();
+  std::set<std::string> counted;
+  if (limits.pids_max) counted.insert("pids_max");
+  if (limits.memory_max) counted.insert("memory_max");
+  limit_hits = [limiter, execution_id, leaf = *leaf, unit = *own, counted] {
+    const LimitHits placed = limiter.hits(execution_id, leaf);
+    auto proc_cgroup = readCgroupFile("/proc/self/cgroup");
+    auto mountinfo = readCgroupFile("/proc/self/mountinfo");
+    const LimitHits by_unit =
+        unitCgroupHits(counted, unit, proc_cgroup ? *proc_cgroup : "", mountinfo ? *mountinfo : "");
+    return LimitHits{std::max(placed.oom_kills, by_unit.oom_kills),
+                     std::max(placed.pids_refused, by_unit.pids_refused)};
+  };
   joins->insert(joins->begin(), *leaf);
   std::vector<int> fds;
   for (const auto& dir : *joins) {
@@ -285,7 +307,7 @@ int runJobUnitShim(const JobUnitShimArgs& args) {
       return kShimExitRefused;
     }
     std::vector<os::FileDescriptor> cgroup_fds;
-    auto cgroups = prepareWorkCgroup(config, args.execution_id, cgroup_fds);
+    auto cgroups = prepareWorkCgroup(config, args.execution_id, cgroup_fds, options->limit_hits);
     if (!cgroups) {
       std::cerr << "phonefarm-agent exec-shim: the work's cgroup: " << cgroups.error().message << "\n";
       return kShimExitFailed;

@@ -16,7 +16,11 @@
 // to <unit>/phonefarm-shim, makes <unit>/phonefarm-work/<execution id> with
 // the work limits ([work] pids_max, memory_max, cpu_weight) and the command
 // joins that leaf before it drops to run_as. Both sub-cgroups are the
-// agent's user's, so the agent can cgroup.kill them.
+// agent's user's, so the agent can cgroup.kill them. When the command has
+// ended it reads what the limits did, in that leaf and in the unit's own
+// cgroups where systemd enforces TasksMax=/MemoryMax= (cgroup v1 on a
+// hybrid host), into status.json's limit_hits: the unit's cgroups go with
+// the unit, and the agent turns the counts into the item's note.
 #pragma once
 
 #include <filesystem>

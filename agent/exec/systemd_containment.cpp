@@ -30,14 +30,13 @@ bool pidfdExited(int pidfd) {
 class JobUnitContainer final : public Container {
  public:
   JobUnitContainer(ContainerInfo info, std::string unit, std::optional<CgroupEventsWatch> watch,
-                   os::FileDescriptor leader, std::shared_ptr<JobUnits> units,
-                   std::shared_ptr<const WorkLimiter> limiter)
+                   os::FileDescriptor leader, std::shared_ptr<JobUnits> units, WorkLimits limits)
       : info_(std::move(info)),
         unit_(std::move(unit)),
         watch_(std::move(watch)),
         leader_(std::move(leader)),
         units_(std::move(units)),
-        limiter_(std::move(limiter)) {}
+        limits_(limits) {}
 
   const ContainerInfo& info() const override { return info_; }
 
@@ -96,10 +95,15 @@ class JobUnitContainer final : public Container {
   // is inactive (CollectMode=inactive-or-failed unloads it).
   Status remove() override { return okStatus(); }
 
-  std::optional<std::string> limitNote() override {
+  // The shim read the unit's counters when the command ended (the unit's
+  // cgroups, v1 ones included, go with the unit). Without its report (a
+  // shim from before it, or killed before it wrote), the work's v2 leaf, if
+  // it is still there.
+  std::optional<std::string> limitNote(const std::optional<LimitHits>& reported) override {
+    if (reported) return phonefarm::exec::limitNote(*reported, limits_);
     if (!watch_) return std::nullopt;
     const auto leaf = watch_->leaf() / std::string(CgroupTree::kManagedDirName) / info_.id;
-    return phonefarm::exec::limitNote(limiter_->hits(info_.id, leaf), limiter_->limits());
+    return phonefarm::exec::limitNote(v2CgroupHits(leaf), limits_);
   }
 
  private:
@@ -108,25 +112,23 @@ class JobUnitContainer final : public Container {
   std::optional<CgroupEventsWatch> watch_;
   os::FileDescriptor leader_;
   std::shared_ptr<JobUnits> units_;
-  std::shared_ptr<const WorkLimiter> limiter_;
+  WorkLimits limits_;
 };
 
 class SystemdContainment final : public Containment {
  public:
-  SystemdContainment(std::shared_ptr<JobUnits> units, std::shared_ptr<const WorkLimiter> limiter,
+  SystemdContainment(std::shared_ptr<JobUnits> units, const WorkLimits& limits, std::set<std::string> leaf_controllers,
                      DirectContainmentFactory direct, std::filesystem::path dropin)
       : units_(std::move(units)),
-        limiter_(std::move(limiter)),
+        limits_(limits),
+        leaf_controllers_(std::move(leaf_controllers)),
         make_direct_(std::move(direct)),
         dropin_(std::move(dropin)) {}
 
   std::string_view runtime() const override { return kRuntimeSystemdUnit; }
 
   boost::json::object describe() const override {
-    // The job shim applies them in the unit's delegated cgroup; systemd
-    // applies the generated drop-in's copy to the unit (job_unit_limits.hpp).
-    boost::json::object limits = limiter_->describe();
-    for (auto& kv : describeJobUnitDropIn(dropin_, limiter_->limits())) limits[kv.key()] = kv.value();
+    boost::json::object limits = describeJobUnitLimits(dropin_, limits_, leaf_controllers_);
     const auto* state = limits.if_contains("unit_dropin");
     const bool current = state == nullptr || !state->is_string() || state->get_string() == "current";
     // Once per mismatch (the daemon's start-up line is the first describe()).
@@ -170,10 +172,12 @@ class SystemdContainment final : public Containment {
     return container(info.id, *unit, "", info.leader_pid, info.leader_start_time, *info.cgroup);
   }
 
-  std::optional<std::string> releaseLimits(const std::string& execution_id) override {
-    // The unit's cgroup, and the counters in it, went with the unit.
-    (void)execution_id;
-    return std::nullopt;
+  // The unit's cgroup, and the counters in it, went with the unit: only
+  // what its shim reported is left.
+  std::optional<std::string> releaseLimits(const std::string& /*execution_id*/,
+                                           const std::optional<LimitHits>& reported) override {
+    if (!reported) return std::nullopt;
+    return limitNote(*reported, limits_);
   }
 
  private:
@@ -209,11 +213,14 @@ class SystemdContainment final : public Containment {
     ContainerInfo info{id, std::string(kRuntimeSystemdUnit), cgroup_dir, leader.get() >= 0 ? leader_pid : 0,
                        start_time};
     return std::unique_ptr<Container>(std::make_unique<JobUnitContainer>(std::move(info), unit, std::move(watch),
-                                                                         std::move(leader), units_, limiter_));
+                                                                         std::move(leader), units_, limits_));
   }
 
   std::shared_ptr<JobUnits> units_;
-  std::shared_ptr<const WorkLimiter> limiter_;
+  WorkLimits limits_;
+  // The controllers system.slice has in cgroup v2: those the job shim can
+  // write into the work's leaf.
+  std::set<std::string> leaf_controllers_;
   DirectContainmentFactory make_direct_;
   std::unique_ptr<Containment> direct_;
   // The generated limits drop-in, read at each describe(); a mismatch is
@@ -227,10 +234,10 @@ class SystemdContainment final : public Containment {
 std::unique_ptr<Containment> makeSystemdContainment(std::shared_ptr<JobUnits> units, const WorkLimits& limits,
                                                     DirectContainmentFactory direct,
                                                     const std::filesystem::path& limits_dropin) {
-  // The shim writes the limits into the unit's delegated cgroup v2, where
-  // Delegate=yes makes available what system.slice has: on a hybrid host
-  // pids and memory are bound to v1 and missing there, and the shim (the
-  // same WorkLimiter logic) cannot enforce them either. Said once, here.
+  // The shim writes the limits into the work's leaf below the unit's
+  // delegated cgroup v2, where Delegate=yes makes available what
+  // system.slice has; systemd enforces the drop-in's copy on the unit in any
+  // case, on a hybrid host through cgroup v1 (where v2 lacks pids and memory).
   std::set<std::string> controllers;
   if (auto slice = cgroup2Dir("/system.slice")) {
     if (auto text = readCgroupFile(*slice / "cgroup.controllers")) {
@@ -238,13 +245,18 @@ std::unique_ptr<Containment> makeSystemdContainment(std::shared_ptr<JobUnits> un
       for (std::string word; words >> word;) controllers.insert(word);
     }
   }
-  auto limiter = std::make_shared<const WorkLimiter>(WorkLimiter::open(limits, controllers));
-  for (const auto& [limit, why] : limiter->unavailable()) {
-    spdlog::warn("exec.limit_unavailable limit={} reason=\"{}\" work runs without it", limit, why);
+  // Said once, here: a limit neither the units nor the leaf carry.
+  const auto described = describeJobUnitLimits(limits_dropin, limits, controllers);
+  for (const auto& kv : described) {
+    const auto* entry = kv.value().if_object();
+    const auto* why = entry == nullptr ? nullptr : entry->if_contains("unavailable");
+    if (why != nullptr && why->is_string()) {
+      spdlog::warn("exec.limit_unavailable limit={} reason=\"{}\" work runs without it", std::string_view(kv.key()),
+                   std::string_view(why->get_string()));
+    }
   }
-  auto containment =
-      std::make_unique<SystemdContainment>(std::move(units), std::move(limiter), std::move(direct), limits_dropin);
-  return containment;
+  return std::make_unique<SystemdContainment>(std::move(units), limits, std::move(controllers), std::move(direct),
+                                              limits_dropin);
 }
 
 }  // namespace phonefarm::exec

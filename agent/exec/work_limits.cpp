@@ -100,6 +100,37 @@ std::optional<fs::path> v1CgroupDir(std::string_view proc_cgroup, std::string_vi
   return std::nullopt;
 }
 
+LimitHits v2CgroupHits(const fs::path& dir) {
+  LimitHits hits;
+  if (auto text = readCgroupFile(dir / "pids.events")) hits.pids_refused = keyedCounter(*text, "max");
+  if (auto text = readCgroupFile(dir / "memory.events")) hits.oom_kills = keyedCounter(*text, "oom_kill");
+  return hits;
+}
+
+LimitHits unitCgroupHits(const std::set<std::string>& limits, const fs::path& unit_v2_dir, std::string_view proc_cgroup,
+                         std::string_view mountinfo) {
+  LimitHits hits;
+  for (const LimitSpec& spec : {kPids, kMemory}) {
+    if (limits.count(spec.limit) == 0) continue;
+    const bool pids = std::string_view(spec.limit) == kPids.limit;
+    // v2: the file is there only where the controller is enabled.
+    const fs::path v2_file = unit_v2_dir / (pids ? "pids.events" : "memory.events");
+    std::error_code ec;
+    if (!unit_v2_dir.empty() && fs::exists(v2_file, ec)) {
+      if (auto text = readCgroupFile(v2_file)) {
+        (pids ? hits.pids_refused : hits.oom_kills) += keyedCounter(*text, pids ? "max" : "oom_kill");
+      }
+      continue;
+    }
+    auto v1 = v1CgroupDir(proc_cgroup, mountinfo, spec.controller);
+    if (!v1) continue;
+    if (auto text = readCgroupFile(*v1 / (pids ? "pids.events" : "memory.oom_control"))) {
+      (pids ? hits.pids_refused : hits.oom_kills) += keyedCounter(*text, pids ? "max" : "oom_kill");
+    }
+  }
+  return hits;
+}
+
 std::uint64_t cpuSharesForWeight(std::int64_t weight) {
   return std::max<std::uint64_t>(2, static_cast<std::uint64_t>(weight) * 1024 / 100);
 }

@@ -39,6 +39,8 @@ struct WorkLimits {
 struct LimitHits {
   std::uint64_t oom_kills = 0;     // processes the OOM killer took at memory_max
   std::uint64_t pids_refused = 0;  // forks refused at pids_max
+
+  bool operator==(const LimitHits&) const = default;
 };
 
 // The item's note for `hits` ("stopped by ..."), none when no limit was hit.
@@ -53,6 +55,23 @@ std::uint64_t keyedCounter(std::string_view text, std::string_view key);
 // v1 hierarchy mounted here carries it.
 std::optional<std::filesystem::path> v1CgroupDir(std::string_view proc_cgroup, std::string_view mountinfo,
                                                  std::string_view controller);
+
+// What the limits did to the processes of the cgroup v2 directory `dir`:
+// its pids.events "max" and memory.events "oom_kill" (0 for a file that is
+// not there: the controller is not enabled in `dir`).
+LimitHits v2CgroupHits(const std::filesystem::path& dir);
+
+// For the job unit's shim (job_unit_shim.hpp): what systemd's copy of the
+// limits (TasksMax=, MemoryMax=) did to the unit, for the `limits`
+// ("pids_max", "memory_max"). Read from the unit's own cgroup: `unit_v2_dir`
+// where it has the controller (its pids.events, memory.events), otherwise
+// the unit's cgroup in the v1 hierarchy carrying it (hybrid hosts), found
+// from the texts of /proc/self/cgroup and /proc/self/mountinfo: pids.events
+// "max", memory.oom_control "oom_kill". memory.failcnt is not read: it
+// counts every charge that hit the limit, reclaimed page cache included,
+// not kills.
+LimitHits unitCgroupHits(const std::set<std::string>& limits, const std::filesystem::path& unit_v2_dir,
+                         std::string_view proc_cgroup, std::string_view mountinfo);
 
 // cgroup v1 cpu.shares for a v2 cpu.weight, as systemd maps CPUWeight= (100 -> 1024).
 std::uint64_t cpuSharesForWeight(std::int64_t weight);

@@ -16,9 +16,7 @@
 #include <map>
 #include <sstream>
 #include <system_error>
-#include <variant>
 
-#include "common/config/byte_size.hpp"
 #include "common/config/toml_section.hpp"
 
 namespace phonefarm {
@@ -138,23 +136,11 @@ void readWorkLimits(TomlSection& s, WorkConfig& work) {
   // pids_max counts the exec shim and the command too: below 8 a shell
   // script could not even run a pipeline.
   if (auto v = s.integer("pids_max", 8, kMaxPidsMax)) work.pids_max = *v;
-  if (const toml::node* node = s.find("memory_max")) {
-    std::uint64_t bytes = 0;
-    if (const auto* number = node->as_integer()) {
-      if (number->get() < 0) s.fail(*node, "memory_max", "must not be negative");
-      bytes = static_cast<std::uint64_t>(number->get());
-    } else if (const auto* text = node->as_string()) {
-      auto parsed = parseByteSize(text->get());
-      if (const auto* why = std::get_if<std::string>(&parsed)) {
-        s.fail(*node, "memory_max", "\"" + printable(text->get()) + "\" " + *why);
-      }
-      bytes = std::get<std::uint64_t>(parsed);
-    } else {
-      s.fail(*node, "memory_max", "must be a string such as \"4G\" or a number of bytes");
+  if (auto bytes = s.byteSize("memory_max", "4G")) {
+    if (*bytes < kMinMemoryMax) {
+      s.fail(*s.find("memory_max"), "memory_max", "must be at least 4M (" + std::to_string(kMinMemoryMax) + " bytes)");
     }
-    if (bytes < kMinMemoryMax)
-      s.fail(*node, "memory_max", "must be at least 4M (" + std::to_string(kMinMemoryMax) + " bytes)");
-    work.memory_max = bytes;
+    work.memory_max = *bytes;
   }
   if (auto v = s.integer("cpu_weight", 1, 10000)) work.cpu_weight = *v;
 }
@@ -164,27 +150,14 @@ constexpr std::uint64_t kMinLogMaxBytes = 1024;
 constexpr std::uint64_t kMaxLogMaxBytes = 1ULL << 40;
 
 void readLogMaxBytes(TomlSection& s, WorkConfig& work) {
-  const toml::node* node = s.find("log_max_bytes");
-  if (node == nullptr) return;
-  std::uint64_t bytes = 0;
-  if (const auto* number = node->as_integer()) {
-    if (number->get() < 0) s.fail(*node, "log_max_bytes", "must not be negative");
-    bytes = static_cast<std::uint64_t>(number->get());
-  } else if (const auto* text = node->as_string()) {
-    auto parsed = parseByteSize(text->get());
-    if (const auto* why = std::get_if<std::string>(&parsed)) {
-      s.fail(*node, "log_max_bytes", "\"" + printable(text->get()) + "\" " + *why);
-    }
-    bytes = std::get<std::uint64_t>(parsed);
-  } else {
-    s.fail(*node, "log_max_bytes", "must be a string such as \"64M\" or a number of bytes");
-  }
-  if (bytes < kMinLogMaxBytes || bytes > kMaxLogMaxBytes) {
-    s.fail(*node, "log_max_bytes",
+  auto bytes = s.byteSize("log_max_bytes", "64M");
+  if (!bytes) return;
+  if (*bytes < kMinLogMaxBytes || *bytes > kMaxLogMaxBytes) {
+    s.fail(*s.find("log_max_bytes"), "log_max_bytes",
            "must be from 1K to 1T (" + std::to_string(kMinLogMaxBytes) + " to " + std::to_string(kMaxLogMaxBytes) +
                " bytes)");
   }
-  work.log_max_bytes = bytes;
+  work.log_max_bytes = *bytes;
 }
 
 void readWork(TomlSection s, WorkConfig& work) {
@@ -300,10 +273,21 @@ void readRetention(TomlSection s, RetentionConfig& retention) {
   s.rejectUnknown();
 }
 
+// [storage] sizes: bytes, or a size such as "512M" (byte_size.hpp), as log_max_bytes.
+void readStorageBytes(TomlSection& s, std::string_view key, std::string_view example, std::uint64_t& out) {
+  auto bytes = s.byteSize(key, example);
+  if (!bytes) return;
+  if (*bytes > static_cast<std::uint64_t>(kMaxStorageBytes)) {
+    s.fail(
+        *s.find(key), key,
+        "must be at most 1024T (" + std::to_string(kMaxStorageBytes) + " bytes; got " + std::to_string(*bytes) + ")");
+  }
+  out = *bytes;
+}
+
 void readStorage(TomlSection s, StorageConfig& storage) {
-  if (auto v = s.integer("min_free_bytes", 0, kMaxStorageBytes))
-    storage.min_free_bytes = static_cast<std::uint64_t>(*v);
-  if (auto v = s.integer("reserve_bytes", 0, kMaxStorageBytes)) storage.reserve_bytes = static_cast<std::uint64_t>(*v);
+  readStorageBytes(s, "min_free_bytes", "512M", storage.min_free_bytes);
+  readStorageBytes(s, "reserve_bytes", "32M", storage.reserve_bytes);
   s.rejectUnknown();
 }
 

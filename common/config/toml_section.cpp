@@ -1,6 +1,9 @@
 // The generic TOML section walker; see toml_section.hpp.
 #include "common/config/toml_section.hpp"
 
+#include <variant>
+
+#include "common/config/byte_size.hpp"
 #include "common/text/printable.hpp"
 
 namespace phonefarm {
@@ -41,6 +44,23 @@ std::optional<std::int64_t> TomlSection::integer(std::string_view key, std::int6
          "must be from " + std::to_string(min) + " to " + std::to_string(max) + " (got " + std::to_string(v) + ")");
   }
   return v;
+}
+
+std::optional<std::uint64_t> TomlSection::byteSize(std::string_view key, std::string_view example) {
+  const toml::node* node = find(key);
+  if (node == nullptr) return std::nullopt;
+  if (const auto* number = node->as_integer()) {
+    if (number->get() < 0) fail(*node, key, "must not be negative");
+    return static_cast<std::uint64_t>(number->get());
+  }
+  const auto* text = node->as_string();
+  if (text == nullptr) {
+    fail(*node, key, "must be a string such as \"" + std::string(example) + "\" or a number of bytes");
+  }
+  auto parsed = parseByteSize(text->get());
+  if (const auto* why = std::get_if<std::string>(&parsed))
+    fail(*node, key, "\"" + printable(text->get()) + "\" " + *why);
+  return std::get<std::uint64_t>(parsed);
 }
 
 void TomlSection::seconds(std::string_view key, std::int64_t max, std::chrono::seconds& out) {

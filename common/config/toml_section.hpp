@@ -45,6 +45,10 @@ class TomlSection {
   const toml::node* find(std::string_view key);
 
   std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max);
+  // A number of bytes: a non-negative integer, or a size string such as
+  // "64M" (byte_size.hpp: digits with an optional K, M, G or T suffix).
+  // `example` is the size the type error suggests. Ranges are the caller's.
+  std::optional<std::uint64_t> byteSize(std::string_view key, std::string_view example);
   // A whole number of seconds from 1 to `max`.
   void seconds(std::string_view key, std::int64_t max, std::chrono::seconds& out);
   void boolean(std::string_view key, bool& out);

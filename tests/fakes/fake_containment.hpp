@@ -30,6 +30,8 @@ struct ContainerState {
   int kills = 0;
   bool removed = false;
   std::vector<pid_t> pids;
+  // What limitNote() was given (status.json's limit_hits), once asked.
+  std::optional<std::optional<LimitHits>> reported_hits;
 };
 
 class FakeContainer final : public Container {
@@ -50,6 +52,11 @@ class FakeContainer final : public Container {
   Status remove() override {
     s_->removed = true;
     return okStatus();
+  }
+  // As the job units' container: the note is the shim's report's.
+  std::optional<std::string> limitNote(const std::optional<LimitHits>& reported) override {
+    s_->reported_hits = reported;
+    return reported ? exec::limitNote(*reported, WorkLimits{64, std::nullopt, std::nullopt}) : std::nullopt;
   }
 
  private:

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -187,14 +188,37 @@ TEST_F(FirstRequestTimeout, DribblingTheFirstHeaderIsCutOffAtTheFirstRequestTime
   EXPECT_TRUE(silent.waitClosed(3s));
 }
 
-TEST_F(FirstRequestTimeout, LaterRequestsHaveTheHeaderTimeout) {
+// header_timeout_seconds (3), not first_request_timeout_seconds (1), governs
+// a request after the first: a second header dribbled a byte every 100 ms is
+// still open past the first-request timeout and cut off once the header
+// timeout has passed, however it dribbles (idle_timeout, 60, would be later).
+class LaterRequestTimeout : public AgentFixture {
+ protected:
+  std::string extraConfig() const override {
+    return "[http]\nfirst_request_timeout_seconds = 1\nheader_timeout_seconds = 3\nidle_timeout_seconds = 60\n";
+  }
+};
+
+TEST_F(LaterRequestTimeout, LaterRequestsHaveTheHeaderTimeout) {
   RawConnection conn("127.0.0.1", port_);
   conn.sendAll("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string buffer;
   ASSERT_EQ(conn.recvSome(buffer, 5s), RawConnection::Recv::kData);
   EXPECT_EQ(buffer.rfind("HTTP/1.1 200", 0), 0u) << buffer;
-  conn.sendAll("GET /healthz HTTP/1.1\r\n");  // a second header, left unfinished
-  EXPECT_FALSE(conn.waitClosed(2500ms));      // past first_request_timeout: still open
+  const auto started = Clock::now();
+  conn.sendAll("GET /healthz HTTP/1.1\r\n");  // a second header, dribbled and never finished
+  bool closed = false;
+  std::optional<Clock::duration> open_until;
+  while (!closed && Clock::now() - started < 10s) {
+    closed = !conn.trySendAll("X") || conn.waitClosed(100ms);
+    if (!closed) open_until = Clock::now() - started;
+  }
+  const auto took = Clock::now() - started;
+  ASSERT_TRUE(closed) << "still open 10 s into the second header";
+  ASSERT_TRUE(open_until.has_value());
+  EXPECT_GE(*open_until, 2s) << "closed at the first-request timeout, not the header timeout";
+  EXPECT_GE(took, 2800ms);
+  EXPECT_LT(took, 6s);  // header_timeout_seconds (3), not extended by the bytes
 }
 
 TEST_F(ConnectionFairness, UnauthorizedAndForbiddenAnswersCloseTheConnection) {

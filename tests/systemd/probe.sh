@@ -3,10 +3,21 @@
 # "name=value" line per probe; the check compares them with the job profile
 # (README, "Trust boundary").
 field() { sed -n "s/^$1:[[:space:]]*//p" /proc/self/status; }
-try() {  # NAME COMMAND...: "ok" when the command succeeds, "denied" when not
+# NAME COMMAND...: "ok" when the command succeeds; "denied" only when it is
+# refused for want of permission (EACCES, EPERM, EROFS, by their C-locale
+# messages); any other failure, a missing path (ENOENT) above all, prints
+# "failed: <the message>", which no check takes for a denial.
+try() {
   name=$1
   shift
-  if "$@" >/dev/null 2>&1; then echo "$name=ok"; else echo "$name=denied"; fi
+  if err=$(LC_ALL=C "$@" 2>&1 >/dev/null); then
+    echo "$name=ok"
+    return
+  fi
+  case $err in
+    *"Permission denied"* | *"Operation not permitted"* | *"Read-only file system"*) echo "$name=denied" ;;
+    *) echo "$name=failed: $(printf '%s\n' "$err" | head -n 1)" ;;
+  esac
 }
 echo "capeff=$(field CapEff)"
 echo "capprm=$(field CapPrm)"

@@ -240,8 +240,8 @@ processes_days = 30           # terminal processes, their items, audit trail, ol
 executions_days = 7           # execution directories (logs) of ended items
 sweep_interval_seconds = 300
 [storage]
-min_free_bytes = 536870912    # 512 MiB: below it, new submissions get 503
-reserve_bytes = 33554432      # 32 MiB kept for the store's commits on a full disk
+min_free_bytes = "512M"       # below it, new submissions get 503 (bytes, or K/M/G/T)
+reserve_bytes = "32M"         # kept for the store's commits on a full disk
 [[phones]]                    # one per phone on this rack
 id = "phone_01"
 serial = "R58M123ABC"         # adb serial; "host:port" for network phones
@@ -387,8 +387,9 @@ const BadConfig kBadValues[] = {
     {"SweepIntervalZero", "[retention]\nsweep_interval_seconds = 0\n",
      "agent.toml:2: 'retention.sweep_interval_seconds' must be from 1 to 86400 (got 0)"},
     {"MinFreeNegative", "[storage]\nmin_free_bytes = -1\n",
-     "agent.toml:2: 'storage.min_free_bytes' must be from 0 to 1125899906842624 (got -1)"},
-    {"ReserveFloat", "[storage]\nreserve_bytes = 1.5\n", "agent.toml:2: 'storage.reserve_bytes' must be an integer"},
+     "agent.toml:2: 'storage.min_free_bytes' must not be negative"},
+    {"ReserveFloat", "[storage]\nreserve_bytes = 1.5\n",
+     "agent.toml:2: 'storage.reserve_bytes' must be a string such as \"32M\" or a number of bytes"},
     {"EventStreamsTooMany", "[http]\nmax_event_streams = 10001\n",
      "agent.toml:2: 'http.max_event_streams' must be from 0 to 10000 (got 10001)"},
     {"RetentionDaysZero", "[events]\nretention_days = 0\n",
@@ -617,6 +618,33 @@ TEST(ConfigTest, LogMaxBytesIsABytesCountOrASize) {
   EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = \"1G\"\n", "agent.toml").work.log_max_bytes, 1ULL << 30);
   EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = 1024\n", "agent.toml").work.log_max_bytes, 1024u);
   EXPECT_EQ(parseConfig("[work]\nlog_max_bytes = \"1T\"\n", "agent.toml").work.log_max_bytes, 1ULL << 40);
+}
+
+// [storage] takes the sizes [work] log_max_bytes takes; integers still work.
+TEST(ConfigTest, StorageSizesAreByteCountsOrSizes) {
+  const AgentConfig sized = parseConfig("[storage]\nmin_free_bytes = \"512M\"\nreserve_bytes = \"8M\"\n", "agent.toml");
+  EXPECT_EQ(sized.storage.min_free_bytes, 512ULL << 20);
+  EXPECT_EQ(sized.storage.reserve_bytes, 8ULL << 20);
+  const AgentConfig big = parseConfig("[storage]\nmin_free_bytes = \"2G\"\nreserve_bytes = \"1T\"\n", "agent.toml");
+  EXPECT_EQ(big.storage.min_free_bytes, 2ULL << 30);
+  EXPECT_EQ(big.storage.reserve_bytes, 1ULL << 40);
+  const AgentConfig plain = parseConfig("[storage]\nmin_free_bytes = 0\nreserve_bytes = \"4096\"\n", "agent.toml");
+  EXPECT_EQ(plain.storage.min_free_bytes, 0u);
+  EXPECT_EQ(plain.storage.reserve_bytes, 4096u);
+  EXPECT_EQ(parseConfig("[storage]\nreserve_bytes = \"64K\"\n", "agent.toml").storage.reserve_bytes, 65536u);
+  EXPECT_EQ(parseConfig("[storage]\nmin_free_bytes = \"1024T\"\n", "agent.toml").storage.min_free_bytes, 1ULL << 50);
+}
+
+TEST(ConfigTest, HostileStorageSizesAreRejectedWithTheirKeys) {
+  for (const char* key : {"min_free_bytes", "reserve_bytes"}) {
+    for (const char* bad : {"-1", "\"\"", "\"64m\"", "\"64 M\"", "\"1.5M\"", "\"1025T\"", "1125899906842625",
+                            "\"99999999999999999999\"", "true", "1.5", "[1]"}) {
+      const std::string error = parseError(std::string("[storage]\n") + key + " = " + bad + "\n");
+      EXPECT_THAT(error, HasSubstr(std::string("agent.toml:2: 'storage.") + key + "' ")) << key << " = " << bad;
+    }
+    EXPECT_THAT(parseError(std::string("[storage]\n") + key + " = \"64m\"\n"), HasSubstr("is not a byte count"));
+    EXPECT_THAT(parseError(std::string("[storage]\n") + key + " = \"1025T\"\n"), HasSubstr("must be at most 1024T"));
+  }
 }
 
 TEST(ConfigTest, HostileLogMaxBytesIsRejectedWithItsKey) {

@@ -278,6 +278,26 @@ TEST_F(ExecStatusFile, RoundTripsThroughTheAtomicWriter) {
   EXPECT_EQ(st.st_mode & 07777, 0640u);
 }
 
+TEST_F(ExecStatusFile, LimitHitsRoundTripAndAreAbsentFromAShimThatReadsNone) {
+  ExecStatus ended{7, 0, std::nullopt, 1, 2, std::nullopt};
+  ASSERT_TRUE(writeExecStatus(dir_, ended));
+  auto read = readExecStatus(dir_);
+  ASSERT_TRUE(read && read->has_value());
+  EXPECT_EQ((*read)->limit_hits, std::nullopt);
+  EXPECT_EQ(readFile(dir_ / kStatusFileName).find("limit_hits"), std::string::npos);
+  ended.limit_hits = LimitHits{3, 12};
+  ASSERT_TRUE(writeExecStatus(dir_, ended));
+  read = readExecStatus(dir_);
+  ASSERT_TRUE(read && read->has_value());
+  EXPECT_EQ(**read, ended);
+  const std::string base = R"({"pid": 1, "exit_code": 0, "signal": null, "started_at": 1, "ended_at": 2, )";
+  for (const char* field :
+       {R"("limit_hits": 3})", R"("limit_hits": {"oom_kills": -1}})", R"("limit_hits": {"pids_refused": "2"}})"}) {
+    std::ofstream(dir_ / kStatusFileName, std::ios::trunc) << base << field;
+    EXPECT_FALSE(readExecStatus(dir_)) << field;
+  }
+}
+
 TEST_F(ExecStatusFile, MissingIsNullopt) {
   auto read = readExecStatus(dir_);
   ASSERT_TRUE(read) << read.error().message;
@@ -349,6 +369,7 @@ class ExecShimRun : public ExecDirTest {
   Shim& startShim(std::vector<std::string> argv, std::string run_as = {},
                   const std::function<int()>& before_shim = {}) {
     ShimOptions options{dir_, work_, run_as.empty() ? run_as_ : run_as, std::move(argv), log_max_bytes_, {}, {}};
+    options.limit_hits = limit_hits_;
     EXPECT_TRUE(writeShimEnvFile(dir_, {"PATH=/usr/bin:/bin", "A=1"}));
     if (env_owner_) {
       EXPECT_EQ(::chown((dir_ / kEnvFileName).c_str(), *env_owner_, *env_owner_), 0);
@@ -419,6 +440,7 @@ class ExecShimRun : public ExecDirTest {
   std::vector<Shim> shims_;
   std::optional<uid_t> env_owner_;  // the shim's uid, when it is not ours
   std::uint64_t log_max_bytes_ = kDefaultLogMaxBytes;
+  std::function<LimitHits()> limit_hits_;  // the job unit shim's reader
 };
 
 // The command writes its pid via rename once it runs, then loops a bounded
@@ -449,6 +471,26 @@ TEST_F(ExecShimRun, RecordsExitCodeAndLogs) {
   }
   // The env file is read and deleted before the command starts.
   EXPECT_FALSE(fs::exists(dir_ / kEnvFileName));
+}
+
+// The job unit's shim reads what the limits did once the command has ended
+// (its unit's cgroups go with the unit) and records it in status.json.
+TEST_F(ExecShimRun, RecordsTheLimitHitsReadAfterTheCommandEnded) {
+  limit_hits_ = [done = work_ / "done"] {
+    std::error_code ec;
+    return fs::exists(done, ec) ? LimitHits{1, 42} : LimitHits{};
+  };
+  auto& shim = startShim({"/bin/sh", "-c", "echo $$ > done.tmp; mv done.tmp done; exit 9"});
+  expectShimExit(shim, kShimExitOk);
+  const ExecStatus status = readStatus();
+  EXPECT_EQ(status.exit_code, 9);
+  EXPECT_EQ(status.limit_hits, (LimitHits{1, 42}));
+}
+
+TEST_F(ExecShimRun, WithoutAReaderStatusJsonHasNoLimitHits) {
+  auto& shim = startShim({"/bin/true"});
+  expectShimExit(shim, kShimExitOk);
+  EXPECT_EQ(readStatus().limit_hits, std::nullopt);
 }
 
 // More than the relay's pipe holds goes to each stream, so a relay that

@@ -399,6 +399,23 @@ TEST_F(ExecutorTest, OnePhoneRunsItsProcessesFifoAndItemsInOrder) {
   EXPECT_EQ(openExecutions().size(), 1u);
 }
 
+// What the job unit's shim read of the limits (status.json's limit_hits)
+// reaches the container's note, which leads the item's note.
+TEST_F(ExecutorTest, TheShimsLimitHitsBecomeTheItemsNote) {
+  addProcess("p1", "phone_01");
+  startExecutor();
+  ASSERT_TRUE(waitLaunches(1));
+  settle();
+  ExecStatus status = exited(1);
+  status.limit_hits = LimitHits{0, 5};
+  endTree(tree(0), execDir(0), status);
+  ASSERT_TRUE(waitFinished(1));
+  settle();
+  ASSERT_TRUE(tree(0).reported_hits.has_value()) << "limitNote() was not asked";
+  EXPECT_EQ(*tree(0).reported_hits, (LimitHits{0, 5}));
+  EXPECT_EQ(load("p1").items[0].note, "stopped by the pids limit: pids_max 64 reached (5 fork(s) refused)");
+}
+
 // What the shim's log relay dropped past [work] log_max_bytes becomes the
 // item's note (after the exec error the shim reported) and is counted.
 TEST_F(ExecutorTest, OutputDroppedPastTheLogCapIsNotedAndCounted) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <boost/json/serialize.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -175,6 +176,49 @@ TEST_F(JobUnitLimitsTest, TheSystemdContainmentReportsTheDropInUnderWorkLimits) 
   const auto described = containment->describe();
   EXPECT_EQ(described.at("limits").at("unit_dropin").as_string(), kDropInStale);
   EXPECT_EQ(described.at("limits").at("unit").at("TasksMax").as_int64(), 64);
+}
+
+// Under the job units, a limit the unit carries is enforced (by systemd,
+// through cgroup v1 on a hybrid host), not "unavailable" for want of a v2
+// controller for the leaf.
+TEST_F(JobUnitLimitsTest, ALimitTheUnitCarriesIsEnforcedByTheUnitEvenWithoutV2Controllers) {
+  generate("[work]\npids_max = 64\nmemory_max = \"1G\"\n");
+  const WorkLimits configured{64, 1ULL << 30, std::nullopt};
+  const auto hybrid = describeJobUnitLimits(dropin(), configured, {"cpu"});
+  for (const auto& [limit, directive] : {std::pair{"pids_max", "TasksMax"}, std::pair{"memory_max", "MemoryMax"}}) {
+    const auto& entry = hybrid.at(limit).as_object();
+    EXPECT_FALSE(entry.contains("unavailable")) << limit << ": " << boost::json::serialize(entry);
+    EXPECT_EQ(entry.at("enforced_by").as_string(), "unit") << limit;
+    EXPECT_EQ(entry.at("directive").as_string(), directive) << limit;
+    EXPECT_FALSE(entry.contains("leaf_file")) << limit;
+  }
+  EXPECT_EQ(hybrid.at("pids_max").at("value").as_int64(), 64);
+  EXPECT_FALSE(hybrid.contains("cpu_weight"));  // not configured
+  EXPECT_EQ(hybrid.at("unit_dropin").as_string(), "current");
+  // Where system.slice has the v2 controller the shim writes the leaf too.
+  const auto unified = describeJobUnitLimits(dropin(), configured, {"pids", "memory"});
+  EXPECT_EQ(unified.at("pids_max").at("leaf_file").as_string(), "pids.max");
+  EXPECT_EQ(unified.at("pids_max").at("enforced_by").as_string(), "unit");
+}
+
+TEST_F(JobUnitLimitsTest, WithoutTheDropInOnlyTheLeafOrNothingEnforcesALimit) {
+  const WorkLimits configured{64, std::nullopt, 50};
+  const auto described = describeJobUnitLimits(dropin(), configured, {"pids"});
+  EXPECT_EQ(described.at("pids_max").at("enforced_by").as_string(), "job shim");
+  const std::string why(described.at("cpu_weight").at("unavailable").as_string());
+  EXPECT_NE(why.find("CPUWeight"), std::string::npos) << why;
+  EXPECT_NE(why.find("missing"), std::string::npos) << why;
+}
+
+TEST_F(JobUnitLimitsTest, TheSystemdContainmentSaysTheUnitsEnforceTheLimits) {
+  generate("[work]\npids_max = 64\n");
+  auto containment = makeSystemdContainment(
+      std::shared_ptr<JobUnits>(), WorkLimits{64, std::nullopt, std::nullopt},
+      [] { return std::unique_ptr<Containment>(); }, dropin());
+  const auto described = containment->describe();
+  const auto& pids = described.at("limits").at("pids_max").as_object();
+  EXPECT_FALSE(pids.contains("unavailable")) << boost::json::serialize(pids);
+  EXPECT_EQ(pids.at("enforced_by").as_string(), "unit");
 }
 
 }  // namespace

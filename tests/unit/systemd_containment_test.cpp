@@ -117,5 +117,33 @@ TEST_F(SystemdContainmentTest, SignalsTheUnitsMainPid) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
 }
 
+// The unit's cgroups go with the unit: the note comes from what its shim
+// read when the command ended (status.json's limit_hits), with or without
+// a container left to adopt, in the same words as the direct launcher's.
+TEST(SystemdContainmentLimits, TheNoteComesFromTheShimsReport) {
+  auto units = std::make_shared<FakeJobUnits>();
+  auto containment = makeSystemdContainment(units, WorkLimits{64, 1ULL << 20, std::nullopt},
+                                            [] { return std::unique_ptr<Containment>(); });
+  char pattern[] = "/tmp/phonefarm-systemd-containment-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  LaunchRequest r;
+  r.execution_id = "abc";
+  r.control_dir = pattern;
+  r.command = {"/bin/true"};
+  auto container = containment->launch(r);
+  fs::remove_all(pattern);
+  ASSERT_TRUE(container) << container.error().message;
+  EXPECT_EQ((*container)->limitNote(std::nullopt), std::nullopt);
+  EXPECT_EQ((*container)->limitNote(LimitHits{}), std::nullopt);
+  EXPECT_EQ((*container)->limitNote(LimitHits{0, 5}),
+            limitNote(LimitHits{0, 5}, WorkLimits{64, 1ULL << 20, std::nullopt}));
+  EXPECT_EQ(*(*container)->limitNote(LimitHits{0, 5}),
+            "stopped by the pids limit: pids_max 64 reached (5 fork(s) refused)");
+  const auto oom = containment->releaseLimits("abc", LimitHits{1, 0});
+  ASSERT_TRUE(oom);
+  EXPECT_NE(oom->find("OOM kill"), std::string::npos) << *oom;
+  EXPECT_EQ(containment->releaseLimits("abc", std::nullopt), std::nullopt);
+}
+
 }  // namespace
 }  // namespace phonefarm::exec

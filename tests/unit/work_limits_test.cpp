@@ -1,9 +1,15 @@
 // Unit tests for the pure parts of the work limits: the counters read from
 // cgroup files, the item's note, locating our v1 cgroup from
-// /proc/self/{cgroup,mountinfo}, and CPUWeight -> cpu.shares.
+// /proc/self/{cgroup,mountinfo}, what a job unit's own cgroups say the
+// limits did (against a fake cgroup root in a temp dir), and CPUWeight ->
+// cpu.shares.
 #include "agent/exec/work_limits.hpp"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace phonefarm::exec {
 namespace {
@@ -60,6 +66,73 @@ TEST(WorkLimitsTest, V1MountRootsInsideContainersAreStripped) {
   const std::string mounts = "39 31 0:36 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
   EXPECT_EQ(v1CgroupDir(cgroup, mounts, "pids"), std::filesystem::path("/sys/fs/cgroup/pids/sub"));
   EXPECT_EQ(v1CgroupDir("5:pids:/elsewhere\n", mounts, "pids"), std::nullopt);
+}
+
+// A fake cgroup root: the job unit's v2 cgroup, and its cgroups in the v1
+// pids and memory hierarchies, as /proc/self/cgroup and mountinfo name them
+// on a hybrid host (the shim reads them there when the command has ended).
+class UnitCgroupHits : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/phonefarm-unit-hits-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    for (const auto* dir : {"unified", "pids", "memory"}) std::filesystem::create_directories(root_ / dir / kUnit);
+    proc_cgroup_ = std::string("8:pids:/") + kUnit + "\n4:memory:/" + kUnit + "\n0::/" + kUnit + "/phonefarm-shim\n";
+    mountinfo_ = "39 31 0:36 / " + (root_ / "pids").string() + " rw,relatime - cgroup cgroup rw,pids\n" +
+                 "35 31 0:32 / " + (root_ / "memory").string() + " rw,relatime - cgroup cgroup rw,memory\n" +
+                 "41 31 0:38 / " + (root_ / "unified").string() + " rw,relatime - cgroup2 cgroup2 rw\n";
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+  void write(const std::string& hierarchy, const std::string& file, const std::string& text) const {
+    std::ofstream(root_ / hierarchy / kUnit / file) << text;
+  }
+  std::filesystem::path unitV2() const { return root_ / "unified" / kUnit; }
+
+  static constexpr const char* kUnit = "system.slice/system-phonefarm\\x2djob.slice/phonefarm-job@abc.service";
+  std::filesystem::path root_;
+  std::string proc_cgroup_;
+  std::string mountinfo_;
+};
+
+TEST_F(UnitCgroupHits, HybridHostReadsTheUnitsV1Counters) {
+  write("pids", "pids.events", "max 17\n");
+  write("memory", "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+  write("memory", "memory.failcnt", "90\n");  // reclaims, not kills: not read
+  const LimitHits hits = unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_);
+  EXPECT_EQ(hits, (LimitHits{2, 17}));
+  // Only the limits asked for (those the shim could not place itself).
+  EXPECT_EQ(unitCgroupHits({"memory_max"}, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{2, 0}));
+  EXPECT_EQ(unitCgroupHits({}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+  // A limit nobody hit: nothing to note.
+  write("pids", "pids.events", "max 0\n");
+  EXPECT_EQ(unitCgroupHits({"pids_max"}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+}
+
+TEST_F(UnitCgroupHits, TheUnitsV2CgroupWinsWhereItHasTheController) {
+  write("pids", "pids.events", "max 17\n");
+  write("unified", "pids.events", "max 4\n");
+  write("unified", "memory.events", "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n");
+  EXPECT_EQ(unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{1, 4}));
+}
+
+TEST_F(UnitCgroupHits, NoControllerAnywhereIsNoHit) {
+  EXPECT_EQ(unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+  EXPECT_EQ(unitCgroupHits({"pids_max"}, unitV2(), "0::/x\n", ""), LimitHits{});
+}
+
+TEST(WorkLimitsTest, V2CgroupHitsReadsTheLeafsEvents) {
+  char pattern[] = "/tmp/phonefarm-v2-hits-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::filesystem::path leaf = pattern;
+  EXPECT_EQ(v2CgroupHits(leaf), LimitHits{});
+  std::ofstream(leaf / "pids.events") << "max 3\n";
+  std::ofstream(leaf / "memory.events") << "oom 2\noom_kill 2\n";
+  EXPECT_EQ(v2CgroupHits(leaf), (LimitHits{2, 3}));
+  std::filesystem::remove_all(leaf);
 }
 
 TEST(WorkLimitsTest, CpuWeightMapsToSharesAsSystemdDoes) {
