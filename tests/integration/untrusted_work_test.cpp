@@ -1,16 +1,23 @@
 // Jobs are third-party scripts: what one controls (its env, its files, its
 // commands' paths) must not wedge the agent or turn an allowed command into
 // another one. Each test reproduces an attack against the real daemon.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "agent/api/env_policy.hpp"
+#include "agent/cancel/fault_injection.hpp"
 #include "tests/integration/work_fixture.hpp"
 #include "tests/support/run_command.hpp"
 
@@ -253,6 +260,124 @@ TEST_F(UntrustedWorkTest, ACommandIsExecutedByItsResolvedPath) {
   submitWork("argv0-1", {{link.string(), out.string()}});
   waitForStatus("argv0-1", "succeeded");
   EXPECT_EQ(waitForFile(out), real + "\n");
+}
+
+// The test hook PHONEFARM_FAULT=crash_after_cancel_commit (README "Test
+// hooks") kills the agent exactly between a hard cancel's commit and its
+// kill: the restarted agent must carry the committed kill out.
+class CommittedKillCrashTest : public UntrustedWorkTest {
+ protected:
+  AgentProcess::Env agentEnv() const override {
+    if (!fault_) return {};
+    return {{"PHONEFARM_FAULT", "crash_after_cancel_commit"}};
+  }
+
+  // The killed agent's lock on state_dir/agent.lock lasts while any process
+  // still has that open file (see crash_loop_test.cpp): wait for it.
+  void waitForStateDirLock() {
+    const fs::path lock = dir_.path() / "state" / "agent.lock";
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+      ASSERT_GE(fd, 0) << lock;
+      const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      ::close(fd);
+      if (free) return;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "state_dir still locked 5 s after the crash";
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  // The value of PHONEFARM_PROCESS_ID in a live process's environment: a
+  // recorded pid counts as the job's only while it carries the job's id.
+  static std::string processIdOf(pid_t pid) {
+    if (!alive(pid)) return "";
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ");
+    std::string var;
+    const std::string key = "PHONEFARM_PROCESS_ID=";
+    while (std::getline(in, var, '\0')) {
+      if (var.starts_with(key)) return var.substr(key.size());
+    }
+    return "";
+  }
+
+  bool fault_ = true;
+};
+
+TEST_F(CommittedKillCrashTest, ACrashRightAfterACommittedHardCancelStillKillsTheTreeAfterTheRestart) {
+  ASSERT_FALSE(cgroup_.empty()) << "no writable cgroup v2 on this host";
+  EXPECT_TRUE(agent_->waitForLine("agent.fault_injection fault=crash_after_cancel_commit", 5s)) << agent_->output();
+  // A tree: the job, a child, a setsid escapee and a double-forked orphan,
+  // all ignoring the stop notice; their pids recorded once all are started.
+  const std::string job = writeJob("tree.sh",
+                                   "#!/bin/sh\n"
+                                   "trap '' TERM\n"
+                                   "sleep 600 & child=$!\n"
+                                   "setsid sleep 600 & escaped=$!\n"
+                                   "orphan=$(setsid sleep 600 >/dev/null 2>&1 & echo $!)\n"
+                                   "echo $$ $child $escaped $orphan > \"$1.tmp\"\n"
+                                   "mv \"$1.tmp\" \"$1\"\n"
+                                   "while :; do sleep 1 & wait $!; done\n");
+  const fs::path out = outDir() / "tree.pids";
+  submitWork("crash-kill-1", {{job, out.string()}});
+  const auto pids = parsePids(waitForLine(out));
+  ASSERT_EQ(pids.size(), 4u);
+  for (pid_t pid : pids) ASSERT_EQ(processIdOf(pid), "crash-kill-1") << pid;
+
+  // The hard cancel: committed, then the agent dies before the kill, so
+  // before it answers.
+  std::optional<int> answered;
+  try {
+    answered =
+        call("POST", "/processes/crash-kill-1/cancel",
+             R"({"reason":"committed then crashed","strategy":"hard","requested_by":{"system":"test"}})", kOperateToken)
+            .status;
+  } catch (const std::exception&) {
+    // the connection closed without an answer
+  }
+  EXPECT_FALSE(answered.has_value()) << "answered " << *answered << " before the crash";
+  EXPECT_EQ(agent_->waitExit(10s), cancel::kFaultExitCode) << agent_->output();
+  EXPECT_TRUE(agent_->findLine("agent.fault_injected fault=crash_after_cancel_commit process_id=crash-kill-1"))
+      << agent_->output();
+  // The kill was not done: the whole tree is still alive.
+  for (pid_t pid : pids) EXPECT_EQ(processIdOf(pid), "crash-kill-1") << "pid " << pid << " died with the agent";
+  if (HasFailure()) return;
+
+  // Restarted without the fault, on the same state dir: the committed kill
+  // is carried out.
+  client_.reset();
+  waitForStateDirLock();
+  fault_ = false;
+  startAgent();
+  EXPECT_FALSE(agent_->findLine("agent.fault_injection")) << agent_->output();
+  auto p = waitForStatus("crash-kill-1", "cancelled", 10s);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::vector<pid_t> left;
+  do {
+    left.clear();
+    for (pid_t pid : pids) {
+      if (processIdOf(pid) == "crash-kill-1") left.push_back(pid);
+    }
+    if (left.empty()) break;
+    std::this_thread::sleep_for(10ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_TRUE(left.empty()) << left.size() << " processes of the tree alive 10 s after the restart, e.g. "
+                            << left.front();
+  // Nothing left in the test's cgroup subtree either.
+  auto populated = exec::isPopulated(cgroup_);
+  ASSERT_TRUE(populated.ok());
+  EXPECT_FALSE(*populated) << "the execution's cgroup still holds processes";
+
+  const auto& item = p.at("queue_items").at(0).as_object();
+  EXPECT_EQ(item.at("status"), "cancelled") << boost::json::serialize(p);
+  EXPECT_EQ(item.at("signal"), "SIGKILL") << boost::json::serialize(p);
+  ASSERT_TRUE(p.at("cancel").is_object()) << boost::json::serialize(p);
+  EXPECT_EQ(p.at("cancel").at("strategy"), "hard") << boost::json::serialize(p);
+  EXPECT_EQ(p.at("cancel").at("reason"), "committed then crashed") << boost::json::serialize(p);
+  const auto& audit = p.at("cancel_audit").as_array();
+  ASSERT_EQ(audit.size(), 1u) << boost::json::serialize(p);
+  EXPECT_EQ(audit.at(0).at("reason"), "committed then crashed") << boost::json::serialize(p);
+  expectResponsive();
 }
 
 TEST(WritablePrefix, CheckConfigAndStartUpRefuseAPrefixTheWorkUserCanWrite) {
