@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -260,6 +262,57 @@ TEST_F(UntrustedWorkTest, ACommandIsExecutedByItsResolvedPath) {
   submitWork("argv0-1", {{link.string(), out.string()}});
   waitForStatus("argv0-1", "succeeded");
   EXPECT_EQ(waitForFile(out), real + "\n");
+}
+
+// The store holds env values of pending and running items: agent.db and its
+// -wal and -shm are the agent's only (0600), whatever the umask, so that the
+// technicians' group (the state dir's) cannot read them.
+class StoreModeTest : public AgentFixture {
+ protected:
+  void SetUp() override {
+    // The most permissive umask: the modes must not come from it.
+    const mode_t old = ::umask(0);
+    AgentFixture::SetUp();
+    ::umask(old);
+  }
+
+  std::string modes() const {
+    std::string out;
+    for (const char* name : {"agent.db", "agent.db-wal", "agent.db-shm"}) {
+      struct stat st {};
+      const fs::path path = dir_.path() / "state" / name;
+      out += std::string(name) + " ";
+      if (::stat(path.c_str(), &st) != 0) {
+        out += "missing; ";
+        continue;
+      }
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+      out += std::string(mode) + "; ";
+    }
+    return out;
+  }
+};
+
+TEST_F(StoreModeTest, TheDatabaseAndItsWalAndShmAreTheOwnersOnly) {
+  const std::string expected = "agent.db 0600; agent.db-wal 0600; agent.db-shm 0600; ";
+  // Something pending, with an env value, is in the store.
+  ASSERT_EQ(
+      call("POST", "/processes", submitBody("mode-1", (jobsDir() / "post.sh").string(), {{"APP_TOKEN", "s"}})).status,
+      201);
+  EXPECT_EQ(modes(), expected);
+  // Files a crash (or an older agent) left more open are tightened at start.
+  client_.reset();
+  EXPECT_EQ(agent_->stop(SIGKILL), 128 + SIGKILL);
+  for (const char* name : {"agent.db", "agent.db-wal", "agent.db-shm"}) {
+    const fs::path path = dir_.path() / "state" / name;
+    if (fs::exists(path)) fs::permissions(path, fs::perms(0666), fs::perm_options::replace);
+  }
+  const mode_t old = ::umask(0);
+  startAgent();
+  ::umask(old);
+  EXPECT_EQ(call("GET", "/processes/mode-1", "", kReadToken).status, 200);
+  EXPECT_EQ(modes(), expected);
 }
 
 // The test hook PHONEFARM_FAULT=crash_after_cancel_commit (README "Test
