@@ -368,14 +368,30 @@ TEST_F(CommittedKillCrashTest, ACrashRightAfterACommittedHardCancelStillKillsThe
                                    "sleep 600 & child=$!\n"
                                    "setsid sleep 600 & escaped=$!\n"
                                    "orphan=$(setsid sleep 600 >/dev/null 2>&1 & echo $!)\n"
-                                   "echo $$ $child $escaped $orphan > \"$1.tmp\"\n"
+                                   "{ echo $$ $child $escaped $orphan; cat /proc/self/cgroup; } > \"$1.tmp\"\n"
                                    "mv \"$1.tmp\" \"$1\"\n"
                                    "while :; do sleep 1 & wait $!; done\n");
   const fs::path out = outDir() / "tree.pids";
   submitWork("crash-kill-1", {{job, out.string()}});
-  const auto pids = parsePids(waitForLine(out));
-  ASSERT_EQ(pids.size(), 4u);
+  const std::string record = waitForLine(out);
+  const auto pids = parsePids(record.substr(0, record.find('\n')));
+  ASSERT_EQ(pids.size(), 4u) << record;
+  // Its cgroup leaf, below the test's subtree.
+  fs::path leaf;
+  const std::string mark = "/" + cgroup_.filename().string() + "/";
+  if (const auto at = record.find(mark); at != std::string::npos) {
+    leaf = cgroup_ / record.substr(at + mark.size(), record.find('\n', at) - at - mark.size());
+  }
+  ASSERT_TRUE(fs::is_directory(leaf)) << record;
   for (pid_t pid : pids) ASSERT_EQ(processIdOf(pid), "crash-kill-1") << pid;
+
+  // The hook fires on a kill only: a notice with a later deadline, on other
+  // work, is answered and the agent lives on.
+  submitWork("crash-notice-1", {{stubbornJob(), (outDir() / "notice").string()}}, "phone_02");
+  waitForPid("notice");
+  auto notice = call("POST", "/processes/crash-notice-1/cancel", cancelBody("soft_then_force", 600), kOperateToken);
+  EXPECT_EQ(notice.status, 200) << notice.body;
+  EXPECT_TRUE(agent_->running());
 
   // The hard cancel: committed, then the agent dies before the kill, so
   // before it answers.
@@ -416,10 +432,9 @@ TEST_F(CommittedKillCrashTest, ACrashRightAfterACommittedHardCancelStillKillsThe
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_TRUE(left.empty()) << left.size() << " processes of the tree alive 10 s after the restart, e.g. "
                             << left.front();
-  // Nothing left in the test's cgroup subtree either.
-  auto populated = exec::isPopulated(cgroup_);
-  ASSERT_TRUE(populated.ok());
-  EXPECT_FALSE(*populated) << "the execution's cgroup still holds processes";
+  // Nothing left in its cgroup leaf either (removed once empty).
+  auto populated = exec::isPopulated(leaf);
+  EXPECT_TRUE(populated.ok() ? !*populated : !fs::exists(leaf)) << leaf << " still holds processes";
 
   const auto& item = p.at("queue_items").at(0).as_object();
   EXPECT_EQ(item.at("status"), "cancelled") << boost::json::serialize(p);
