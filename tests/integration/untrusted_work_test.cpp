@@ -448,6 +448,24 @@ TEST_F(CommittedKillCrashTest, ACrashRightAfterACommittedHardCancelStillKillsThe
   expectResponsive();
 }
 
+// A value that names no fault point is said and ignored: the agent runs as
+// without the variable.
+class UnknownFaultTest : public UntrustedWorkTest {
+ protected:
+  AgentProcess::Env agentEnv() const override { return {{"PHONEFARM_FAULT", "crash_after_everything"}}; }
+};
+
+TEST_F(UnknownFaultTest, IsLoggedAndIgnored) {
+  EXPECT_TRUE(agent_->waitForLine("agent.fault_unknown value=\"crash_after_everything\"", 5s)) << agent_->output();
+  EXPECT_FALSE(agent_->findLine("agent.fault_injection")) << agent_->output();
+  submitWork("unknown-fault-1", {{stubbornJob(), (outDir() / "unknown").string()}});
+  waitForPid("unknown");
+  auto r = call("POST", "/processes/unknown-fault-1/cancel", cancelBody("hard"), kOperateToken);
+  EXPECT_EQ(r.status, 200) << r.body;
+  waitForStatus("unknown-fault-1", "cancelled");
+  EXPECT_TRUE(agent_->running());
+}
+
 TEST(WritablePrefix, CheckConfigAndStartUpRefuseAPrefixTheWorkUserCanWrite) {
   TempDir dir;
   fs::permissions(dir.path(), fs::perms(0711), fs::perm_options::replace);
