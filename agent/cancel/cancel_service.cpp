@@ -103,6 +103,11 @@ void CancelService::act(Result<CancelPlan> planned, const Done& done) {
   CancelOutcome outcome{std::move(planned).value(), {}};
   const CancelPlan& plan = outcome.plan;
   if (plan.executing_item_id && !plan.ignored_terminal) {
+    if (fault_ == Fault::kCrashAfterCancelCommit && plan.action == TerminationAction::kKill) {
+      // Test hook: the kill is committed (and its due deadline stored), the
+      // tree not yet signalled; a restarted agent must carry it out.
+      crashAtFault(fault_, "process_id=" + plan.after.process_id + " queue_item_id=" + *plan.executing_item_id);
+    }
     outcome.termination = terminator_.apply(plan);
   } else {
     outcome.termination.status = plan.termination;

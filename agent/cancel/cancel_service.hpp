@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/cancel/cancel_plan.hpp"
+#include "agent/cancel/fault_injection.hpp"
 #include "agent/cancel/work_terminator.hpp"
 #include "common/clock.hpp"
 #include "common/result.hpp"
@@ -28,8 +29,16 @@ class CancelService {
 
   // `post` runs a function on the thread the terminator lives on (the event
   // loop); `boot_id` tags stored escalation deadlines (escalation_deadline.hpp).
-  CancelService(store::Store& store, const Clock& clock, WorkTerminator& terminator, Post post, std::string boot_id)
-      : store_(store), clock_(clock), terminator_(terminator), post_(std::move(post)), boot_id_(std::move(boot_id)) {}
+  // `fault` is a test hook (fault_injection.hpp): kCrashAfterCancelCommit
+  // ends the process after a hard kill's commit, before the kill.
+  CancelService(store::Store& store, const Clock& clock, WorkTerminator& terminator, Post post, std::string boot_id,
+                Fault fault = Fault::kNone)
+      : store_(store),
+        clock_(clock),
+        terminator_(terminator),
+        post_(std::move(post)),
+        boot_id_(std::move(boot_id)),
+        fault_(fault) {}
 
   using Done = std::function<void(Result<CancelOutcome>)>;
 
@@ -48,6 +57,7 @@ class CancelService {
   WorkTerminator& terminator_;
   Post post_;
   std::string boot_id_;
+  Fault fault_;
 };
 
 }  // namespace phonefarm::cancel

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -18,6 +19,7 @@
 #include "agent/api/api_handler.hpp"
 #include "agent/cancel/cancel_service.hpp"
 #include "agent/cancel/escalation_deadline.hpp"
+#include "agent/cancel/fault_injection.hpp"
 #include "agent/daemon/file_limit.hpp"
 #include "agent/daemon/listen_socket.hpp"
 #include "agent/daemon/retention_sweeper.hpp"
@@ -298,6 +300,24 @@ void runLoopThread(os::AsioEventLoop& loop) {
   if (failure) std::rethrow_exception(failure);
 }
 
+// The test hook PHONEFARM_FAULT (README "Test hooks"), read once: a fault
+// point where the agent dies on purpose. Never set in production; said
+// loudly when it is.
+cancel::Fault faultFromEnvironment() {
+  const char* value = std::getenv("PHONEFARM_FAULT");
+  if (value == nullptr || *value == '\0') return cancel::Fault::kNone;
+  const auto fault = cancel::parseFault(value);
+  if (!fault) {
+    spdlog::warn("agent.fault_unknown value=\"{}\" PHONEFARM_FAULT names no fault point; ignored", value);
+    return cancel::Fault::kNone;
+  }
+  spdlog::warn(
+      "agent.fault_injection fault={} PHONEFARM_FAULT is set: this agent will exit({}) at that point (a test "
+      "hook, never for production)",
+      cancel::toString(*fault), cancel::kFaultExitCode);
+  return *fault;
+}
+
 }  // namespace
 
 int Daemon::run() {
@@ -305,6 +325,7 @@ int Daemon::run() {
   // First: the passed socket becomes close-on-exec before anything can start
   // a child, and a mismatched address stops the agent before it touches state.
   const std::optional<int> activated = takeActivatedListener(config_.listen);
+  const cancel::Fault fault = faultFromEnvironment();
   ensureFileLimit(config_.http.max_connections);
   // Work as the agent's own uid could signal the agent and the shims.
   if (auto self = exec::checkRunAsNotSelf(config_.work.run_as, ::geteuid())) throw ConfigError(*self);
@@ -426,7 +447,7 @@ int Daemon::run() {
     heal.resetEnded(phone_id, trigger, ok);
   });
   cancel::CancelService cancels(
-      store, clock, executor, [&loop](std::function<void()> fn) { loop.post(std::move(fn)); }, boot_id);
+      store, clock, executor, [&loop](std::function<void()> fn) { loop.post(std::move(fn)); }, boot_id, fault);
 
   const phone::DeviceTracker* tracker_ptr = nullptr;  // set once the tracker exists (below)
   api::ApiServices services{config_,

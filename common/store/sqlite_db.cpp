@@ -3,9 +3,14 @@
 // tell an environment failure (disk full, locked, I/O) from a bug.
 #include "common/store/sqlite_db.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace phonefarm::store {
@@ -30,6 +35,32 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
   }
   return true;
+}
+
+// The store holds job env values until their items end: its files are the
+// owner's only (0600), whatever the umask. Created so before SQLite opens the
+// database, whose -wal and -shm SQLite then creates with the database's
+// mode; ones an older agent or a crash left behind are tightened too.
+void restrictToOwner(const std::filesystem::path& path) {
+  const std::string& db = path.native();
+  if (db.empty() || db == ":memory:" || db.starts_with("file:")) return;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = db + suffix;
+    const bool main = *suffix == '\0';
+    const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (main ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+      if (!main && errno == ENOENT) continue;
+      throw SqliteError(SQLITE_CANTOPEN, "open " + file + ": " + std::strerror(errno));
+    }
+    struct stat st {};
+    int rc = ::fstat(fd, &st);
+    if (rc == 0 && (st.st_mode & 07777) != 0600) rc = ::fchmod(fd, 0600);
+    const int saved = errno;
+    ::close(fd);
+    if (rc != 0) {
+      throw SqliteError(SQLITE_PERM, "chmod 0600 " + file + ": " + std::strerror(saved));
+    }
+  }
 }
 
 }  // namespace
@@ -122,6 +153,7 @@ std::unique_ptr<Db> Db::open(const std::filesystem::path& path, const DbOptions&
     return true;
   }();
   (void)configured;
+  restrictToOwner(path);
   sqlite3* raw = nullptr;
   // NOMUTEX: the connection lives on the store thread only.
   const int rc =

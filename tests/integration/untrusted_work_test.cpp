@@ -1,16 +1,25 @@
 // Jobs are third-party scripts: what one controls (its env, its files, its
 // commands' paths) must not wedge the agent or turn an allowed command into
 // another one. Each test reproduces an attack against the real daemon.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "agent/cancel/fault_injection.hpp"
 #include "agent/exec/env_policy.hpp"
 #include "tests/integration/work_fixture.hpp"
 #include "tests/support/run_command.hpp"
@@ -337,6 +346,208 @@ TEST_F(UntrustedWorkTest, ACommandIsExecutedByItsResolvedPath) {
   submitWork("argv0-1", {{link.string(), out.string()}});
   waitForStatus("argv0-1", "succeeded");
   EXPECT_EQ(waitForFile(out), real + "\n");
+}
+
+// The store holds env values of pending and running items: agent.db and its
+// -wal and -shm are the agent's only (0600), whatever the umask, so that the
+// technicians' group (the state dir's) cannot read them.
+class StoreModeTest : public AgentFixture {
+ protected:
+  void SetUp() override {
+    // The most permissive umask: the modes must not come from it.
+    const mode_t old = ::umask(0);
+    AgentFixture::SetUp();
+    ::umask(old);
+  }
+
+  std::string modes() const {
+    std::string out;
+    for (const char* name : {"agent.db", "agent.db-wal", "agent.db-shm"}) {
+      struct stat st {};
+      const fs::path path = dir_.path() / "state" / name;
+      out += std::string(name) + " ";
+      if (::stat(path.c_str(), &st) != 0) {
+        out += "missing; ";
+        continue;
+      }
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+      out += std::string(mode) + "; ";
+    }
+    return out;
+  }
+};
+
+TEST_F(StoreModeTest, TheDatabaseAndItsWalAndShmAreTheOwnersOnly) {
+  const std::string expected = "agent.db 0600; agent.db-wal 0600; agent.db-shm 0600; ";
+  // Something pending, with an env value, is in the store.
+  ASSERT_EQ(
+      call("POST", "/processes", submitBody("mode-1", (jobsDir() / "post.sh").string(), {{"APP_TOKEN", "s"}})).status,
+      201);
+  EXPECT_EQ(modes(), expected);
+  // Files a crash (or an older agent) left more open are tightened at start.
+  client_.reset();
+  EXPECT_EQ(agent_->stop(SIGKILL), 128 + SIGKILL);
+  for (const char* name : {"agent.db", "agent.db-wal", "agent.db-shm"}) {
+    const fs::path path = dir_.path() / "state" / name;
+    if (fs::exists(path)) fs::permissions(path, fs::perms(0666), fs::perm_options::replace);
+  }
+  const mode_t old = ::umask(0);
+  startAgent();
+  ::umask(old);
+  EXPECT_EQ(call("GET", "/processes/mode-1", "", kReadToken).status, 200);
+  EXPECT_EQ(modes(), expected);
+}
+
+// The test hook PHONEFARM_FAULT=crash_after_cancel_commit (README "Test
+// hooks") kills the agent exactly between a hard cancel's commit and its
+// kill: the restarted agent must carry the committed kill out.
+class CommittedKillCrashTest : public UntrustedWorkTest {
+ protected:
+  AgentProcess::Env agentEnv() const override {
+    if (!fault_) return {};
+    return {{"PHONEFARM_FAULT", "crash_after_cancel_commit"}};
+  }
+
+  // The killed agent's lock on state_dir/agent.lock lasts while any process
+  // still has that open file (see crash_loop_test.cpp): wait for it.
+  void waitForStateDirLock() {
+    const fs::path lock = dir_.path() / "state" / "agent.lock";
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+      ASSERT_GE(fd, 0) << lock;
+      const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      ::close(fd);
+      if (free) return;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "state_dir still locked 5 s after the crash";
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  // The value of PHONEFARM_PROCESS_ID in a live process's environment: a
+  // recorded pid counts as the job's only while it carries the job's id.
+  static std::string processIdOf(pid_t pid) {
+    if (!alive(pid)) return "";
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ");
+    std::string var;
+    const std::string key = "PHONEFARM_PROCESS_ID=";
+    while (std::getline(in, var, '\0')) {
+      if (var.starts_with(key)) return var.substr(key.size());
+    }
+    return "";
+  }
+
+  bool fault_ = true;
+};
+
+TEST_F(CommittedKillCrashTest, ACrashRightAfterACommittedHardCancelStillKillsTheTreeAfterTheRestart) {
+  ASSERT_FALSE(cgroup_.empty()) << "no writable cgroup v2 on this host";
+  EXPECT_TRUE(agent_->waitForLine("agent.fault_injection fault=crash_after_cancel_commit", 5s)) << agent_->output();
+  // A tree: the job, a child, a setsid escapee and a double-forked orphan,
+  // all ignoring the stop notice; their pids recorded once all are started.
+  const std::string job = writeJob("tree.sh",
+                                   "#!/bin/sh\n"
+                                   "trap '' TERM\n"
+                                   "sleep 600 & child=$!\n"
+                                   "setsid sleep 600 & escaped=$!\n"
+                                   "orphan=$(setsid sleep 600 >/dev/null 2>&1 & echo $!)\n"
+                                   "{ echo $$ $child $escaped $orphan; cat /proc/self/cgroup; } > \"$1.tmp\"\n"
+                                   "mv \"$1.tmp\" \"$1\"\n"
+                                   "while :; do sleep 1 & wait $!; done\n");
+  const fs::path out = outDir() / "tree.pids";
+  submitWork("crash-kill-1", {{job, out.string()}});
+  const std::string record = waitForLine(out);
+  const auto pids = parsePids(record.substr(0, record.find('\n')));
+  ASSERT_EQ(pids.size(), 4u) << record;
+  // Its cgroup leaf, below the test's subtree.
+  fs::path leaf;
+  const std::string mark = "/" + cgroup_.filename().string() + "/";
+  if (const auto at = record.find(mark); at != std::string::npos) {
+    leaf = cgroup_ / record.substr(at + mark.size(), record.find('\n', at) - at - mark.size());
+  }
+  ASSERT_TRUE(fs::is_directory(leaf)) << record;
+  for (pid_t pid : pids) ASSERT_EQ(processIdOf(pid), "crash-kill-1") << pid;
+
+  // The hook fires on a kill only: a notice with a later deadline, on other
+  // work, is answered and the agent lives on.
+  submitWork("crash-notice-1", {{stubbornJob(), (outDir() / "notice").string()}}, "phone_02");
+  waitForPid("notice");
+  auto notice = call("POST", "/processes/crash-notice-1/cancel", cancelBody("soft_then_force", 600), kOperateToken);
+  EXPECT_EQ(notice.status, 200) << notice.body;
+  EXPECT_TRUE(agent_->running());
+
+  // The hard cancel: committed, then the agent dies before the kill, so
+  // before it answers.
+  std::optional<int> answered;
+  try {
+    answered =
+        call("POST", "/processes/crash-kill-1/cancel",
+             R"({"reason":"committed then crashed","strategy":"hard","requested_by":{"system":"test"}})", kOperateToken)
+            .status;
+  } catch (const std::exception&) {
+    // the connection closed without an answer
+  }
+  EXPECT_FALSE(answered.has_value()) << "answered " << *answered << " before the crash";
+  EXPECT_EQ(agent_->waitExit(10s), cancel::kFaultExitCode) << agent_->output();
+  EXPECT_TRUE(agent_->findLine("agent.fault_injected fault=crash_after_cancel_commit process_id=crash-kill-1"))
+      << agent_->output();
+  // The kill was not done: the whole tree is still alive.
+  for (pid_t pid : pids) EXPECT_EQ(processIdOf(pid), "crash-kill-1") << "pid " << pid << " died with the agent";
+  if (HasFailure()) return;
+
+  // Restarted without the fault, on the same state dir: the committed kill
+  // is carried out.
+  client_.reset();
+  waitForStateDirLock();
+  fault_ = false;
+  startAgent();
+  EXPECT_FALSE(agent_->findLine("agent.fault_injection")) << agent_->output();
+  auto p = waitForStatus("crash-kill-1", "cancelled", 10s);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::vector<pid_t> left;
+  do {
+    left.clear();
+    for (pid_t pid : pids) {
+      if (processIdOf(pid) == "crash-kill-1") left.push_back(pid);
+    }
+    if (left.empty()) break;
+    std::this_thread::sleep_for(10ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_TRUE(left.empty()) << left.size() << " processes of the tree alive 10 s after the restart, e.g. "
+                            << left.front();
+  // Nothing left in its cgroup leaf either (removed once empty).
+  auto populated = exec::isPopulated(leaf);
+  EXPECT_TRUE(populated.ok() ? !*populated : !fs::exists(leaf)) << leaf << " still holds processes";
+
+  const auto& item = p.at("queue_items").at(0).as_object();
+  EXPECT_EQ(item.at("status"), "cancelled") << boost::json::serialize(p);
+  EXPECT_EQ(item.at("signal"), "SIGKILL") << boost::json::serialize(p);
+  ASSERT_TRUE(p.at("cancel").is_object()) << boost::json::serialize(p);
+  EXPECT_EQ(p.at("cancel").at("strategy"), "hard") << boost::json::serialize(p);
+  EXPECT_EQ(p.at("cancel").at("reason"), "committed then crashed") << boost::json::serialize(p);
+  const auto& audit = p.at("cancel_audit").as_array();
+  ASSERT_EQ(audit.size(), 1u) << boost::json::serialize(p);
+  EXPECT_EQ(audit.at(0).at("reason"), "committed then crashed") << boost::json::serialize(p);
+  expectResponsive();
+}
+
+// A value that names no fault point is said and ignored: the agent runs as
+// without the variable.
+class UnknownFaultTest : public UntrustedWorkTest {
+ protected:
+  AgentProcess::Env agentEnv() const override { return {{"PHONEFARM_FAULT", "crash_after_everything"}}; }
+};
+
+TEST_F(UnknownFaultTest, IsLoggedAndIgnored) {
+  EXPECT_TRUE(agent_->waitForLine("agent.fault_unknown value=\"crash_after_everything\"", 5s)) << agent_->output();
+  EXPECT_FALSE(agent_->findLine("agent.fault_injection")) << agent_->output();
+  submitWork("unknown-fault-1", {{stubbornJob(), (outDir() / "unknown").string()}});
+  waitForPid("unknown");
+  auto r = call("POST", "/processes/unknown-fault-1/cancel", cancelBody("hard"), kOperateToken);
+  EXPECT_EQ(r.status, 200) << r.body;
+  waitForStatus("unknown-fault-1", "cancelled");
+  EXPECT_TRUE(agent_->running());
 }
 
 TEST(WritablePrefix, CheckConfigAndStartUpRefuseAPrefixTheWorkUserCanWrite) {
