@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "tests/integration/work_fixture.hpp"
+#include "tests/support/state_dir_lock.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -512,49 +513,18 @@ class CrashLoopTest : public WorkFixture {
     checkTerminations(all, restarted);
   }
 
-  // The killed agent's flock on state_dir/agent.lock lasts while any process
-  // still has that open file: about once in 30 crashes an immediate restart
-  // found it held for a few milliseconds after the agent was reaped (most
-  // likely a child the agent had just cloned, before its exec closes the
-  // descriptor) and refused to start ("another phonefarm-agent is running";
-  // systemd would retry it). Waits for the lock, with a deadline; a holder
-  // that stays is named in the failure.
+  // An immediate restart after the kill may find agent.lock still held for a
+  // few milliseconds (tests/support/state_dir_lock.hpp): wait for it, with a
+  // deadline; a holder that stays is named in the failure.
   void waitForStateDirLock() {
     const fs::path lock = dir_.path() / "state" / "agent.lock";
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    bool waited = false;
-    for (;;) {
-      const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
-      ASSERT_GE(fd, 0) << lock;
-      const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-      ::close(fd);
-      if (free) return;
-      if (!waited) {
-        ++tally_.lock_waits;
-        std::printf("crash loop: round %d, agent.lock still held after the kill by%s\n", round_,
-                    lockHolders(lock).c_str());
-      }
-      waited = true;
-      if (std::chrono::steady_clock::now() > deadline) {
-        FAIL() << "state_dir still locked 5 s after the agent was killed; held by" << lockHolders(lock);
-      }
-      std::this_thread::sleep_for(1ms);
-    }
-  }
-
-  // " pid (exe)" for each process with a descriptor of `lock` open.
-  static std::string lockHolders(const fs::path& lock) {
-    std::string holders;
-    std::error_code ec;
-    for (const auto& proc : fs::directory_iterator("/proc", ec)) {
-      for (const auto& fd_link : fs::directory_iterator(proc.path() / "fd", ec)) {
-        if (fs::read_symlink(fd_link.path(), ec) != lock) continue;
-        holders +=
-            " " + proc.path().filename().string() + " (" + fs::read_symlink(proc.path() / "exe", ec).string() + ")";
-        break;
-      }
-    }
-    return holders.empty() ? " nobody any more" : holders;
+    const bool free = phonefarm::testing::waitForStateDirLock(lock, 5s, [&] {
+      ++tally_.lock_waits;
+      std::printf("crash loop: round %d, agent.lock still held after the kill by%s\n", round_,
+                  phonefarm::testing::stateDirLockHolders(lock).c_str());
+    });
+    ASSERT_TRUE(free) << "state_dir still locked 5 s after the agent was killed; held by"
+                      << phonefarm::testing::stateDirLockHolders(lock);
   }
 
   // One round: the load, a SIGKILL at a random moment, a restart, the checks.

@@ -23,6 +23,7 @@
 #include "agent/exec/env_policy.hpp"
 #include "tests/integration/work_fixture.hpp"
 #include "tests/support/run_command.hpp"
+#include "tests/support/state_dir_lock.hpp"
 
 namespace phonefarm::testing {
 namespace {
@@ -409,20 +410,12 @@ class CommittedKillCrashTest : public UntrustedWorkTest {
     return {{"PHONEFARM_FAULT", "crash_after_cancel_commit"}};
   }
 
-  // The killed agent's lock on state_dir/agent.lock lasts while any process
-  // still has that open file (see crash_loop_test.cpp): wait for it.
+  // The killed agent's lock on state_dir/agent.lock may outlive it for a few
+  // milliseconds (tests/support/state_dir_lock.hpp): wait for it.
   void waitForStateDirLock() {
     const fs::path lock = dir_.path() / "state" / "agent.lock";
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    for (;;) {
-      const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
-      ASSERT_GE(fd, 0) << lock;
-      const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-      ::close(fd);
-      if (free) return;
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "state_dir still locked 5 s after the crash";
-      std::this_thread::sleep_for(1ms);
-    }
+    ASSERT_TRUE(phonefarm::testing::waitForStateDirLock(lock, 5s))
+        << "state_dir still locked 5 s after the crash; held by" << phonefarm::testing::stateDirLockHolders(lock);
   }
 
   // The value of PHONEFARM_PROCESS_ID in a live process's environment: a
