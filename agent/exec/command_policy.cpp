@@ -142,6 +142,29 @@ std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::str
   return std::nullopt;
 }
 
+std::optional<std::string> checkCommandNotWritableBy(const std::string& resolved, const std::string& run_as) {
+  auto user = os::lookupUser(run_as);
+  if (!user || !*user) return std::nullopt;
+  const uid_t uid = (*user)->uid;
+  const gid_t gid = (*user)->gid;
+  const std::vector<gid_t> groups = os::groupsOf(run_as, gid);
+  struct stat st {};
+  if (::stat(resolved.c_str(), &st) == 0) {
+    const bool in_group = st.st_gid == gid || std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
+    const mode_t bit = st.st_uid == uid ? S_IWUSR : in_group ? S_IWGRP : S_IWOTH;
+    if (st.st_uid == uid || (st.st_mode & bit) != 0) {
+      return "command " + resolved + " is writable by (or owned by) run_as user " + run_as +
+             ", whose jobs could change what it runs";
+    }
+  }
+  const std::string parent = std::filesystem::path(resolved).parent_path().string();
+  if (auto dir = writableDirOnPrefix(parent, uid, gid, groups)) {
+    return "command " + resolved + ": " + *dir + " is writable by (or owned by) run_as user " + run_as +
+           ", whose jobs could swap what it runs";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> checkRunAsNotSelf(const std::string& run_as, uid_t self) {
   auto user = os::lookupUser(run_as);
   if (!user || !*user || (*user)->uid != self) return std::nullopt;

@@ -59,6 +59,13 @@ std::optional<std::string> writableDirOnPrefix(const std::string& prefix, uid_t 
 std::optional<std::string> checkPrefixesNotWritableBy(const std::vector<std::string>& prefixes,
                                                       const std::string& run_as);
 
+// The resolved command itself and every directory above it, for the named
+// run_as user: a command file run_as may write (or owns), or a directory on
+// its path run_as may write, lets one job change what another job runs, even
+// under a prefix that start-up found safe. One sentence naming the file or
+// directory, or nullopt (also for an unknown user). Checked at each launch.
+std::optional<std::string> checkCommandNotWritableBy(const std::string& resolved, const std::string& run_as);
+
 // run_as must not be the agent's own uid (`self`, geteuid()): a job of that
 // uid could signal, ptrace or replace its supervisor (the exec shim) and the
 // agent itself. One sentence naming run_as and the uid, or nullopt (also for

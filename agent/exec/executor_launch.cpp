@@ -211,6 +211,7 @@ void Executor::launch(const StartedItem& started, const std::string& execution_i
     // else. The resolved path is what runs (argv[0], so "$0" is real too).
     auto resolved = resolveAllowedCommand(command_path, *options_.allowed_command_prefixes);
     if (!resolved) return fail("refused at launch: " + resolved.error().message);
+    if (auto why = checkCommandNotWritableBy(*resolved, options_.run_as)) return fail("refused at launch: " + *why);
     command_path = std::move(*resolved);
   }
   // The values go to a 0600 file in the control dir, never on a command line.

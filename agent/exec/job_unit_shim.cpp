@@ -270,6 +270,7 @@ Result<ShimOptions> jobUnitShimOptions(const AgentConfig& config, std::string_vi
   // The agent checked the prefixes too; the shim does not take its word.
   auto resolved = resolveAllowedCommand(argv->front(), config.work.allowed_command_prefixes);
   if (!resolved) return refused("command refused: " + resolved.error().message);
+  if (auto why = checkCommandNotWritableBy(*resolved, config.work.run_as)) return refused("command refused: " + *why);
   argv->front() = std::move(*resolved);
   options.argv = std::move(*argv);
   // Nor for the env: a name the config's policy refuses (LD_PRELOAD, a PATH

@@ -273,6 +273,29 @@ TEST_F(UntrustedWorkTest, ACommandSwappedAfterSubmitIsRefusedAtLaunch) {
   expectResponsive();
 }
 
+// Below the prefix too: a command the work user could rewrite (so one job
+// could change what another runs) is refused at launch, naming it.
+TEST_F(UntrustedWorkTest, ACommandTheWorkUserCanWriteIsRefusedAtLaunch) {
+  const std::string gate = writeJob("gate.sh", "#!/bin/sh\nwhile [ ! -e \"$1\" ]; do sleep 0.05; done\n");
+  const std::string shared = writeJob("shared.sh", "#!/bin/sh\ntouch \"$1\"\n");
+  const fs::path go = outDir() / "go";
+  const fs::path ran = outDir() / "ran";
+  submitWork("writable-1", {{gate, go.string()}, {shared, ran.string()}});
+  waitForItem("writable-1", 0, "executing");
+  fs::permissions(shared, fs::perms(0757), fs::perm_options::replace);  // o+w: the work user may rewrite it
+  writeFile(go, "", 0644);
+  auto p = waitForProcess("writable-1", terminal);
+  EXPECT_EQ(p.at("status"), "failed") << boost::json::serialize(p);
+  const auto& item = p.at("queue_items").at(1).as_object();
+  ASSERT_TRUE(item.at("note").is_string()) << boost::json::serialize(p);
+  EXPECT_EQ(std::string(item.at("note").as_string())
+                .rfind("failed to start: refused at launch: command " + shared + " is writable by", 0),
+            0u)
+      << boost::json::serialize(p);
+  EXPECT_FALSE(fs::exists(ran)) << "a command the work user could rewrite ran";
+  expectResponsive();
+}
+
 TEST_F(UntrustedWorkTest, ACommandThroughProcSelfCwdIsJudgedAndRunByItsRealPath) {
   // /proc/self/cwd is the agent's cwd when it checks (the test's dir, see
   // agent_fixture.hpp) and the command's own work dir when it execs: out of

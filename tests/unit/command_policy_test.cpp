@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "agent/api/request_validation.hpp"
+#include "common/os/user_lookup.hpp"
 
 namespace phonefarm::exec {
 namespace {
@@ -177,6 +178,32 @@ TEST_F(CommandPolicyTest, APrefixOrADirectoryAboveItWritableByTheWorkUserIsFound
   EXPECT_EQ(writableDirOnPrefix(jobs_ + "/", work_uid, work_gid, {}), jobs_);
   ASSERT_EQ(::chown(jobs_.c_str(), 0, 0), 0);
   fs::permissions(jobs_, fs::perms(0755), fs::perm_options::replace);
+}
+
+// At launch: the command file and every directory above it, for run_as.
+TEST_F(CommandPolicyTest, ACommandOrADirectoryOnItsPathWritableByRunAsIsFound) {
+  auto nobody = os::lookupUser("nobody");
+  ASSERT_TRUE(nobody && *nobody);
+  const std::string script = jobs_ + "/sub/b.sh";
+  EXPECT_EQ(checkCommandNotWritableBy(script, "nobody"), std::nullopt);
+  // The file itself: world-writable, or owned by run_as (it could chmod it).
+  fs::permissions(script, fs::perms(0757), fs::perm_options::replace);
+  auto why = checkCommandNotWritableBy(script, "nobody");
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("command " + script + " is writable by (or owned by) run_as user nobody"), std::string::npos)
+      << *why;
+  fs::permissions(script, fs::perms(0755), fs::perm_options::replace);
+  ASSERT_EQ(::chown(script.c_str(), (*nobody)->uid, 0), 0);
+  EXPECT_TRUE(checkCommandNotWritableBy(script, "nobody"));
+  ASSERT_EQ(::chown(script.c_str(), 0, 0), 0);
+  // A directory below the prefix, which start-up does not look at.
+  fs::permissions(jobs_ + "/sub", fs::perms(0777), fs::perm_options::replace);
+  why = checkCommandNotWritableBy(script, "nobody");
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find(": " + jobs_ + "/sub is writable by"), std::string::npos) << *why;
+  fs::permissions(jobs_ + "/sub", fs::perms(0755), fs::perm_options::replace);
+  EXPECT_EQ(checkCommandNotWritableBy(script, "nobody"), std::nullopt);
+  EXPECT_EQ(checkCommandNotWritableBy(script, "no-such-user-pf"), std::nullopt);
 }
 
 // parseSubmitRequest asks the check about each structurally valid command and
