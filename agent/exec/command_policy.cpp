@@ -44,6 +44,15 @@ bool isUnder(const std::string& path, const std::string& prefix) {
   return path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/';
 }
 
+// Whether the mode bits of `st` let the user `uid` (primary group `gid`,
+// supplementary `groups`) write it: the owner's, the group's or the others'
+// bit, whichever class the user falls in.
+bool permitsWrite(const struct stat& st, uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
+  if (st.st_uid == uid) return (st.st_mode & S_IWUSR) != 0;
+  const bool in_group = st.st_gid == gid || std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
+  return (st.st_mode & (in_group ? S_IWGRP : S_IWOTH)) != 0;
+}
+
 std::string joined(const std::vector<std::string>& prefixes) {
   if (prefixes.empty()) return "none configured";
   std::string out;
@@ -103,15 +112,7 @@ std::optional<std::string> writableDirOnPrefix(const std::string& prefix, uid_t 
   for (;;) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      const bool in_group = st.st_gid == gid || std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
-      bool writable = false;
-      if (st.st_uid == uid) {
-        writable = (st.st_mode & S_IWUSR) != 0;
-      } else if (in_group) {
-        writable = (st.st_mode & S_IWGRP) != 0;
-      } else {
-        writable = (st.st_mode & S_IWOTH) != 0;
-      }
+      bool writable = permitsWrite(st, uid, gid, groups);
       // In a sticky directory only an entry's owner may rename or remove it.
       if (writable && (st.st_mode & S_ISVTX) != 0 && child_owner >= 0 && child_owner != static_cast<long long>(uid)) {
         writable = false;
@@ -150,9 +151,7 @@ std::optional<std::string> checkCommandNotWritableBy(const std::string& resolved
   const std::vector<gid_t> groups = os::groupsOf(run_as, gid);
   struct stat st {};
   if (::stat(resolved.c_str(), &st) == 0) {
-    const bool in_group = st.st_gid == gid || std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
-    const mode_t bit = st.st_uid == uid ? S_IWUSR : in_group ? S_IWGRP : S_IWOTH;
-    if (st.st_uid == uid || (st.st_mode & bit) != 0) {
+    if (st.st_uid == uid || permitsWrite(st, uid, gid, groups)) {
       return "command " + resolved + " is writable by (or owned by) run_as user " + run_as +
              ", whose jobs could change what it runs";
     }

@@ -16,7 +16,6 @@
 #include <exception>
 #include <functional>
 #include <iostream>
-#include <set>
 #include <utility>
 
 #include "agent/exec/capabilities.hpp"
@@ -97,15 +96,12 @@ Result<std::vector<int>> prepareWorkCgroup(const AgentConfig& config, const std:
   }
   auto joins = limiter.prepare(execution_id, *leaf);
   if (!joins) return joins.error();
-  std::set<std::string> counted;
-  if (limits.pids_max) counted.insert("pids_max");
-  if (limits.memory_max) counted.insert("memory_max");
-  limit_hits = [limiter, execution_id, leaf = *leaf, unit = *own, counted] {
+  limit_hits = [limiter, limits, execution_id, leaf = *leaf, unit = *own] {
     const LimitHits placed = limiter.hits(execution_id, leaf);
     auto proc_cgroup = readCgroupFile("/proc/self/cgroup");
     auto mountinfo = readCgroupFile("/proc/self/mountinfo");
     const LimitHits by_unit =
-        unitCgroupHits(counted, unit, proc_cgroup ? *proc_cgroup : "", mountinfo ? *mountinfo : "");
+        unitCgroupHits(limits, unit, proc_cgroup ? *proc_cgroup : "", mountinfo ? *mountinfo : "");
     return LimitHits{std::max(placed.oom_kills, by_unit.oom_kills),
                      std::max(placed.pids_refused, by_unit.pids_refused)};
   };

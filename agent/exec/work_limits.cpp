@@ -107,26 +107,37 @@ LimitHits v2CgroupHits(const fs::path& dir) {
   return hits;
 }
 
-LimitHits unitCgroupHits(const std::set<std::string>& limits, const fs::path& unit_v2_dir, std::string_view proc_cgroup,
+LimitHits unitCgroupHits(const WorkLimits& limits, const fs::path& unit_v2_dir, std::string_view proc_cgroup,
                          std::string_view mountinfo) {
+  // Per counted limit: its controller, the counter file in v2 and in v1, the
+  // counter's key, and where it goes.
+  struct Counter {
+    bool set;
+    const char* controller;
+    const char* v2_file;
+    const char* v1_file;
+    const char* key;
+    std::uint64_t LimitHits::*field;
+  };
+  const Counter counters[] = {
+      {limits.pids_max.has_value(), kPids.controller, "pids.events", "pids.events", "max", &LimitHits::pids_refused},
+      {limits.memory_max.has_value(), kMemory.controller, "memory.events", "memory.oom_control", "oom_kill",
+       &LimitHits::oom_kills},
+  };
   LimitHits hits;
-  for (const LimitSpec& spec : {kPids, kMemory}) {
-    if (limits.count(spec.limit) == 0) continue;
-    const bool pids = std::string_view(spec.limit) == kPids.limit;
+  for (const Counter& c : counters) {
+    if (!c.set) continue;
     // v2: the file is there only where the controller is enabled.
-    const fs::path v2_file = unit_v2_dir / (pids ? "pids.events" : "memory.events");
+    const fs::path v2_file = unit_v2_dir / c.v2_file;
     std::error_code ec;
+    std::optional<fs::path> file;
     if (!unit_v2_dir.empty() && fs::exists(v2_file, ec)) {
-      if (auto text = readCgroupFile(v2_file)) {
-        (pids ? hits.pids_refused : hits.oom_kills) += keyedCounter(*text, pids ? "max" : "oom_kill");
-      }
-      continue;
+      file = v2_file;
+    } else if (auto v1 = v1CgroupDir(proc_cgroup, mountinfo, c.controller)) {
+      file = *v1 / c.v1_file;
     }
-    auto v1 = v1CgroupDir(proc_cgroup, mountinfo, spec.controller);
-    if (!v1) continue;
-    if (auto text = readCgroupFile(*v1 / (pids ? "pids.events" : "memory.oom_control"))) {
-      (pids ? hits.pids_refused : hits.oom_kills) += keyedCounter(*text, pids ? "max" : "oom_kill");
-    }
+    if (!file) continue;
+    if (auto text = readCgroupFile(*file)) hits.*c.field += keyedCounter(*text, c.key);
   }
   return hits;
 }

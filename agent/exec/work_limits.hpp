@@ -62,15 +62,15 @@ std::optional<std::filesystem::path> v1CgroupDir(std::string_view proc_cgroup, s
 LimitHits v2CgroupHits(const std::filesystem::path& dir);
 
 // For the job unit's shim (job_unit_shim.hpp): what systemd's copy of the
-// limits (TasksMax=, MemoryMax=) did to the unit, for the `limits`
-// ("pids_max", "memory_max"). Read from the unit's own cgroup: `unit_v2_dir`
+// limits (TasksMax=, MemoryMax=) did to the unit, for those of `limits`
+// that are set (pids_max, memory_max). Read from the unit's own cgroup: `unit_v2_dir`
 // where it has the controller (its pids.events, memory.events), otherwise
 // the unit's cgroup in the v1 hierarchy carrying it (hybrid hosts), found
 // from the texts of /proc/self/cgroup and /proc/self/mountinfo: pids.events
 // "max", memory.oom_control "oom_kill". memory.failcnt is not read: it
 // counts every charge that hit the limit, reclaimed page cache included,
 // not kills.
-LimitHits unitCgroupHits(const std::set<std::string>& limits, const std::filesystem::path& unit_v2_dir,
+LimitHits unitCgroupHits(const WorkLimits& limits, const std::filesystem::path& unit_v2_dir,
                          std::string_view proc_cgroup, std::string_view mountinfo);
 
 // cgroup v1 cpu.shares for a v2 cpu.weight, as systemd maps CPUWeight= (100 -> 1024).

@@ -10,8 +10,10 @@
 
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 #include <string>
+
+#include "common/os/file_descriptor.hpp"
+#include "common/os/sys_error.hpp"
 
 namespace phonefarm::store {
 namespace {
@@ -47,18 +49,15 @@ void restrictToOwner(const std::filesystem::path& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
     const std::string file = db + suffix;
     const bool main = *suffix == '\0';
-    const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (main ? O_CREAT : 0), 0600);
-    if (fd < 0) {
+    const os::FileDescriptor fd(
+        ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (main ? O_CREAT : 0), 0600));
+    if (!fd) {
       if (!main && errno == ENOENT) continue;
-      throw SqliteError(SQLITE_CANTOPEN, "open " + file + ": " + std::strerror(errno));
+      throw SqliteError(SQLITE_CANTOPEN, "open " + file + ": " + os::errnoText());
     }
     struct stat st {};
-    int rc = ::fstat(fd, &st);
-    if (rc == 0 && (st.st_mode & 07777) != 0600) rc = ::fchmod(fd, 0600);
-    const int saved = errno;
-    ::close(fd);
-    if (rc != 0) {
-      throw SqliteError(SQLITE_PERM, "chmod 0600 " + file + ": " + std::strerror(saved));
+    if (::fstat(fd.get(), &st) != 0 || ((st.st_mode & 07777) != 0600 && ::fchmod(fd.get(), 0600) != 0)) {
+      throw SqliteError(SQLITE_PERM, "chmod 0600 " + file + ": " + os::errnoText());
     }
   }
 }

@@ -141,6 +141,13 @@ class HealServiceTest : public ::testing::Test {
     auto a = phone().attention;
     return a ? a->reason : "";
   }
+  // phone_01 drops three times in a row (flap_count 3): quarantined.
+  void flapIntoQuarantine() {
+    for (int i = 0; i < 3; ++i) {
+      serverLists("offline");
+      serverLists("device");
+    }
+  }
 
   std::filesystem::path dir_;
   AgentConfig config_;
@@ -291,10 +298,7 @@ TEST_F(HealServiceTest, AResetThatFailsOnAnUnauthorizedPhoneLeavesReasonUnauthor
 TEST_F(HealServiceTest, AQuarantinedPhoneThatTurnsUnauthorizedStaysQuarantined) {
   makeServices();
   serverLists("device");
-  for (int i = 0; i < 3; ++i) {
-    serverLists("offline");
-    serverLists("device");
-  }
+  flapIntoQuarantine();
   ASSERT_EQ(attentionReason(), kAttentionFlapping);
   serverLists("unauthorized");
   EXPECT_EQ(attentionReason(), kAttentionFlapping);
@@ -429,10 +433,7 @@ TEST_F(HealServiceTest, DropsOutsideTheFlapWindowDoNotQuarantine) {
 TEST_F(HealServiceTest, AnAutomaticResetThatWorksDoesNotLiftAQuarantine) {
   makeServices();
   serverLists("device");
-  for (int i = 0; i < 3; ++i) {
-    serverLists("offline");
-    serverLists("device");
-  }
+  flapIntoQuarantine();
   ASSERT_EQ(attentionReason(), kAttentionFlapping);
   ASSERT_TRUE(resets_->autoReset("phone_01", "auto", "test").ok());
   settle();

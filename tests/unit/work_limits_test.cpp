@@ -93,6 +93,10 @@ class UnitCgroupHits : public ::testing::Test {
   std::filesystem::path unitV2() const { return root_ / "unified" / kUnit; }
 
   static constexpr const char* kUnit = "system.slice/system-phonefarm\\x2djob.slice/phonefarm-job@abc.service";
+  // The limits whose counters are read (the values do not matter here).
+  static inline const WorkLimits kBoth{64, 1ULL << 30, std::nullopt};
+  static inline const WorkLimits kPidsOnly{64, std::nullopt, std::nullopt};
+  static inline const WorkLimits kMemoryOnly{std::nullopt, 1ULL << 30, std::nullopt};
   std::filesystem::path root_;
   std::string proc_cgroup_;
   std::string mountinfo_;
@@ -102,26 +106,26 @@ TEST_F(UnitCgroupHits, HybridHostReadsTheUnitsV1Counters) {
   write("pids", "pids.events", "max 17\n");
   write("memory", "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
   write("memory", "memory.failcnt", "90\n");  // reclaims, not kills: not read
-  const LimitHits hits = unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_);
+  const LimitHits hits = unitCgroupHits(kBoth, unitV2(), proc_cgroup_, mountinfo_);
   EXPECT_EQ(hits, (LimitHits{2, 17}));
   // Only the limits asked for (those the shim could not place itself).
-  EXPECT_EQ(unitCgroupHits({"memory_max"}, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{2, 0}));
-  EXPECT_EQ(unitCgroupHits({}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+  EXPECT_EQ(unitCgroupHits(kMemoryOnly, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{2, 0}));
+  EXPECT_EQ(unitCgroupHits(WorkLimits{}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
   // A limit nobody hit: nothing to note.
   write("pids", "pids.events", "max 0\n");
-  EXPECT_EQ(unitCgroupHits({"pids_max"}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+  EXPECT_EQ(unitCgroupHits(kPidsOnly, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
 }
 
 TEST_F(UnitCgroupHits, TheUnitsV2CgroupWinsWhereItHasTheController) {
   write("pids", "pids.events", "max 17\n");
   write("unified", "pids.events", "max 4\n");
   write("unified", "memory.events", "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n");
-  EXPECT_EQ(unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{1, 4}));
+  EXPECT_EQ(unitCgroupHits(kBoth, unitV2(), proc_cgroup_, mountinfo_), (LimitHits{1, 4}));
 }
 
 TEST_F(UnitCgroupHits, NoControllerAnywhereIsNoHit) {
-  EXPECT_EQ(unitCgroupHits({"pids_max", "memory_max"}, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
-  EXPECT_EQ(unitCgroupHits({"pids_max"}, unitV2(), "0::/x\n", ""), LimitHits{});
+  EXPECT_EQ(unitCgroupHits(kBoth, unitV2(), proc_cgroup_, mountinfo_), LimitHits{});
+  EXPECT_EQ(unitCgroupHits(kPidsOnly, unitV2(), "0::/x\n", ""), LimitHits{});
 }
 
 TEST(WorkLimitsTest, V2CgroupHitsReadsTheLeafsEvents) {
